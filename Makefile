@@ -1,0 +1,48 @@
+# Two entry points on a fresh Debian 12 machine, as root:  make demo  and  make test.
+# Both install what they need: Debian packages (when root), the project venv, Patroni's own venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PATRONI_VERSION ?= 4.1.5
+APT_PACKAGES := etcd-server etcd-client openssh-server postgresql-15 python3-venv
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: deps venv patroni test test-fast demo testbed-up testbed-down
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:" $$missing "- run as root, or: sudo apt-get install" $$missing; exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+patroni: deps venv
+	$(VENV)/bin/python -m tests.testbed install-patroni --patroni-version $(PATRONI_VERSION)
+
+test: deps venv patroni
+	$(VENV)/bin/python -m pytest -q
+
+# Unit tests only, no testbed: seconds, for the edit-test loop.
+test-fast: venv
+	$(VENV)/bin/python -m pytest -q tests/unit
+
+demo: deps venv patroni
+	VENV=$(VENV) bash examples/demo.sh
+
+testbed-up: deps venv patroni
+	$(VENV)/bin/python -m tests.testbed up
+
+testbed-down: venv
+	$(VENV)/bin/python -m tests.testbed down

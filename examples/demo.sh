@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job on the loopback testbed: bring it up, run migrate against it, bring it down.
+# Called by `make demo`; the testbed always comes down, whatever happens in between.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
+MIGRATE="$VENV/bin/migrate"
+
+trap '"$PY" -m tests.testbed down' EXIT
+"$PY" -m tests.testbed up || exit 1
+INVENTORY=${MIGRATOR_TESTBED_DIR:-/tmp/migrator-testbed}/inventory.yml
+
+run() {
+    echo
+    echo "\$ migrate $*"
+    "$MIGRATE" "$@"
+    echo "(exit code $?)"
+}
+
+run --version
+run check --inventory "$INVENTORY"
+run plan --inventory "$INVENTORY" --dc dc2
+run execute --inventory "$INVENTORY" --dc dc2 --yes
+run rollback --inventory "$INVENTORY" --yes

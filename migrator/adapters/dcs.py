@@ -1,0 +1,91 @@
+"""The site's DCS, behind a small interface so Consul or ZooKeeper can follow etcd.
+
+etcd v3 is reached over its HTTP/JSON gateway with etcd3gw, the way Patroni's etcd3 module
+talks to it. Patroni keeps a cluster's keys under /<namespace>/<scope>/: config, leader,
+members/<name>, status, initialize, history, sync, failover.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import etcd3gw
+import requests
+
+from migrator.errors import UnreachableError
+
+
+@dataclass(frozen=True)
+class DcsSnapshot:
+    healthy: bool
+    cluster_size: int | None
+    keys: dict[str, Any] = field(default_factory=dict)  # key below the scope prefix -> parsed value
+
+
+class Dcs(Protocol):
+    def snapshot(self, namespace: str, scope: str) -> DcsSnapshot: ...
+
+
+def _parse(raw: bytes) -> Any:
+    text = raw.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # leader and initialize are plain strings
+
+
+class Etcd3Dcs:
+    """One etcd cluster; tries each endpoint in turn, as a client of a multi-node etcd should."""
+
+    def __init__(self, endpoints: list[str], timeout: float, ca_file: str | None = None,
+                 cert_file: str | None = None, key_file: str | None = None,
+                 username: str | None = None, password: str | None = None):
+        self.endpoints = list(endpoints)
+        self.timeout = timeout
+        self.tls = (ca_file, cert_file, key_file)
+        self.credentials = (username, password) if username else None
+
+    def _client(self, endpoint: str) -> etcd3gw.client:
+        url = urlsplit(endpoint)
+        ca, cert, key = self.tls
+        session = requests.Session()
+        client = etcd3gw.client(host=url.hostname, port=url.port or 2379, protocol=url.scheme,
+                                ca_cert=ca, cert_cert=cert, cert_key=key, timeout=self.timeout,
+                                api_path="/v3/", session=session)
+        if self.credentials:
+            # etcd3gw has no auth of its own: fetch a token and send it on every request.
+            user, password = self.credentials
+            resp = client.post(client.get_url("/auth/authenticate"), json={"name": user, "password": password})
+            session.headers["Authorization"] = resp["token"]
+        return client
+
+    def _first_answering(self) -> tuple[str, Any]:
+        errors = []
+        for endpoint in self.endpoints:
+            try:
+                client = self._client(endpoint)
+                client.status()
+                return endpoint, client
+            except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
+                errors.append(f"{endpoint}: {_short(exc)}")
+        raise UnreachableError("no etcd endpoint answered (" + "; ".join(errors) + ")")
+
+    def snapshot(self, namespace: str, scope: str) -> DcsSnapshot:
+        _, client = self._first_answering()
+        members = client.members()
+        prefix = f"{namespace.rstrip('/')}/{scope}/"
+        keys: dict[str, Any] = {}
+        for value, meta in client.get_prefix(prefix):
+            key = meta["key"]
+            key = key.decode() if isinstance(key, bytes) else base64.b64decode(key).decode()
+            keys[key[len(prefix):]] = _parse(value)
+        return DcsSnapshot(healthy=True, cluster_size=len(members), keys=keys)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,100 @@
+"""PostgreSQL over psycopg 3: read-only probes with a connect timeout.
+
+LSNs come back as byte positions (`lsn - '0/0'`) so the rest of the tool compares integers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from migrator.errors import UnreachableError
+
+SETTINGS = (
+    "wal_log_hints", "data_checksums", "max_wal_senders", "max_replication_slots", "wal_keep_size",
+    "max_slot_wal_keep_size", "archive_mode", "archive_command", "synchronous_standby_names",
+    "hot_standby", "hot_standby_feedback", "wal_level", "server_version_num",
+)
+
+NODE_QUERY = """
+SELECT s.system_identifier::text AS system_identifier,
+       current_setting('server_version_num')::int AS server_version,
+       pg_is_in_recovery() AS in_recovery,
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE (pg_current_wal_lsn() - '0/0')::bigint END AS current_lsn,
+       (pg_last_wal_receive_lsn() - '0/0')::bigint AS receive_lsn,
+       (pg_last_wal_replay_lsn() - '0/0')::bigint AS replay_lsn,
+       pg_last_xact_replay_timestamp()::text AS replay_timestamp,
+       c.timeline_id AS checkpoint_timeline
+  FROM pg_control_system() s, pg_control_checkpoint() c
+"""
+
+# The live timeline: on a primary, from the current WAL file name; on a standby, what it replays
+# (pg_control's checkpoint timeline lags until the next checkpoint or restartpoint).
+TIMELINE_QUERY = """
+SELECT CASE WHEN pg_is_in_recovery()
+            THEN (SELECT received_tli FROM pg_stat_wal_receiver)
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
+"""
+
+REPLICATION_QUERY = """
+SELECT application_name, host(client_addr) AS client_addr, state, sync_state,
+       (sent_lsn - '0/0')::bigint AS sent_lsn, (replay_lsn - '0/0')::bigint AS replay_lsn,
+       extract(epoch FROM replay_lag)::float AS replay_lag_seconds
+  FROM pg_stat_replication ORDER BY application_name
+"""
+
+WAL_RECEIVER_QUERY = """
+SELECT status, sender_host, sender_port, slot_name,
+       (flushed_lsn - '0/0')::bigint AS flushed_lsn, received_tli
+  FROM pg_stat_wal_receiver
+"""
+
+SLOTS_QUERY = """
+SELECT slot_name AS name, slot_type, active, (restart_lsn - '0/0')::bigint AS restart_lsn,
+       wal_status, database
+  FROM pg_replication_slots ORDER BY slot_name
+"""
+
+ARCHIVER_QUERY = "SELECT failed_count, last_failed_wal FROM pg_stat_archiver"
+SIZE_QUERY = "SELECT sum(pg_database_size(oid))::bigint FROM pg_database"
+
+
+class PostgresProbe:
+    def __init__(self, host: str, port: int, user: str, password: str, timeout: float,
+                 dbname: str = "postgres"):
+        self.conninfo = dict(host=host, port=port, user=user, password=password, dbname=dbname,
+                             connect_timeout=max(1, int(timeout)), application_name="migrator",
+                             options=f"-c statement_timeout={int(timeout * 1000)} "
+                                     "-c default_transaction_read_only=on")
+
+    def observe(self, member: str) -> dict[str, Any]:
+        try:
+            with psycopg.connect(autocommit=True, row_factory=dict_row, **self.conninfo) as conn:
+                node = conn.execute(NODE_QUERY).fetchone()
+                timeline = conn.execute(TIMELINE_QUERY).fetchone()
+                settings = {r["name"]: r["setting"] for r in conn.execute(
+                    "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(SETTINGS),))}
+                archiver = conn.execute(ARCHIVER_QUERY).fetchone()
+                return {
+                    **{k: v for k, v in node.items() if k != "checkpoint_timeline"},
+                    "timeline": next(iter(timeline.values())) or node["checkpoint_timeline"],
+                    "replication": conn.execute(REPLICATION_QUERY).fetchall(),
+                    "wal_receiver": conn.execute(WAL_RECEIVER_QUERY).fetchone(),
+                    "slots": conn.execute(SLOTS_QUERY).fetchall(),
+                    "settings": settings,
+                    "archiver_failed_count": archiver["failed_count"],
+                    "archiver_last_failed_wal": archiver["last_failed_wal"],
+                    "database_size_bytes": conn.execute(SIZE_QUERY).fetchone()["sum"],
+                }
+        except psycopg.OperationalError as exc:
+            raise UnreachableError(f"{member}: PostgreSQL at {self.conninfo['host']}:{self.conninfo['port']} "
+                                   f"refused or did not answer ({_first_line(exc)})") from None
+        except psycopg.Error as exc:
+            raise UnreachableError(f"{member}: probing PostgreSQL failed ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

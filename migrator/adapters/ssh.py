@@ -1,0 +1,128 @@
+"""Run commands on a site's hosts over SSH (fabric), with host keys verified.
+
+Fabric's own default accepts and remembers any host key it has not seen; a tool that stops and
+starts databases must not talk to a host that merely claims to be one. Keys come only from the
+inventory's known_hosts file; an unknown or changed key is refused unless the inventory opts in
+explicitly (`accept_unknown_host_keys`), and then the key is accepted for this run only, never
+written anywhere.
+"""
+
+from __future__ import annotations
+
+import socket
+import warnings
+from dataclasses import dataclass
+from typing import Protocol
+
+import paramiko
+from fabric import Config, Connection
+
+from migrator.errors import UnreachableError
+
+
+class SshTarget(Protocol):
+    host: str
+    port: int
+    user: str
+    key_file: object
+    known_hosts: object
+    accept_unknown_host_keys: bool
+
+
+@dataclass(frozen=True)
+class SshResult:
+    host: str
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class _AcceptForThisRunOnly(paramiko.MissingHostKeyPolicy):
+    """The explicit opt-in: accept an unknown key without storing it, and say so."""
+
+    def missing_host_key(self, client, hostname, key):  # noqa: ANN001 - paramiko's signature
+        warnings.warn(f"accepting unverified SSH host key of {hostname} "
+                      f"({key.get_name()} {key.get_fingerprint().hex()}) because the inventory "
+                      "sets accept_unknown_host_keys", stacklevel=2)
+
+
+class SshSession:
+    """One SSH connection to one host; use as a context manager."""
+
+    def __init__(self, member_name: str, target: SshTarget, timeout: float):
+        self.member_name = member_name
+        self.target = target
+        self.timeout = timeout
+        config = Config(overrides={"load_ssh_configs": False})
+        self._conn = Connection(
+            host=target.host, user=target.user, port=target.port, config=config,
+            connect_timeout=max(1, int(timeout)),
+            connect_kwargs={
+                "key_filename": str(target.key_file),
+                "look_for_keys": False,
+                "allow_agent": False,
+                "banner_timeout": timeout,
+                "auth_timeout": timeout,
+            },
+        )
+        client = self._conn.client
+        client.load_host_keys(str(target.known_hosts))
+        client.set_missing_host_key_policy(
+            _AcceptForThisRunOnly() if target.accept_unknown_host_keys else paramiko.RejectPolicy())
+
+    def __enter__(self) -> SshSession:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        return f"{self.target.user}@{self.target.host}:{self.target.port}"
+
+    def open(self) -> None:
+        try:
+            self._conn.open()
+        except paramiko.BadHostKeyException:
+            raise UnreachableError(
+                f"{self.member_name}: SSH host key of {self.where} does not match "
+                f"{self.target.known_hosts}; if the host was really rebuilt, verify and replace "
+                "its line in that file") from None
+        except paramiko.AuthenticationException:
+            raise UnreachableError(
+                f"{self.member_name}: SSH login as {self.where} with key {self.target.key_file} "
+                "was refused; install the public key in that user's authorized_keys") from None
+        except paramiko.SSHException as exc:
+            if "known_hosts" in str(exc):
+                raise UnreachableError(
+                    f"{self.member_name}: SSH host key of {self.where} is not in "
+                    f"{self.target.known_hosts}; add it after verifying it "
+                    f"(ssh-keyscan -p {self.target.port} {self.target.host})") from None
+            raise UnreachableError(f"{self.member_name}: SSH to {self.where} failed: {exc}") from None
+        except (OSError, socket.timeout, EOFError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+            raise UnreachableError(
+                f"{self.member_name}: cannot reach {self.where} over SSH ({reason}); check the "
+                "host, the port and that sshd runs") from None
+
+    def run(self, command: str, timeout: float | None = None) -> SshResult:
+        """Run one command; a non-zero exit is data (in the result), not an exception."""
+        if not self._conn.is_connected:
+            self.open()
+        try:
+            res = self._conn.run(command, hide=True, warn=True, in_stream=False,
+                                 timeout=timeout or self.timeout)
+        except Exception as exc:  # noqa: BLE001 - invoke's timeouts and socket errors alike
+            raise UnreachableError(
+                f"{self.member_name}: command over SSH to {self.where} failed: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        return SshResult(self.target.host, command, res.exited, res.stdout, res.stderr)
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,236 @@
+"""The `migrate` command line.
+
+Every command first loads and validates the inventory, then hands over to one small
+`run_<command>` function (the part later work replaces). `main()` is the console entry: it turns
+every error into one line on stderr and an exit code from conventions.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from typer.main import get_command
+
+from migrator import __version__
+from migrator.errors import MigratorError, NotImplementedYet, one_line
+from migrator.inventory import Inventory, load_inventory
+
+try:  # typer >= 0.2x vendors click; older releases use the click package
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+PROG = "migrate"
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name=PROG,
+    help="Move the primary role of a Patroni-managed PostgreSQL service between sites, "
+    "with no lost commit.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    md = "md"
+    json = "json"
+
+
+InventoryOption = Annotated[
+    Path,
+    typer.Option(
+        "--inventory", "-i", envvar="MIGRATOR_INVENTORY", metavar="FILE",
+        help="Inventory YAML (also from MIGRATOR_INVENTORY).",
+    ),
+]
+TargetSiteOption = Annotated[
+    str, typer.Option("--dc", metavar="NAME", help="The site that becomes primary.")
+]
+YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
+StateDirOption = Annotated[
+    Path,
+    typer.Option("--state-dir", metavar="DIR", help="Where the journal and lock state are kept."),
+]
+DEFAULT_STATE_DIR = Path(".migrator")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"{PROG} {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Move the primary role of a Patroni-managed PostgreSQL service between sites."""
+
+
+def _load(inventory_file: Path) -> Inventory:
+    return load_inventory(inventory_file)
+
+
+# --- commands: parse, validate, hand over ----------------------------------------------------
+
+
+@app.command()
+def plan(
+    inventory: InventoryOption,
+    dc: TargetSiteOption,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Report format.")
+    ] = OutputFormat.text,
+    out: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="Write the plan here.")
+    ] = None,
+) -> None:
+    """Observe both sites and write the switchover plan (changes nothing)."""
+    loaded = _load(inventory)
+    loaded.site(dc)
+    run_plan(loaded, dc, output_format, out)
+
+
+@app.command()
+def check(
+    inventory: InventoryOption,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine output only.")] = False,
+) -> None:
+    """Run the preflight checks only (changes nothing)."""
+    run_check(_load(inventory), json_output)
+
+
+@app.command()
+def status(
+    inventory: InventoryOption,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until interrupted.")] = False,
+) -> None:
+    """Show both sites side by side."""
+    run_status(_load(inventory), watch)
+
+
+@app.command()
+def execute(
+    inventory: InventoryOption,
+    dc: TargetSiteOption,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option("--plan", metavar="FILE", help="Run this saved plan (refused if stale)."),
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    yes: YesOption = False,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+) -> None:
+    """Move the primary role to --dc, step by step, with gates."""
+    loaded = _load(inventory)
+    loaded.site(dc)
+    run_execute(loaded, dc, plan_file, resume, yes, state_dir)
+
+
+@app.command()
+def rollback(
+    inventory: InventoryOption,
+    yes: YesOption = False,
+    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+) -> None:
+    """Undo an interrupted or failed migration."""
+    run_rollback(_load(inventory), yes, state_dir)
+
+
+# --- command bodies: each one is replaced as the engine lands ----------------------------------
+
+
+def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None) -> None:
+    raise NotImplementedYet(f"{PROG} plan: not implemented yet")
+
+
+def run_check(inventory: Inventory, json_output: bool) -> None:
+    raise NotImplementedYet(f"{PROG} check: not implemented yet")
+
+
+def run_status(inventory: Inventory, watch: bool) -> None:
+    raise NotImplementedYet(f"{PROG} status: not implemented yet")
+
+
+def run_execute(
+    inventory: Inventory, dc: str, plan_file: Path | None, resume: bool, yes: bool, state_dir: Path
+) -> None:
+    raise NotImplementedYet(f"{PROG} execute: not implemented yet")
+
+
+def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> None:
+    raise NotImplementedYet(f"{PROG} rollback: not implemented yet")
+
+
+# --- console entry ----------------------------------------------------------------------------
+
+
+def _fail(line: str, code: int) -> int:
+    # Plain write, not rich: rich wraps at the terminal width and the contract is one line.
+    sys.stderr.write(one_line(line) + "\n")
+    sys.stderr.flush()
+    return code
+
+
+def _debug() -> bool:
+    return os.environ.get("MIGRATOR_DEBUG") == "1"
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code instead of exiting (for main and tests)."""
+    command = get_command(app)
+    try:
+        result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        print(exc.format_message())
+        return 2
+    except click_exceptions.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else PROG
+        # Typer passes pydantic-style "Value error, ..." through for bad choices; drop the label.
+        message = exc.format_message().replace("Value error, ", "")
+        return _fail(f"{PROG}: error: {message} (see '{where} --help')", exc.exit_code)
+    except click_exceptions.ClickException as exc:
+        return _fail(f"{PROG}: error: {exc.format_message()}", exc.exit_code)
+    except NotImplementedYet as exc:
+        # Not the user's mistake, so no "error:" label; the message names the command.
+        return _fail(str(exc), exc.exit_code)
+    except MigratorError as exc:
+        if _debug():
+            traceback.print_exc()
+        return _fail(f"{PROG}: error: {exc}", exc.exit_code)
+    except KeyboardInterrupt:
+        return _fail(f"{PROG}: interrupted", EXIT_INTERRUPTED)
+    except typer.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            return _fail(f"{PROG}: interrupted", EXIT_INTERRUPTED)
+        return _fail(f"{PROG}: aborted", 1)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        if _debug():
+            traceback.print_exc()
+        return _fail(f"{PROG}: internal error: {type(exc).__name__}: {exc}", 1)
+    # Typer turns Ctrl-C during a command into exit code 130 without a word; say it.
+    if result == EXIT_INTERRUPTED:
+        return _fail(f"{PROG}: interrupted", EXIT_INTERRUPTED)
+    return result if isinstance(result, int) else 0
+
+
+def main() -> NoReturn:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Shared fixtures. The testbed starts once per test run, only when a test asks for it, and every
+process it started is stopped at the end, whatever happened."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.testbed import Testbed
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    bed = Testbed()
+    try:
+        seconds = bed.up()
+        print(f"\ntestbed up in {seconds:.1f}s (Patroni {bed.patroni_version}, base {bed.base})")
+        yield bed
+    finally:
+        if os.environ.get("MIGRATOR_KEEP_TESTBED") != "1":
+            bed.down()
+
+
+@pytest.fixture
+def baseline(testbed):
+    """The testbed as every scenario expects to find it: dc1 primary, dc2 a standby cluster of dc1,
+    all members streaming. Repairs what an earlier test changed; rebuilds only when it must."""
+    testbed.restore_baseline()
+    return testbed
