@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from enum import Enum
 from pathlib import Path
@@ -162,8 +163,23 @@ def run_check(inventory: Inventory, json_output: bool) -> None:
     raise NotImplementedYet(f"{PROG} check: not implemented yet")
 
 
-def run_status(inventory: Inventory, watch: bool) -> None:
-    raise NotImplementedYet(f"{PROG} status: not implemented yet")
+def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    from migrator.observe import observe
+    from migrator.status_view import render_status
+
+    # Without a terminal rich assumes 80 columns; the side-by-side table needs more.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    if not watch:
+        console.print(render_status(observe(inventory, host_facts=False)))
+        return
+    with Live(render_status(observe(inventory, host_facts=False)), console=console,
+              refresh_per_second=4) as live:
+        while True:  # until Ctrl-C, which main() turns into exit 130
+            time.sleep(interval)
+            live.update(render_status(observe(inventory, host_facts=False)))
 
 
 def run_execute(
