@@ -7,6 +7,7 @@ every error into one line on stderr and an exit code from conventions.md.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -99,20 +100,22 @@ def plan(
     out: Annotated[
         Path | None, typer.Option("--out", metavar="FILE", help="Write the plan here.")
     ] = None,
-) -> None:
+) -> int:
     """Observe both sites and write the switchover plan (changes nothing)."""
     loaded = _load(inventory)
     loaded.site(dc)
-    run_plan(loaded, dc, output_format, out)
+    return run_plan(loaded, dc, output_format, out)
 
 
 @app.command()
 def check(
     inventory: InventoryOption,
     json_output: Annotated[bool, typer.Option("--json", help="Machine output only.")] = False,
-) -> None:
+    dc: Annotated[str | None, typer.Option("--dc", metavar="NAME",
+                                           help="Target site (default: the other site).")] = None,
+) -> int:
     """Run the preflight checks only (changes nothing)."""
-    run_check(_load(inventory), json_output)
+    return run_check(_load(inventory), json_output, dc)
 
 
 @app.command()
@@ -155,12 +158,44 @@ def rollback(
 # --- command bodies: each one is replaced as the engine lands ----------------------------------
 
 
-def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None) -> None:
-    raise NotImplementedYet(f"{PROG} plan: not implemented yet")
+def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None) -> int:
+    from migrator.planning import observe_and_plan
+    from migrator.report import render
+    from migrator.secrets import mask
+
+    the_plan = observe_and_plan(inventory, dc)
+    # Dynamic configs are copied verbatim into plans; a password someone put in, say,
+    # archive_command must still not reach a report.
+    text = mask(render(the_plan, output_format.value, color=sys.stdout.isatty() and out is None),
+                inventory.secrets())
+    if out is not None:
+        write_private_file(out, text)
+        print(f"plan for {the_plan.source} -> {the_plan.target} written to {out} "
+              f"(fingerprint {the_plan.fingerprint[:12]}, "
+              f"{'executable' if the_plan.executable else 'BLOCKED'})")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0 if the_plan.executable else 1
 
 
-def run_check(inventory: Inventory, json_output: bool) -> None:
-    raise NotImplementedYet(f"{PROG} check: not implemented yet")
+def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) -> int:
+    from migrator.checks import run_checks
+    from migrator.direction import direction
+    from migrator.findings import blocking
+    from migrator.observe import observe
+    from migrator.report import render_findings
+
+    state = observe(inventory)
+    source, target = direction(inventory, state, dc)
+    findings = run_checks(inventory, state, source, target)
+    if json_output:
+        print(json.dumps({"service": inventory.service, "source": source, "target": target,
+                          "observed_at": state.observed_at,
+                          "findings": [f.model_dump(mode="json") for f in findings],
+                          "blocking": len(blocking(findings))}, indent=2))
+    else:
+        sys.stdout.write(render_findings(findings, source, target, color=sys.stdout.isatty()))
+    return 1 if blocking(findings) else 0
 
 
 def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None:
@@ -190,6 +225,14 @@ def run_execute(
 
 def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> None:
     raise NotImplementedYet(f"{PROG} rollback: not implemented yet")
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Plans and reports are readable by their owner only (0600), like the journal."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
 
 
 # --- console entry ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ is raised past this module, so one dead host never hides what the others say.
 
 from __future__ import annotations
 
+import shlex
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from io import StringIO
@@ -25,6 +26,7 @@ from migrator.state import (
 )
 
 MAX_PARALLEL = 32
+HOST_FACTS_SEPARATOR = "--- migrator: patroni.yml ---"
 
 
 def patroni_api(site: Site, timeout: float) -> PatroniApi:
@@ -106,12 +108,14 @@ class Observer:
         return probe.observe(member.name)
 
     def _host_facts(self, site: Site, member: Member) -> HostFacts:
+        # One command, one round trip: pg_controldata, a separator, then the watchdog mode.
+        command = (f"{site.postgres.bin_dir}/pg_controldata {shlex.quote(site.data_dir_for(member))}; "
+                   f"echo {HOST_FACTS_SEPARATOR}; cat {shlex.quote(site.patroni_config_for(member))}")
         with SshSession(member.name, site.ssh_for(member), self.timeout) as ssh:
-            control = ssh.run(f"{site.postgres.bin_dir}/pg_controldata {site.data_dir_for(member)}")
-            config = ssh.run(f"cat {site.patroni_config_for(member)}")
-        controldata = parse_controldata(control.stdout) if control.ok else {}
-        return HostFacts(controldata=controldata,
-                         watchdog_mode=watchdog_mode(config.stdout) if config.ok else None)
+            out = ssh.run(command).stdout
+        control, _, config = out.partition(HOST_FACTS_SEPARATOR + "\n")
+        return HostFacts(controldata=parse_controldata(control),
+                         watchdog_mode=watchdog_mode(config) if config.strip() else None)
 
     # ---- gather ----------------------------------------------------------------------------
     def _collect_site(self, name: str, site: Site, jobs: dict[str, Any]) -> SiteState:

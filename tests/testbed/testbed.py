@@ -191,7 +191,7 @@ class Testbed:
         return resp.ok and resp.json().get("health") in ("true", True)
 
     def get_config(self, site: Site) -> dict[str, Any]:
-        return requests.get(f"{site.members[0].api_url}/config", timeout=HTTP_TIMEOUT).json()
+        return requests.get(f"{self.live_member(site).api_url}/config", timeout=HTTP_TIMEOUT).json()
 
     def patch_config(self, site: Site, patch: dict[str, Any], member: Member | None = None) -> requests.Response:
         target = member or self.live_member(site)
@@ -240,7 +240,10 @@ class Testbed:
         with ThreadPoolExecutor(max_workers=8) as pool:
             states = dict(zip(MEMBER_BY_NAME, pool.map(self._state_or_error, MEMBER_BY_NAME.values())))
         for site in sites:
-            problems += self._site_problems(site, {m.name: states[m.name] for m in site.members})
+            try:
+                problems += self._site_problems(site, {m.name: states[m.name] for m in site.members})
+            except Exception as exc:  # noqa: BLE001 - e.g. /config hangs while the site's etcd is down
+                problems.append(f"{site.name}: could not be inspected ({type(exc).__name__}: {exc})")
         return problems
 
     def _state_or_error(self, member: Member) -> dict[str, Any]:
@@ -294,7 +297,7 @@ class Testbed:
         try:
             self._repair(timeout)
             return "repaired"
-        except TestbedError:
+        except Exception:  # noqa: BLE001 - whatever the repair tripped on, a rebuild fixes it
             self.up(dc2_cluster=self.dc2_cluster)
             return "rebuilt"
 
@@ -312,12 +315,18 @@ class Testbed:
         dc1, dc2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
         wait_until(lambda: self._only_dc1_writes(), 40, "dc1 to be the only site with a primary")
         for site in (dc1, dc2) if self.dc2_cluster else (dc1,):
-            want = dynamic_config(site, None if site is dc1 else dc1)
-            have = self.get_config(site)
-            patch = {k: want.get(k) for k in set(want) | set(have) if have.get(k) != want.get(k)}
-            if patch:
-                self.patch_config(site, patch)
+            # A Patroni whose etcd just came back may be slow to answer: retry until the deadline.
+            wait_until(lambda s=site: self._reset_dynamic_config(s), 30, f"{site.name}'s config reset")
         self.wait_healthy(timeout)
+
+    def _reset_dynamic_config(self, site: Site) -> bool:
+        dc1 = SITE_BY_NAME["dc1"]
+        want = dynamic_config(site, None if site is dc1 else dc1)
+        have = self.get_config(site)
+        patch = {k: want.get(k) for k in set(want) | set(have) if have.get(k) != want.get(k)}
+        if patch:
+            self.patch_config(site, patch)
+        return True
 
     def _only_dc1_writes(self) -> bool:
         roles = {m: self._state_or_error(MEMBER_BY_NAME[m]).get("role") for m in MEMBER_BY_NAME}

@@ -15,6 +15,7 @@ from tests.unit.test_inventory import FIXTURE, TEST_ENV, write_two_sites
 
 COMMANDS = ["plan", "check", "status", "execute", "rollback"]
 TARGETED = {"plan", "execute"}  # the commands that take --dc
+NOT_BUILT_YET = ["execute", "rollback"]
 
 
 def migrate(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,14 +83,14 @@ def test_unknown_site_exits_2_with_one_line_naming_the_sites(tmp_path, inventory
     assert line == "migrate: error: no site 'dc9' in the inventory; sites: dc-east, dc-west"
 
 
-def test_good_inventory_reaches_the_not_implemented_plan(tmp_path, inventory):
-    result = migrate("plan", "-i", str(inventory), "--dc", "dc-west", cwd=tmp_path)
-    assert_one_error_line(result, 1, "migrate plan: not implemented yet")
+def test_good_inventory_reaches_the_not_implemented_execute(tmp_path, inventory):
+    result = migrate("execute", "-i", str(inventory), "--dc", "dc-west", cwd=tmp_path)
+    assert_one_error_line(result, 1, "migrate execute: not implemented yet")
 
 
 def test_inventory_can_come_from_the_environment(tmp_path, inventory):
-    result = migrate("status", cwd=tmp_path, env={"MIGRATOR_INVENTORY": str(inventory)})
-    assert_one_error_line(result, 1, "migrate status: not implemented yet")
+    result = migrate("rollback", cwd=tmp_path, env={"MIGRATOR_INVENTORY": str(inventory)})
+    assert_one_error_line(result, 1, "migrate rollback: not implemented yet")
 
 
 def test_installed_migrate_script_runs_main(tmp_path):
@@ -116,8 +117,8 @@ def env_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_validates_the_inventory_then_says_not_implemented(
+@pytest.mark.parametrize("command", NOT_BUILT_YET)
+def test_every_command_not_built_yet_validates_the_inventory_then_says_so(
     command, inventory, env_secrets, capsys
 ):
     assert cli.run(_args(command, inventory)) == 1
@@ -150,19 +151,11 @@ def test_usage_errors_are_one_line_and_exit_2(args, mentions, inventory, env_sec
     assert "Value error" not in err
 
 
-def test_plan_options_are_accepted(inventory, env_secrets, capsys, tmp_path):
-    args = _args("plan", inventory) + ["--format", "json", "--out", str(tmp_path / "plan.json")]
-    assert cli.run(args) == 1
-    assert "not implemented yet" in capsys.readouterr().err
-
-
 def test_execute_and_rollback_options_are_accepted(inventory, env_secrets, capsys, tmp_path):
     state = str(tmp_path / "state")
     execute = _args("execute", inventory) + ["--plan", "p.json", "--resume", "--yes", "--state-dir", state]
     assert cli.run(execute) == 1
     assert cli.run(_args("rollback", inventory) + ["--yes", "--state-dir", state]) == 1
-    assert cli.run(_args("status", inventory) + ["--watch"]) == 1
-    assert cli.run(_args("check", inventory) + ["--json"]) == 1
 
 
 @pytest.mark.parametrize(

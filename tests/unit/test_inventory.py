@@ -128,8 +128,8 @@ def test_defaults_are_filled_in_and_urls_and_namespace_normalised(two_sites):
     assert two_sites.gates.max_replay_lag_bytes == 16 * 1024 * 1024
     assert east.namespace == "/service/" and west.namespace == "/service/"
     assert east.dcs.type == "etcd3"
-    assert east.dcs.endpoints == ["http://10.1.0.10:2379"]
-    assert east.members[0].api_url == "http://10.1.0.1:8008"
+    assert east.dcs.endpoints == ["http://127.0.91.10:2379"]
+    assert east.members[0].api_url == "http://127.0.91.1:8008"
     assert east.members[0].pg_port == 5432
     assert east.postgres.data_dir == "/var/lib/postgresql/15/main"
     assert east.patroni.config_file == "/etc/patroni/patroni.yml"
@@ -154,9 +154,9 @@ def test_relative_local_paths_resolve_against_the_inventory_directory(tmp_path, 
 def test_member_ssh_override_replaces_only_the_fields_it_sets(two_sites):
     east = two_sites.site("dc-east")
     plain, overridden = east.members
-    assert east.ssh_for(plain).host == "10.1.0.1"
+    assert east.ssh_for(plain).host == "127.0.91.1"
     resolved = east.ssh_for(overridden)
-    assert (resolved.host, resolved.port, resolved.user) == ("bastion-east-2.example", 2200, "admin")
+    assert (resolved.host, resolved.port, resolved.user) == ("127.0.91.99", 2200, "admin")
     assert resolved.key_file == east.ssh.key_file
 
 
@@ -169,7 +169,7 @@ def test_data_dir_and_patroni_config_expand_the_member_name(two_sites):
 
 def test_member_lookup_returns_its_site(two_sites):
     site_name, site, member = two_sites.member("east-2")
-    assert (site_name, member.host) == ("dc-east", "10.1.0.2")
+    assert (site_name, member.host) == ("dc-east", "127.0.91.2")
     assert site is two_sites.sites["dc-east"]
     with pytest.raises(UsageError, match="no member 'nope'"):
         two_sites.member("nope")
@@ -217,7 +217,7 @@ BAD_CASES = {
         ["unknown key 'foo'", "allowed keys here: scope, namespace, replication_slot, dcs"],
     ),
     "wrong type": (
-        _replace("      host: 10.2.0.1\n", "      host: 10.2.0.1\n      pg_port: abc\n"),
+        _replace("      host: 127.0.92.1\n", "      host: 127.0.92.1\n      pg_port: abc\n"),
         "sites.dc-west.members[0].pg_port", ("pg_port: abc", 1),
         ["expected an integer, got 'abc'"],
     ),
@@ -268,9 +268,9 @@ BAD_CASES = {
         ["replication slot 'dc_east' is also used by site dc-east", "its own replication_slot"],
     ),
     "two members on one host and port": (
-        _replace("host: 10.1.0.2", "host: 10.1.0.1"),
-        "sites.dc-east.members[1].host", ("host: 10.1.0.1", 2),
-        ["same host and port (10.1.0.1:5432) as member 'east-1'"],
+        _replace("host: 127.0.91.2", "host: 127.0.91.1"),
+        "sites.dc-east.members[1].host", ("host: 127.0.91.1", 2),
+        ["same host and port (127.0.91.1:5432) as member 'east-1'"],
     ),
     "missing required key": (
         _replace("    scope: shop-west\n", ""),
@@ -298,8 +298,8 @@ BAD_CASES = {
         ["username is set but password is not"],
     ),
     "api url without scheme": (
-        _replace("api_url: https://10.2.0.1:8008", "api_url: 10.2.0.1:8008"),
-        "sites.dc-west.members[0].api_url", ("api_url: 10.2.0.1:8008", 1),
+        _replace("api_url: https://127.0.92.1:8008", "api_url: 127.0.92.1:8008"),
+        "sites.dc-west.members[0].api_url", ("api_url: 127.0.92.1:8008", 1),
         ["must start with http:// or https://"],
     ),
     "bad site name": (
@@ -336,7 +336,7 @@ def test_inline_secret_value_never_appears_in_the_error(tmp_path, secret_env):
 
 
 def test_several_problems_report_the_first_in_the_file_and_count_the_rest(tmp_path, secret_env):
-    text = FIXTURE.read_text().replace("host: 10.2.0.1", "host: 10.2.0.1\n      bogus: 1")
+    text = FIXTURE.read_text().replace("host: 127.0.92.1", "host: 127.0.92.1\n      bogus: 1")
     text = text.replace("service: shop", "service: Shop!")
     with pytest.raises(InventoryError) as caught:
         load_inventory(write_two_sites(tmp_path, text))

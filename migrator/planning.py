@@ -1,0 +1,24 @@
+"""Observe, check and plan in one call: what `migrate plan` shows and `migrate execute` re-does
+just before acting, so that both see the same thing."""
+
+from __future__ import annotations
+
+from migrator.checks import run_checks
+from migrator.direction import direction
+from migrator.inventory import Inventory
+from migrator.observe import observe
+from migrator.plan import Plan
+from migrator.planner import plan
+from migrator.playbook import PLAYBOOK_DIR, load_playbook
+from migrator.state import ServiceState
+
+
+def plan_from_state(inventory: Inventory, state: ServiceState, target: str,
+                    playbook_name: str = "switchover") -> Plan:
+    source, target = direction(inventory, state, target)
+    findings = run_checks(inventory, state, source, target)
+    return plan(inventory, state, load_playbook(PLAYBOOK_DIR / f"{playbook_name}.yml"), target, findings)
+
+
+def observe_and_plan(inventory: Inventory, target: str, playbook_name: str = "switchover") -> Plan:
+    return plan_from_state(inventory, observe(inventory), target, playbook_name)
