@@ -20,7 +20,7 @@ import typer
 from typer.main import get_command
 
 from migrator import __version__
-from migrator.errors import MigratorError, NotImplementedYet, one_line
+from migrator.errors import MigratorError, NotImplementedYet, UsageError, one_line
 from migrator.inventory import Inventory, load_inventory
 
 try:  # typer >= 0.2x vendors click; older releases use the click package
@@ -142,7 +142,7 @@ def execute(
     """Move the primary role to --dc, step by step, with gates."""
     loaded = _load(inventory)
     loaded.site(dc)
-    run_execute(loaded, dc, plan_file, resume, yes, state_dir)
+    return run_execute(loaded, dc, plan_file, resume, yes, state_dir)
 
 
 @app.command()
@@ -152,7 +152,7 @@ def rollback(
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
 ) -> None:
     """Undo an interrupted or failed migration."""
-    run_rollback(_load(inventory), yes, state_dir)
+    return run_rollback(_load(inventory), yes, state_dir)
 
 
 # --- command bodies: each one is replaced as the engine lands ----------------------------------
@@ -219,12 +219,73 @@ def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None
 
 def run_execute(
     inventory: Inventory, dc: str, plan_file: Path | None, resume: bool, yes: bool, state_dir: Path
-) -> None:
-    raise NotImplementedYet(f"{PROG} execute: not implemented yet")
+) -> int:
+    from migrator.execution import execute
+
+    console = _console()
+    outcome = execute(inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"),
+                      _progress(console))
+    if isinstance(outcome, str):
+        console.print(f"nothing to do: {outcome}")
+        return 0
+    return _finish(console, inventory, state_dir, outcome)
 
 
-def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> None:
-    raise NotImplementedYet(f"{PROG} rollback: not implemented yet")
+def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
+    from migrator.execution import rollback
+
+    console = _console()
+    outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
+    return _finish(console, inventory, state_dir, outcome)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _progress(console):
+    from rich.markup import escape
+
+    started = time.monotonic()
+
+    def show(text: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:7.2f}s[/dim] {escape(text)}", highlight=False)
+
+    return show
+
+
+def _confirmer(console, yes: bool, verb: str):
+    def confirm(plan) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to {verb} without a terminal to confirm on; review the plan and "
+                             "pass --yes")
+        console.print(f"{verb} {plan.source} -> {plan.target}: {len(plan.steps)} steps, "
+                      f"fingerprint {plan.fingerprint[:12]}")
+        return typer.confirm("Proceed?", default=False)
+
+    return confirm
+
+
+def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
+    from migrator.execution_report import render_outcome
+    from migrator.journal import Journal, state_dir_for
+    from migrator.secrets import mask
+
+    directory = state_dir_for(state_dir, inventory.service)
+    journal = Journal(directory, inventory.secrets())
+    text, markdown = render_outcome(journal, outcome)
+    report_file = directory / f"report-{outcome.migration}.md"
+    write_private_file(report_file, mask(markdown, inventory.secrets()))
+    console.print(mask(text, inventory.secrets()), highlight=False, markup=False)
+    console.print(f"report: {report_file}; journal: {journal.path}", highlight=False)
+    if outcome.exit_code != 0:
+        # The one line a script (or a tired DBA) reads: what happened and what to do.
+        sys.stderr.write(f"{PROG}: error: {mask(outcome.message, inventory.secrets())}\n")
+    return outcome.exit_code
 
 
 def write_private_file(path: Path, text: str) -> None:

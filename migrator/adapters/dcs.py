@@ -74,6 +74,10 @@ class Etcd3Dcs:
                 errors.append(f"{endpoint}: {_short(exc)}")
         raise UnreachableError("no etcd endpoint answered (" + "; ".join(errors) + ")")
 
+    def client(self) -> Any:
+        """An etcd3gw client on the first endpoint that answers (for the migration lock)."""
+        return self._first_answering()[1]
+
     def snapshot(self, namespace: str, scope: str) -> DcsSnapshot:
         _, client = self._first_answering()
         members = client.members()

@@ -31,10 +31,12 @@ SELECT s.system_identifier::text AS system_identifier,
 """
 
 # The live timeline: on a primary, from the current WAL file name; on a standby, what it replays
-# (pg_control's checkpoint timeline lags until the next checkpoint or restartpoint).
+# (pg_control's checkpoint timeline lags until the next checkpoint or restartpoint, so it is
+# only the fallback while the WAL receiver is not connected).
 TIMELINE_QUERY = """
 SELECT CASE WHEN pg_is_in_recovery()
-            THEN (SELECT received_tli FROM pg_stat_wal_receiver)
+            THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
+                          (SELECT timeline_id FROM pg_control_checkpoint()))
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
 """
 

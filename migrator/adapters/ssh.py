@@ -111,11 +111,12 @@ class SshSession:
                 f"{self.member_name}: cannot reach {self.where} over SSH ({reason}); check the "
                 "host, the port and that sshd runs") from None
 
-    def run(self, command: str, timeout: float | None = None) -> SshResult:
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> SshResult:
         """Run one command; a non-zero exit is data (in the result), not an exception.
 
         Straight on the paramiko channel of fabric's connection: invoke's runner adds about
-        0.1 s of thread polling per command, which observe pays for every member."""
+        0.1 s of thread polling per command, which observe pays for every member. `stdin` is
+        sent to the command and then closed."""
         if not self._conn.is_connected:
             self.open()
         limit = timeout or self.timeout
@@ -123,6 +124,10 @@ class SshSession:
             channel = self._conn.client.get_transport().open_session(timeout=limit)
             channel.settimeout(limit)
             channel.exec_command(command)
+            if stdin is not None:
+                # Secrets travel on stdin, never on a command line that `ps` would show.
+                channel.sendall(stdin.encode())
+                channel.shutdown_write()
             stdout = channel.makefile("rb").read().decode(errors="replace")
             stderr = channel.makefile_stderr("rb").read().decode(errors="replace")
             code = channel.recv_exit_status()

@@ -1,0 +1,255 @@
+"""Run a Plan step by step, with a durable checkpoint after every step.
+
+Before a step the journal gets `step-started`; after its change is sent, `step-applied`; after its
+gate passed, `step-done` with the facts it learned (the token, who is primary now...). A resumed
+run takes the facts of done steps from the journal and decides everything else from live
+observation (each step's precheck), so a crash between `step-started` and the PATCH is harmless
+and a demotion or promotion that already happened is never sent again.
+
+A failure before the promotion was sent undoes what this run changed, in reverse: the source is
+primary again and nothing was lost (exit 3 for a gate that timed out, 1 otherwise). After the
+promotion was sent nothing is undone by a PATCH: the run stops in a state the message names
+(exit 4), and `--resume` finishes it or `migrate rollback` moves back with the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
+from migrator.inventory import Inventory
+from migrator.journal import Journal, utc_now
+from migrator.plan import Plan
+from migrator.steps import STEP_CLASSES
+from migrator.steps.base import Live, RunContext, Step
+
+SAMPLE_EVERY_SECONDS = 2.0
+
+
+@dataclass
+class Migration:
+    """What the journal says about one migration (one plan, possibly several runs)."""
+    id: str
+    plan_file: Path
+    target: str
+    source: str
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> facts
+    applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # change sent, gate not passed
+    started: set[str] = field(default_factory=set)
+    finished: str | None = None  # outcome, once the migration ended
+    reverse_of: str | None = None  # set on the switchover back that `migrate rollback` runs
+
+
+def latest_migration(journal: Journal) -> Migration | None:
+    migration: Migration | None = None
+    for record in journal.records():
+        event = record["event"]
+        if event == "migration-started":
+            migration = Migration(record["migration"], Path(record["plan_file"]), record["target"],
+                                  record["source"], reverse_of=record.get("reverse_of"))
+        elif migration is None or record.get("migration") != migration.id:
+            continue
+        elif event == "step-started":
+            migration.started.add(record["step"])
+        elif event == "step-applied":
+            migration.applied[record["step"]] = record.get("facts", {})
+        elif event == "step-done":
+            migration.done[record["step"]] = record.get("facts", {})
+        elif event == "migration-finished":
+            migration.finished = record["outcome"]
+    return migration
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    message: str
+    migration: str
+    outcome: str  # done | rolled-back | failed | stopped-unsafe
+
+
+class Engine:
+    def __init__(self, inventory: Inventory, plan: Plan, state_dir: Path,
+                 progress: Callable[[str], None] = lambda text: None):
+        self.inventory = inventory
+        self.plan = plan
+        self.state_dir = state_dir
+        self.journal = Journal(state_dir, inventory.secrets())
+        self.progress = progress
+        self.live = Live(inventory)
+        self._last_sample = 0.0
+
+    # ---- entry points --------------------------------------------------------------------
+    def start(self, reverse_of: str | None = None) -> Outcome:
+        migration_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        plan_file = self.state_dir / f"plan-{migration_id}.json"
+        _write_private(plan_file, self.plan.to_json(pretty=True))
+        self.journal.append("migration-started", migration=migration_id, plan_file=str(plan_file),
+                            fingerprint=self.plan.fingerprint, source=self.plan.source,
+                            target=self.plan.target, steps=[s.id for s in self.plan.steps],
+                            reverse_of=reverse_of)
+        return self._run(Migration(migration_id, plan_file, self.plan.target, self.plan.source))
+
+    def resume(self, migration: Migration) -> Outcome:
+        return self._run(migration)
+
+    # ---- the loop ------------------------------------------------------------------------
+    def _run(self, migration: Migration) -> Outcome:
+        ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done),
+                         progress=self.progress, journal_sample=self._sample(migration.id))
+        self.journal.append("run-started", migration=migration.id, resume=bool(migration.started))
+        current: Step | None = None
+        try:
+            for spec in self.plan.steps:
+                step = STEP_CLASSES[spec.kind](spec, ctx)
+                if spec.id in migration.done:
+                    self._still_holds(step, migration)
+                    continue
+                current = step
+                self._run_step(step, ctx, migration)
+            self.journal.append("migration-finished", migration=migration.id, outcome="done")
+            return Outcome(0, f"{self.plan.target} is primary; {self.plan.source} follows it", migration.id, "done")
+        except (MigratorError, KeyboardInterrupt) as exc:
+            return self._fail(exc, current, ctx, migration)
+        finally:
+            self.live.close()
+
+    def _run_step(self, step: Step, ctx: RunContext, migration: Migration) -> None:
+        spec = step.spec
+        self.progress(f"[{spec.phase}] {spec.title}")
+        self.journal.append("step-started", migration=migration.id, step=spec.id, kind=spec.kind,
+                            phase=spec.phase)
+        migration.started.add(spec.id)
+        facts: dict[str, Any] = dict(migration.applied.get(spec.id, {}))
+        if step.precheck():
+            self.journal.append("step-in-place", migration=migration.id, step=spec.id)
+        else:
+            facts.update(step.apply())
+            migration.applied[spec.id] = facts
+            self.journal.append("step-applied", migration=migration.id, step=spec.id, facts=facts)
+        ctx.facts[spec.id] = facts  # what apply learned, for this step's own gate
+        facts.update(step.gate())
+        migration.done[spec.id] = facts
+        self.journal.append("step-done", migration=migration.id, step=spec.id, facts=facts)
+
+    def _still_holds(self, step: Step, migration: Migration) -> None:
+        """A resumed run re-checks the changes it made against reality, not against the journal."""
+        if step.changes_state and not step.precheck():
+            raise UnsafeStateError(
+                f"step {step.spec.id} was done, but its change no longer holds ({step.spec.title}); "
+                "someone changed the sites meanwhile: look with `migrate status`, then decide by hand "
+                "(runbooks/switchover.md)")
+        self.progress(f"[{step.spec.phase}] {step.spec.title}: done before, still holds")
+
+    # ---- failure ---------------------------------------------------------------------------
+    def _promotion_sent(self, migration: Migration) -> bool:
+        return any(s.kind == "promote_site" and s.id in migration.started for s in self.plan.steps)
+
+    def _fail(self, exc: BaseException, step: Step | None, ctx: RunContext, migration: Migration) -> Outcome:
+        error = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        self.journal.append("step-failed", migration=migration.id, step=step.spec.id if step else None,
+                            error=error)
+        if isinstance(exc, UnsafeStateError):
+            self.journal.append("migration-finished", migration=migration.id, outcome="stopped-unsafe")
+            return Outcome(4, error, migration.id, "stopped-unsafe")
+        if self._promotion_sent(migration):
+            message = (f"{error}; the promotion of {self.plan.target} was already sent, so nothing is undone: "
+                       f"run `migrate execute --resume` to finish (or `migrate rollback` to move back)")
+            self.journal.append("migration-finished", migration=migration.id, outcome="stopped-unsafe")
+            return Outcome(4, message, migration.id, "stopped-unsafe")
+        try:
+            undone = self.undo(ctx, migration)
+        except (MigratorError, KeyboardInterrupt) as undo_exc:
+            message = (f"{error}; undoing failed too ({undo_exc}): {self.plan.source} may be demoted with "
+                       f"{self.plan.target} not promoted; see runbooks/switchover.md, 'undo failed'")
+            self.journal.append("migration-finished", migration=migration.id, outcome="stopped-unsafe")
+            return Outcome(4, message, migration.id, "stopped-unsafe")
+        self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
+        what = f"undone: {', '.join(undone)}" if undone else "nothing had changed"
+        code = 3 if isinstance(exc, GateTimeout) else 1
+        return Outcome(code, f"{error}; {what}; {self.plan.source} is still primary, nothing lost",
+                       migration.id, "rolled-back")
+
+    def undo(self, ctx: RunContext, migration: Migration) -> list[str]:
+        """Undo every step this migration changed, newest first; returns the ids undone."""
+        undone = []
+        for spec in reversed(self.plan.steps):
+            if spec.id not in migration.applied and spec.id not in migration.done:
+                continue
+            step = STEP_CLASSES[spec.kind](spec, ctx)
+            if not step.changes_state or spec.undo.kind == "none":
+                continue
+            facts = {**migration.applied.get(spec.id, {}), **migration.done.get(spec.id, {})}
+            self.progress(f"undo: {spec.undo.description or spec.id}")
+            self.journal.append("undo-started", migration=migration.id, step=spec.id)
+            step.undo(facts)
+            self.journal.append("undo-done", migration=migration.id, step=spec.id)
+            undone.append(spec.id)
+        return undone
+
+    def rollback_before_promotion(self, migration: Migration) -> Outcome:
+        ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done), progress=self.progress)
+        self.journal.append("rollback-started", migration=migration.id)
+        try:
+            undone = self.undo(ctx, migration)
+        finally:
+            self.live.close()
+        self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
+        what = ", ".join(undone) if undone else "nothing had changed"
+        return Outcome(0, f"rolled back ({what}); {self.plan.source} is primary", migration.id, "rolled-back")
+
+    def _sample(self, migration_id: str) -> Callable[..., None]:
+        def sample(**fields: Any) -> None:
+            now = time.monotonic()
+            if now - self._last_sample >= SAMPLE_EVERY_SECONDS:
+                self._last_sample = now
+                self.journal.append("gate-sample", migration=migration_id, **fields)
+        return sample
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def load_plan(path: Path) -> Plan:
+    return Plan.from_json(path.read_text())
+
+
+def summary(journal: Journal, migration_id: str) -> dict[str, Any]:
+    """Per step start, end and duration, and the write-unavailability window, from the journal."""
+    steps: dict[str, dict[str, Any]] = {}
+    facts: dict[str, dict[str, Any]] = {}
+    for record in journal.records():
+        if record.get("migration") != migration_id or "step" not in record:
+            continue
+        entry = steps.setdefault(record["step"], {"step": record["step"]})
+        if record["event"] == "step-started":
+            entry.setdefault("started", record["ts"])
+        elif record["event"] == "step-done":
+            entry["done"] = record["ts"]
+            facts[record["step"]] = record.get("facts", {})
+    for entry in steps.values():
+        if "started" in entry and "done" in entry:
+            entry["seconds"] = round(_ts(entry["done"]) - _ts(entry["started"]), 3)
+    read_only = next((f["source_read_only_at"] for f in facts.values() if "source_read_only_at" in f), None)
+    writable = next((f["target_writable_at"] for f in facts.values() if "target_writable_at" in f), None)
+    window = round(_ts(writable) - _ts(read_only), 3) if read_only and writable else None
+    return {"steps": list(steps.values()), "facts": facts, "write_unavailable_seconds": window}
+
+
+def _ts(text: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(text).timestamp()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,121 @@
+"""`migrate execute` and `migrate rollback`: the decisions around the engine.
+
+Execute re-observes and re-plans right before acting and refuses a reviewed plan whose
+fingerprint no longer matches reality; it holds the service's migration lock for the whole run.
+Rollback reads the journal: before the promotion was sent it undoes in reverse, after it it runs
+the same zero-loss protocol towards the original site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from migrator.adapters.dcs import Etcd3Dcs
+from migrator.engine import Engine, Migration, Outcome, latest_migration, load_plan
+from migrator.errors import MigratorError, PreflightError, UsageError
+from migrator.inventory import Inventory
+from migrator.journal import Journal, state_dir_for
+from migrator.lock import MigrationLock
+from migrator.observe import site_dcs
+from migrator.plan import Plan
+from migrator.planning import observe_and_plan
+
+
+def _lock(inventory: Inventory, state_dir: Path, site: str) -> MigrationLock:
+    dcs: Etcd3Dcs = site_dcs(inventory.sites[site], inventory.gates.connect_timeout_seconds)
+    return MigrationLock(state_dir, dcs.client(), inventory.service)
+
+
+def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
+    if reviewed_file is None:
+        return
+    try:
+        reviewed = load_plan(reviewed_file)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--plan {reviewed_file}: not a readable plan file ({str(exc).splitlines()[0]}); "
+                         "write one with `migrate plan --format json --out FILE`") from None
+    if reviewed.fingerprint != plan.fingerprint:
+        raise PreflightError(
+            f"the reviewed plan {reviewed_file} (fingerprint {reviewed.fingerprint[:12]}) no longer matches "
+            f"the sites (now {plan.fingerprint[:12]}): the topology changed since it was reviewed; "
+            "run `migrate plan` again and review the new plan")
+
+
+def unfinished(journal: Journal) -> Migration | None:
+    migration = latest_migration(journal)
+    return migration if migration is not None and migration.finished is None else None
+
+
+def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: Path | None,
+            resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None]) -> Outcome | str:
+    """Run (or resume) the move to `target`; a plain string is a no-op message."""
+    state_dir = state_dir_for(state_base, inventory.service)
+    journal = Journal(state_dir, inventory.secrets())
+    pending = unfinished(journal)
+    if resume:
+        if pending is None:
+            raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
+        if pending.target != target:
+            raise UsageError(f"the unfinished migration in {state_dir} moves to {pending.target}, not {target}")
+        plan = load_plan(pending.plan_file)
+        with _lock(inventory, state_dir, plan.source):
+            return Engine(inventory, plan, state_dir, progress).resume(pending)
+    if pending is not None:
+        raise UsageError(f"an unfinished migration to {pending.target} is recorded in {state_dir} "
+                         f"({pending.id}); finish it with `migrate execute --resume --dc {pending.target}` "
+                         "or undo it with `migrate rollback`")
+    plan = observe_and_plan(inventory, target)
+    if plan.noop_reason:
+        return plan.noop_reason
+    _check_reviewed(plan, reviewed_plan)
+    if not plan.executable:
+        first = plan.blocking_findings[0]
+        raise PreflightError(f"the plan is blocked: {first.check}: {first.finding}"
+                             + (f" (and {len(plan.blocking_findings) - 1} more)" if len(plan.blocking_findings) > 1 else "")
+                             + "; see `migrate check`")
+    if not confirm(plan):
+        raise UsageError("not confirmed; nothing changed")
+    with _lock(inventory, state_dir, plan.source):
+        return Engine(inventory, plan, state_dir, progress).start()
+
+
+def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], bool],
+             progress: Callable[[str], None]) -> Outcome:
+    state_dir = state_dir_for(state_base, inventory.service)
+    journal = Journal(state_dir, inventory.secrets())
+    migration = latest_migration(journal)
+    if migration is None:
+        raise UsageError(f"no migration is recorded in {state_dir}; to move the primary, use `migrate execute --dc`")
+    plan = load_plan(migration.plan_file)
+    promotion_sent = any(s.kind == "promote_site" and s.id in migration.started for s in plan.steps)
+    if migration.reverse_of is not None and migration.finished == "done":
+        raise UsageError(f"the latest migration ({migration.id}) was itself a rollback to {plan.target}; "
+                         f"to move again, use `migrate execute --dc {plan.source}`")
+    if migration.finished == "rolled-back":
+        raise UsageError(f"the latest migration ({migration.id}) was already rolled back; "
+                         f"{plan.source} is primary")
+    if not promotion_sent:
+        with _lock(inventory, state_dir, plan.source):
+            return Engine(inventory, plan, state_dir, progress).rollback_before_promotion(migration)
+    # Past the promotion, moving back is a switchover of its own, with every gate of the first.
+    if migration.finished is None:
+        raise UsageError(f"the migration to {plan.target} was promoted but not finished; finish it with "
+                         f"`migrate execute --resume --dc {plan.target}`, then roll back")
+    back = observe_and_plan(inventory, plan.source)
+    if back.noop_reason:
+        raise UsageError(f"{plan.source} is primary already; nothing to roll back")
+    if not back.executable:
+        first = back.blocking_findings[0]
+        raise PreflightError(f"moving back to {plan.source} is blocked: {first.check}: {first.finding}")
+    if not confirm(back):
+        raise UsageError("not confirmed; nothing changed")
+    journal.append("rollback-started", migration=migration.id, reverse_to=plan.source)
+    with _lock(inventory, state_dir, back.source):
+        outcome = Engine(inventory, back, state_dir, progress).start(reverse_of=migration.id)
+    if outcome.exit_code == 0:
+        journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
+    return outcome
+
+
+__all__ = ["execute", "rollback", "MigratorError"]

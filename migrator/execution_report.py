@@ -1,0 +1,45 @@
+"""What `migrate execute` / `rollback` print at the end, and the Markdown copy kept beside the
+journal: every step with its start, end and duration, the measured write-unavailability window
+(source read-only to target writable, from the journal), the token, timelines before and after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migrator.engine import Outcome, summary
+from migrator.journal import Journal
+
+
+def _facts_line(facts: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    token = next((f for f in facts.values() if "token" in f), None)
+    if token:
+        lines.append(f"token: {token['token_text']} (pg_control '{token['token_state']}', "
+                     f"timeline {token['token_timeline']})")
+    caught = next((f for f in facts.values() if "caught_up_member" in f), None)
+    if caught:
+        lines.append(f"caught up: {caught['caught_up_member']} replayed past the token")
+    promoted = next((f for f in facts.values() if "new_timeline" in f), None)
+    if promoted:
+        lines.append(f"new primary: {promoted['primary']}, timeline {promoted.get('timeline_before')} -> "
+                     f"{promoted['new_timeline']}")
+    return lines
+
+
+def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
+    data = summary(journal, outcome.migration)
+    window = data["write_unavailable_seconds"]
+    head = [f"migration {outcome.migration}: {outcome.outcome} (exit {outcome.exit_code})",
+            outcome.message,
+            "write unavailability: " + (f"{window:.3f} s (source read-only -> target writable)"
+                                        if window is not None else "none (no demotion and promotion in this run)")]
+    head += _facts_line(data["facts"])
+    rows = [(s["step"], s.get("started", "-")[11:23], s.get("done", "-")[11:23],
+             f"{s['seconds']:.3f}" if "seconds" in s else "-") for s in data["steps"]]
+    width = max([len(r[0]) for r in rows] + [4])
+    text_rows = [f"  {r[0]:<{width}}  {r[1]:>12}  {r[2]:>12}  {r[3]:>8}" for r in rows]
+    text = "\n".join(head + [f"  {'step':<{width}}  {'started':>12}  {'done':>12}  {'seconds':>8}"] + text_rows)
+    md = "\n".join([f"# Migration {outcome.migration}", ""] + [f"- {line}" for line in head]
+                   + ["", "| step | started (UTC) | done (UTC) | seconds |", "|---|---|---|---|"]
+                   + [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]) + "\n"
+    return text, md

@@ -1,0 +1,18 @@
+"""One class per step kind of the playbooks; the engine looks them up by kind."""
+
+from __future__ import annotations
+
+from migrator.steps.base import Step
+from migrator.steps.follow import (
+    VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible, WaitCascade, WaitRepoint,
+)
+from migrator.steps.preseed import (
+    EnsurePermanentSlot, ProveReplicationAccess, RunPreflight, ValidateStandbyCluster,
+)
+from migrator.steps.switchover import DemoteSite, PromoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken
+
+STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
+    RunPreflight, EnsurePermanentSlot, ProveReplicationAccess, ValidateStandbyCluster, WaitCascade,
+    DemoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken, PromoteSite, WaitRepoint,
+    VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible,
+)}

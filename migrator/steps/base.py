@@ -1,0 +1,235 @@
+"""What every step is made of, and the live connections steps share.
+
+A step has four parts (ansible's check mode, made explicit): `precheck` says whether the change is
+already in place (so applying it again changes nothing, and a resumed run never repeats a
+demotion or a promotion), `apply` makes the change, `gate` waits with a deadline until the change
+took effect and returns the facts it learned, `undo` reverses it where that is possible.
+
+Between demotion and promotion every millisecond is write unavailability, so steps poll over
+connections that stay open (one psycopg connection per member, one SSH session per host) instead
+of re-observing the whole service.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import psycopg
+
+from migrator.adapters.patroni import PatroniApi
+from migrator.adapters.ssh import SshSession
+from migrator.errors import GateTimeout, MigratorError, UnreachableError
+from migrator.inventory import Inventory, Member, Site
+from migrator.observe import observe, patroni_api
+from migrator.plan import Plan, PlanStep
+from migrator.state import ServiceState, lsn_text
+
+Progress = Callable[[str], None]
+
+
+class Live:
+    """Open connections to every member, reused by every step of a run."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self.timeout = inventory.gates.connect_timeout_seconds
+        self._apis: dict[str, PatroniApi] = {}
+        self._pg: dict[str, psycopg.Connection] = {}
+        self._ssh: dict[str, SshSession] = {}
+
+    # ---- lookup ------------------------------------------------------------------------------
+    def site(self, name: str) -> Site:
+        return self.inventory.sites[name]
+
+    def member(self, name: str) -> tuple[Site, Member]:
+        _, site, member = self.inventory.member(name)
+        return site, member
+
+    def api(self, site_name: str) -> PatroniApi:
+        if site_name not in self._apis:
+            self._apis[site_name] = patroni_api(self.site(site_name), self.timeout)
+        return self._apis[site_name]
+
+    # ---- Patroni -----------------------------------------------------------------------------
+    def patroni(self, member_name: str) -> dict[str, Any]:
+        site_name, _, member = self.inventory.member(member_name)
+        return self.api(site_name).get(member.api_url, "/patroni", member.name)
+
+    def patch_config(self, site_name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /config on the first member that answers (any member accepts it)."""
+        errors = []
+        for member in self.site(site_name).members:
+            try:
+                return self.api(site_name).patch_config(member.api_url, patch, member.name)
+            except UnreachableError as exc:
+                errors.append(str(exc))
+        raise UnreachableError(f"no member of {site_name} accepted PATCH /config: " + "; ".join(errors))
+
+    def config(self, site_name: str) -> dict[str, Any]:
+        errors = []
+        for member in self.site(site_name).members:
+            try:
+                return self.api(site_name).get(member.api_url, "/config", member.name)
+            except UnreachableError as exc:
+                errors.append(str(exc))
+        raise UnreachableError(f"no member of {site_name} answered GET /config: " + "; ".join(errors))
+
+    def site_roles(self, site_name: str) -> dict[str, str | None]:
+        """Each member's role by its own word; None when it does not answer."""
+        roles: dict[str, str | None] = {}
+        for member in self.site(site_name).members:
+            try:
+                role = self.patroni(member.name).get("role")
+                roles[member.name] = "primary" if role == "master" else role
+            except UnreachableError:
+                roles[member.name] = None
+        return roles
+
+    # ---- PostgreSQL --------------------------------------------------------------------------
+    def query(self, member_name: str, sql: str, params: Any = None) -> list[tuple]:
+        """Run one query on a member over a kept-open connection; reconnect once if it broke."""
+        for attempt in (1, 2):
+            conn = self._pg_connection(member_name)
+            try:
+                cur = conn.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+            except psycopg.OperationalError as exc:
+                self._drop_pg(member_name)
+                if attempt == 2:
+                    raise UnreachableError(f"{member_name}: PostgreSQL query failed ({_first_line(exc)})") from None
+            except psycopg.Error as exc:
+                raise UnreachableError(f"{member_name}: PostgreSQL query failed ({_first_line(exc)})") from None
+        return []
+
+    def _pg_connection(self, member_name: str) -> psycopg.Connection:
+        conn = self._pg.get(member_name)
+        if conn is not None and not conn.closed:
+            return conn
+        _, member = self.member(member_name)
+        creds = self.inventory.credentials.superuser
+        try:
+            conn = psycopg.connect(host=member.host, port=member.pg_port, user=creds.username,
+                                   password=creds.password.reveal(), dbname="postgres",
+                                   connect_timeout=max(1, int(self.timeout)), autocommit=True,
+                                   application_name="migrator")
+        except psycopg.Error as exc:
+            raise UnreachableError(f"{member_name}: cannot connect to PostgreSQL ({_first_line(exc)})") from None
+        self._pg[member_name] = conn
+        return conn
+
+    def _drop_pg(self, member_name: str) -> None:
+        conn = self._pg.pop(member_name, None)
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - it is broken already
+                pass
+
+    def in_recovery(self, member_name: str) -> bool | None:
+        """True/False from the member itself; None when it does not answer (it writes nothing)."""
+        try:
+            return self.query(member_name, "SELECT pg_is_in_recovery()")[0][0]
+        except UnreachableError:
+            return None
+
+    # ---- SSH ---------------------------------------------------------------------------------
+    def ssh(self, member_name: str, command: str, timeout: float | None = None, stdin: str | None = None):
+        session = self._ssh.get(member_name)
+        if session is None:
+            site, member = self.member(member_name)
+            session = SshSession(member.name, site.ssh_for(member), self.timeout)
+            self._ssh[member_name] = session
+        try:
+            return session.run(command, timeout=timeout, stdin=stdin)
+        except UnreachableError:
+            self._ssh.pop(member_name, None)
+            session.close()
+            raise
+
+    def observe(self) -> ServiceState:
+        return observe(self.inventory, host_facts=False)
+
+    def close(self) -> None:
+        for name in list(self._pg):
+            self._drop_pg(name)
+        for session in self._ssh.values():
+            session.close()
+        self._ssh.clear()
+
+
+@dataclass
+class RunContext:
+    inventory: Inventory
+    plan: Plan
+    live: Live
+    facts: dict[str, Any] = field(default_factory=dict)  # learned by earlier steps, by step id
+    progress: Progress = lambda text: None
+    journal_sample: Callable[..., None] = lambda **fields: None
+
+
+class Step:
+    kind: ClassVar[str]
+    # The change happens in `apply`; a step without a change only waits (gate).
+    changes_state: ClassVar[bool] = False
+
+    def __init__(self, spec: PlanStep, ctx: RunContext):
+        self.spec = spec
+        self.args = spec.args
+        self.ctx = ctx
+        self.live = ctx.live
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.gate.timeout_seconds if self.spec.gate else self.ctx.inventory.gates.connect_timeout_seconds * 6
+
+    def precheck(self) -> bool:
+        """True when the change is already in place: apply is skipped, the gate still runs."""
+        return not self.changes_state
+
+    def apply(self) -> dict[str, Any]:
+        return {}
+
+    def gate(self) -> dict[str, Any]:
+        return {}
+
+    def undo(self, facts: dict[str, Any]) -> None:
+        return None
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def wait(self, probe: Callable[[], Any], what: str, interval: float = 0.05,
+             timeout: float | None = None, describe: Callable[[], str] | None = None) -> Any:
+        """Poll `probe` until truthy; GateTimeout naming `what` (and the last reason) at the deadline."""
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        last_error = ""
+        next_report = 0.0
+        while True:
+            try:
+                result = probe()
+                if result:
+                    return result
+            except MigratorError as exc:
+                last_error = str(exc)
+            now = time.monotonic()
+            if now >= next_report:
+                detail = describe() if describe else last_error
+                self.ctx.progress(f"{what} ({deadline - now:.0f}s left){': ' + detail if detail else ''}")
+                self.ctx.journal_sample(step=self.spec.id, waiting_for=what, detail=detail,
+                                        seconds_left=round(deadline - now, 1))
+                next_report = now + 1.0
+            if now >= deadline:
+                reason = f"; last: {last_error}" if last_error else ""
+                raise GateTimeout(f"step {self.spec.id}: gave up after {limit:.0f}s waiting for {what}{reason}")
+            time.sleep(interval)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def lsn(value: int | None) -> str:
+    return lsn_text(value)

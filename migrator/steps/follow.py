@@ -1,0 +1,148 @@
+"""Waiting for replication to be where the protocol needs it, and proving the result."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from migrator.errors import PreflightError, UnreachableError
+from migrator.steps.base import Step
+
+RECEIVER = ("SELECT status, sender_host, slot_name, received_tli, "
+            "(pg_last_wal_replay_lsn() - '0/0')::bigint FROM pg_stat_wal_receiver")
+HEAD = "SELECT (pg_current_wal_lsn() - '0/0')::bigint"
+
+
+def _hosts(step: Step, site: str) -> dict[str, str]:
+    return {m.host: m.name for m in step.live.site(site).members}
+
+
+class _StreamingGate(Step):
+    """Shared by the cascade and repoint waits: `follower` streams from `followed`'s primary, its
+    other members from its standby leader, every member within the lag threshold for a window."""
+
+    def _streaming(self, follower: str, followed: str, slot: str, timeline: int | None) -> tuple[bool, str]:
+        roles = self.live.site_roles(follower)
+        leaders = [n for n, r in roles.items() if r == "standby_leader"]
+        writers = [m.name for m in self.live.site(followed).members if self.live.in_recovery(m.name) is False]
+        if len(leaders) != 1 or len(writers) != 1:
+            return False, f"standby leader(s) {leaders or 'none'}, primary {writers or 'none'}"
+        leader, primary = leaders[0], writers[0]
+        head = self.live.query(primary, HEAD)[0][0]
+        followed_hosts, follower_hosts = _hosts(self, followed), _hosts(self, follower)
+        worst = 0
+        for member, role in roles.items():
+            rows = self.live.query(member, RECEIVER)
+            if not rows or rows[0][0] != "streaming":
+                return False, f"{member} not streaming"
+            status, sender, used_slot, tli, replayed = rows[0]
+            if member == leader:
+                if followed_hosts.get(sender) != primary:
+                    return False, f"{leader} streams from {sender}, not from {primary}"
+                if used_slot != slot:
+                    return False, f"{leader} uses slot {used_slot}, not {slot}"
+            elif follower_hosts.get(sender) != leader:
+                return False, f"{member} streams from {sender}, not from {leader}"
+            if timeline is not None and tli != timeline:
+                return False, f"{member} on timeline {tli}, not {timeline}"
+            worst = max(worst, head - (replayed or 0))
+        if worst > self.args["max_lag_bytes"]:
+            return False, f"replay lag {worst} bytes > {self.args['max_lag_bytes']}"
+        return True, f"{primary} -> {leader}, lag {worst} bytes"
+
+    def _hold(self, follower: str, followed: str, slot: str, timeline: int | None) -> dict[str, Any]:
+        window = float(self.args["window_seconds"])
+        state = {"since": None, "why": ""}
+
+        def held() -> bool:
+            ok, state["why"] = self._streaming(follower, followed, slot, timeline)
+            now = time.monotonic()
+            if not ok:
+                state["since"] = None
+                return False
+            state["since"] = state["since"] or now
+            return now - state["since"] >= window
+
+        self.wait(held, f"{follower} streaming from {followed} for {window:.0f}s", interval=0.25,
+                  describe=lambda: state["why"])
+        return {"streaming": state["why"]}
+
+
+class WaitCascade(_StreamingGate):
+    kind = "wait_cascade"
+
+    def gate(self) -> dict[str, Any]:
+        return self._hold(self.args["target"], self.args["source"], self.args["slot"], None)
+
+
+class WaitRepoint(_StreamingGate):
+    kind = "wait_repoint"
+
+    def gate(self) -> dict[str, Any]:
+        timeline = (self.ctx.facts.get("promote-target") or {}).get("new_timeline")
+        return self._hold(self.args["site"], self.args["follows"], self.args["slot"], timeline)
+
+
+class VerifySingleWriter(Step):
+    kind = "verify_single_writer"
+
+    def gate(self) -> dict[str, Any]:
+        writer_site = self.args["writer_site"]
+
+        def single() -> list[str] | None:
+            writers = [m.name for site in self.args["sites"] for m in self.live.site(site).members
+                       if self.live.in_recovery(m.name) is False]
+            ok = len(writers) == 1 and writers[0] in {m.name for m in self.live.site(writer_site).members}
+            return writers if ok else None
+
+        writers = self.wait(single, f"exactly one writable member, in {writer_site}", interval=0.2)
+        return {"writer": writers[0]}
+
+
+class VerifySlotsActive(Step):
+    kind = "verify_slots_active"
+
+    def gate(self) -> dict[str, Any]:
+        site, slot = self.args["site"], self.args["slot"]
+
+        def active() -> bool:
+            for member in self.live.site(site).members:
+                if self.live.in_recovery(member.name) is False:
+                    rows = self.live.query(member.name, "SELECT active FROM pg_replication_slots "
+                                                        "WHERE slot_name = %s", (slot,))
+                    return bool(rows and rows[0][0])
+            return False
+
+        self.wait(active, f"slot {slot} active on {site}'s primary", interval=0.25)
+        return {}
+
+
+class VerifyWriteVisible(Step):
+    """A WAL record written on the new primary is replayed by every member of the old site. A
+    logical message, not a table row: the tool leaves no object in the user's databases."""
+
+    kind = "verify_write_visible"
+
+    def gate(self) -> dict[str, Any]:
+        from_site, to_site = self.args["from_site"], self.args["to_site"]
+        writers = [m.name for m in self.live.site(from_site).members if self.live.in_recovery(m.name) is False]
+        if len(writers) != 1:
+            raise PreflightError(f"{from_site} has {len(writers)} writable members, expected one")
+        marker = self.live.query(writers[0], "SELECT (pg_logical_emit_message(true, 'migrator', "
+                                             "'verify ' || clock_timestamp()) - '0/0')::bigint")[0][0]
+        members = [m.name for m in self.live.site(to_site).members]
+        missing = set(members)
+
+        def replayed() -> bool:
+            for name in list(missing):
+                try:
+                    value = self.live.query(name, "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint")[0][0]
+                except UnreachableError:
+                    continue
+                if value is not None and value >= marker:
+                    missing.discard(name)
+            return not missing
+
+        self.wait(replayed, f"every {to_site} member to replay the marker", interval=0.1,
+                  describe=lambda: f"waiting on {', '.join(sorted(missing))}")
+        return {"marker_lsn": marker, "replayed_by": members}

@@ -1,0 +1,108 @@
+"""Steps before anything user-visible changes: checks again, slots, access, the future config."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+from typing import Any
+
+from migrator.errors import PreflightError
+from migrator.findings import blocking
+from migrator.steps.base import Step
+
+
+class RunPreflight(Step):
+    kind = "run_preflight"
+
+    def gate(self) -> dict[str, Any]:
+        from migrator.checks import run_checks
+        from migrator.observe import observe
+
+        state = observe(self.ctx.inventory)
+        findings = blocking(run_checks(self.ctx.inventory, state, self.args["source"], self.args["target"]))
+        if findings:
+            first = findings[0]
+            raise PreflightError(f"preflight blocks: {first.check}: {first.finding}"
+                                 + (f" ({len(findings) - 1} more blocking)" if len(findings) > 1 else ""))
+        return {}
+
+
+def _leader_of(step: Step, site: str) -> str:
+    roles = step.live.site_roles(site)
+    leaders = [name for name, role in roles.items() if role in ("primary", "standby_leader")]
+    if len(leaders) != 1:
+        raise PreflightError(f"{site} has no single leader (roles: {roles})")
+    return leaders[0]
+
+
+class EnsurePermanentSlot(Step):
+    kind = "ensure_permanent_slot"
+    changes_state = True
+
+    def precheck(self) -> bool:
+        return self.args["slot"] in (self.live.config(self.args["site"]).get("slots") or {})
+
+    def apply(self) -> dict[str, Any]:
+        self.live.patch_config(self.args["site"], {"slots": {self.args["slot"]: {"type": "physical"}}})
+        return {"added": True}
+
+    def gate(self) -> dict[str, Any]:
+        site, slot = self.args["site"], self.args["slot"]
+
+        def slot_exists() -> bool:
+            leader = _leader_of(self, site)
+            return bool(self.live.query(leader, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)))
+
+        self.wait(slot_exists, f"slot {slot} on {site}'s leader")
+        return {}
+
+    def undo(self, facts: dict[str, Any]) -> None:
+        if facts.get("added"):  # only a slot this run added: an existing one may serve others
+            self.live.patch_config(self.args["site"], {"slots": {self.args["slot"]: None}})
+
+
+class ProveReplicationAccess(Step):
+    """From every follower host, a real replication connection (IDENTIFY_SYSTEM) to every member of
+    the other site: pg_hba, credentials and the network path, proven before the move needs them."""
+
+    kind = "prove_replication_access"
+
+    def gate(self) -> dict[str, Any]:
+        inventory = self.ctx.inventory
+        to_site = inventory.sites[self.args["to_site"]]
+        from_site = inventory.sites[self.args["from_site"]]
+        creds = inventory.credentials.replication
+        proven = []
+        for from_name in self.args["from_members"]:
+            for target in to_site.members:
+                conninfo = (f"host={target.host} port={target.pg_port} user={creds.username} "
+                            "dbname=replication replication=true connect_timeout=5")
+                command = ("IFS= read -r PGPASSWORD && export PGPASSWORD && "
+                           f"{from_site.postgres.bin_dir}/psql {shlex.quote(conninfo)} -Atc IDENTIFY_SYSTEM")
+                result = self.live.ssh(from_name, command, stdin=creds.password.reveal() + "\n")
+                if not result.ok:
+                    reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+                    raise PreflightError(
+                        f"{from_name} cannot open a replication connection to {target.name} "
+                        f"({target.host}:{target.pg_port}) as {creds.username}: {reason}; check pg_hba.conf "
+                        f"on {to_site.scope} (host replication {creds.username} <{from_name}'s address>), "
+                        "the password and the firewall")
+                proven.append(f"{from_name}->{target.name}")
+        return {"proven": proven}
+
+
+class ValidateStandbyCluster(Step):
+    """The section the source will get: every host it lists accepts connections on its port."""
+
+    kind = "validate_standby_cluster"
+
+    def gate(self) -> dict[str, Any]:
+        section = self.args["standby_cluster"]
+        hosts = [h.strip() for h in str(section["host"]).split(",")]
+        for host in hosts:
+            try:
+                socket.create_connection((host, int(section["port"])), timeout=5).close()
+            except OSError as exc:
+                raise PreflightError(f"standby_cluster for {self.args['site']} lists {host}:{section['port']}, "
+                                     f"which does not accept connections ({exc.strerror or exc})") from None
+        return {"hosts": hosts}

@@ -1,0 +1,163 @@
+"""The write-unavailability window: demote the source, read its token, let the target catch up,
+promote the target. Each poll is tens of milliseconds on a kept-open connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from migrator.adapters.pg import TIMELINE_QUERY
+from migrator.errors import PreflightError, UnreachableError, UnsafeStateError
+from migrator.journal import utc_now
+from migrator.observe import parse_controldata
+from migrator.state import lsn_value
+from migrator.steps.base import Step, lsn
+
+# A clean shutdown leaves pg_control "shut down"; a standby shut down cleanly says "... in
+# recovery". Patroni restarts the old primary as a standby within a second or two, after which it
+# says "in archive recovery" but still carries the shutdown checkpoint as its latest one until
+# the first restartpoint, recognisable because a shutdown checkpoint's REDO is the record itself.
+CLEAN_STATES = ("shut down", "shut down in recovery")
+RESTARTED_STATES = ("in archive recovery",)
+
+
+def _writable_members(step: Step, site: str) -> list[str]:
+    return [m.name for m in step.live.site(site).members if step.live.in_recovery(m.name) is False]
+
+
+class DemoteSite(Step):
+    kind = "demote_site"
+    changes_state = True
+
+    def precheck(self) -> bool:
+        return bool(self.live.config(self.args["site"]).get("standby_cluster"))
+
+    def apply(self) -> dict[str, Any]:
+        # Open now what the next steps poll, so the write-unavailability window does not pay for
+        # an SSH handshake or a PostgreSQL login.
+        self.live.ssh(self.args["leader"], "true")
+        target_leader = next((s.args.get("member") for s in self.ctx.plan.steps if s.kind == "wait_replay_past_token"), None)
+        if target_leader:
+            self.live.in_recovery(target_leader)
+        self.live.patch_config(self.args["site"], {"standby_cluster": self.args["standby_cluster"]})
+        return {"demote_sent_at": utc_now()}
+
+    def gate(self) -> dict[str, Any]:
+        leader = self.args["leader"]
+        self.wait(lambda: self.live.in_recovery(leader) is not False,
+                  f"{leader} to stop accepting writes", interval=0.01)
+        return {"source_read_only_at": utc_now()}
+
+    def undo(self, facts: dict[str, Any]) -> None:
+        """Make the source primary again: safe only while the target was never promoted."""
+        target = self.ctx.plan.target
+        if not self.live.config(target).get("standby_cluster") or _writable_members(self, target):
+            raise UnsafeStateError(
+                f"{target} may have been promoted, so {self.args['site']} is not made primary again "
+                f"(that would give two writable sites); run `migrate execute --resume` to finish the move")
+        self.live.patch_config(self.args["site"], {"standby_cluster": None})
+        self.wait(lambda: _writable_members(self, self.args["site"]),
+                  f"{self.args['site']} to accept writes again", interval=0.1)
+
+
+class ProveNotWritable(Step):
+    kind = "prove_not_writable"
+
+    def gate(self) -> dict[str, Any]:
+        site = self.args["site"]
+        self.wait(lambda: not _writable_members(self, site), f"every {site} member to refuse writes",
+                  interval=0.02)
+        return {}
+
+
+class ReadToken(Step):
+    """The old primary's final LSN: the location of its shutdown checkpoint."""
+
+    kind = "read_token"
+
+    def gate(self) -> dict[str, Any]:
+        member, data_dir, bin_dir = self.args["member"], self.args["data_dir"], self.args["bin_dir"]
+        seen: dict[str, str] = {}
+
+        def token() -> dict[str, Any] | None:
+            result = self.live.ssh(member, f"{bin_dir}/pg_controldata {data_dir}")
+            facts = parse_controldata(result.stdout)
+            seen["state"] = facts.get("Database cluster state", result.stderr.strip()[:80])
+            checkpoint = facts.get("Latest checkpoint location")
+            redo = facts.get("Latest checkpoint's REDO location")
+            if not checkpoint:
+                return None
+            clean = seen["state"] in CLEAN_STATES
+            restarted_after_clean = seen["state"] in RESTARTED_STATES and redo == checkpoint
+            if clean or restarted_after_clean:
+                return {"token": lsn_value(checkpoint), "token_text": checkpoint, "token_state": seen["state"],
+                        "token_timeline": int(facts.get("Latest checkpoint's TimeLineID", "0") or 0)}
+            return None
+
+        return self.wait(token, f"{member}'s pg_control to show a clean shutdown", interval=0.02,
+                         describe=lambda: f"state {seen.get('state', '?')}")
+
+
+class WaitReplayPastToken(Step):
+    kind = "wait_replay_past_token"
+
+    def gate(self) -> dict[str, Any]:
+        token = self.ctx.facts.get(self.args["token_from"], {}).get("token")
+        if token is None:
+            raise PreflightError(f"step {self.spec.id}: no token learned by step {self.args['token_from']}")
+        site = self.args["site"]
+        state = {"member": self.args["member"], "replayed": None}
+
+        def replayed_past() -> bool:
+            try:
+                value = self.live.query(state["member"], "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint")[0][0]
+            except UnreachableError:
+                # The standby leader may have changed under us: follow whoever leads the site now.
+                leaders = [n for n, r in self.live.site_roles(site).items() if r == "standby_leader"]
+                if leaders:
+                    state["member"] = leaders[0]
+                raise
+            state["replayed"] = value
+            return value is not None and value > token
+
+        self.wait(replayed_past, f"{site} to replay past the token {lsn(token)}", interval=0.01,
+                  describe=lambda: f"{state['member']} replayed {lsn(state['replayed'])}")
+        return {"caught_up_member": state["member"], "replayed": state["replayed"], "caught_up_at": utc_now()}
+
+
+class PromoteSite(Step):
+    kind = "promote_site"
+    changes_state = True
+
+    def precheck(self) -> bool:
+        return not self.live.config(self.args["site"]).get("standby_cluster")
+
+    def apply(self) -> dict[str, Any]:
+        # The target replayed up to the token, so it stands on the token's timeline; its own
+        # pg_control may still name an older one until its next restartpoint.
+        token = next((f for f in self.ctx.facts.values() if "token_timeline" in f), {})
+        before = token.get("token_timeline")
+        if before is None:
+            try:
+                before = self.live.query(self.args["leader"], TIMELINE_QUERY)[0][0]
+            except UnreachableError:
+                pass
+        self.live.patch_config(self.args["site"], {"standby_cluster": None})
+        return {"timeline_before": before, "promote_sent_at": utc_now()}
+
+    def gate(self) -> dict[str, Any]:
+        site = self.args["site"]
+        found: dict[str, Any] = {}
+
+        def promoted() -> bool:
+            writers = _writable_members(self, site)
+            if len(writers) != 1:
+                return False
+            timeline = self.live.query(writers[0], TIMELINE_QUERY)[0][0]
+            before = (self.ctx.facts.get(self.spec.id) or {}).get("timeline_before")
+            found.update(primary=writers[0], new_timeline=timeline)
+            # Promotion always starts a new timeline; a writer on the old one is not our promotion.
+            return before is None or timeline > before
+
+        self.wait(promoted, f"{site} to have a writable primary", interval=0.01)
+        return {**found, "target_writable_at": utc_now()}
+
