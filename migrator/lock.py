@@ -64,15 +64,32 @@ class EtcdLease:
 
     def acquire(self, service: str) -> None:
         lease = self.client.lease(self.ttl)
-        if not self.client.create(self.key, json.dumps(holder_description()), lease=lease):
-            lease.revoke()
-            raw = self.client.get(self.key)
-            holder = raw[0].decode(errors="replace") if raw else "unknown holder"
-            raise UsageError(f"a migration of service {service} is already running ({holder}); wait for it, "
-                             f"or if that run died, its lock expires within {self.ttl}s")
+        mine = json.dumps({**holder_description(), "lease": lease.id})
+        if not self.client.create(self.key, mine, lease=lease):
+            holder = self._holder()
+            if not self._holder_died_here(holder) or not self.client.create(self.key, mine, lease=lease):
+                lease.revoke()
+                raise UsageError(f"a migration of service {service} is already running ({_describe(holder)}); "
+                                 f"wait for it, or if that run died, its lock expires within {self.ttl}s")
         self._lease = lease
         self._thread = threading.Thread(target=self._keep_alive, daemon=True, name="lock-keepalive")
         self._thread.start()
+
+    def _holder(self) -> dict[str, Any]:
+        raw = self.client.get(self.key)
+        try:
+            return json.loads(raw[0]) if raw else {}
+        except ValueError:
+            return {}
+
+    def _holder_died_here(self, holder: dict[str, Any]) -> bool:
+        """A run on this machine that was killed (kill -9, a crash) cannot release its lease; a
+        resume right after must not wait out the TTL. Only a holder on this host whose process is
+        gone is taken over: a live one, or one on another machine, is never touched."""
+        if holder.get("host") != socket.gethostname() or not holder.get("lease") or _alive(holder.get("pid")):
+            return False
+        self.client.post(self.client.get_url("/kv/lease/revoke"), json={"ID": holder["lease"]})
+        return True
 
     def _keep_alive(self) -> None:
         while not self._stop.wait(self.ttl / 3):
@@ -89,6 +106,22 @@ class EtcdLease:
             except Exception:  # noqa: BLE001 - it expires by itself within the TTL
                 pass
             self._lease = None
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "holder unknown"
+    return f"held by {holder.get('user', '?')}@{holder.get('host', '?')} pid {holder.get('pid', '?')} since {holder.get('since', '?')}"
 
 
 class MigrationLock:

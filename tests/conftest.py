@@ -14,8 +14,13 @@ from tests.testbed import Testbed
 def testbed():
     bed = Testbed()
     try:
-        seconds = bed.up()
-        print(f"\ntestbed up in {seconds:.1f}s (Patroni {bed.patroni_version}, base {bed.base})")
+        # MIGRATOR_REUSE_TESTBED=1 (with MIGRATOR_KEEP_TESTBED=1): attach to a running healthy
+        # testbed instead of rebuilding it, for the edit-test loop. CI always builds from nothing.
+        if os.environ.get("MIGRATOR_REUSE_TESTBED") == "1" and not bed.baseline_problems():
+            print("\ntestbed reused")
+        else:
+            seconds = bed.up()
+            print(f"\ntestbed up in {seconds:.1f}s (Patroni {bed.patroni_version}, base {bed.base})")
         yield bed
     finally:
         if os.environ.get("MIGRATOR_KEEP_TESTBED") != "1":
