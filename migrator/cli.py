@@ -45,6 +45,7 @@ class OutputFormat(str, Enum):
     text = "text"
     md = "md"
     json = "json"
+    runbook = "runbook"
 
 
 InventoryOption = Annotated[
@@ -160,14 +161,17 @@ def rollback(
 
 def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None) -> int:
     from migrator.planning import observe_and_plan
-    from migrator.report import render
+    from migrator.report import render, render_runbook
     from migrator.secrets import mask
 
     the_plan = observe_and_plan(inventory, dc)
     # Dynamic configs are copied verbatim into plans; a password someone put in, say,
     # archive_command must still not reach a report.
-    text = mask(render(the_plan, output_format.value, color=sys.stdout.isatty() and out is None),
-                inventory.secrets())
+    if output_format is OutputFormat.runbook:
+        text = mask(render_runbook(the_plan), inventory.secrets())
+    else:
+        text = mask(render(the_plan, output_format.value, color=sys.stdout.isatty() and out is None),
+                    inventory.secrets())
     if out is not None:
         write_private_file(out, text)
         print(f"plan for {the_plan.source} -> {the_plan.target} written to {out} "

@@ -72,7 +72,7 @@ class Outcome:
     exit_code: int
     message: str
     migration: str
-    outcome: str  # done | rolled-back | failed | stopped-unsafe
+    outcome: str  # done | rolled-back | stopped-unsafe
 
 
 class Engine:
@@ -103,7 +103,8 @@ class Engine:
     # ---- the loop ------------------------------------------------------------------------
     def _run(self, migration: Migration) -> Outcome:
         ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done),
-                         progress=self.progress, journal_sample=self._sample(migration.id))
+                         resumed_steps=set(migration.started), progress=self.progress,
+                         journal_sample=self._sample(migration.id))
         self.journal.append("run-started", migration=migration.id, resume=bool(migration.started))
         current: Step | None = None
         try:
@@ -115,7 +116,11 @@ class Engine:
                 current = step
                 self._run_step(step, ctx, migration)
             self.journal.append("migration-finished", migration=migration.id, outcome="done")
-            return Outcome(0, f"{self.plan.target} is primary; {self.plan.source} follows it", migration.id, "done")
+            warnings = [f["warning"] for f in ctx.facts.values() if f.get("warning")]
+            done = f"{self.plan.target} is primary; {self.plan.source} follows it"
+            if warnings:
+                return Outcome(1, f"{done}, but: {'; '.join(warnings)}", migration.id, "done")
+            return Outcome(0, done, migration.id, "done")
         except (MigratorError, KeyboardInterrupt) as exc:
             return self._fail(exc, current, ctx, migration)
         finally:
@@ -156,20 +161,23 @@ class Engine:
         error = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
         self.journal.append("step-failed", migration=migration.id, step=step.spec.id if step else None,
                             error=error)
+        # A run stopped in an unsafe state leaves its migration unfinished on purpose, so that
+        # `--resume` (or `rollback`) can pick it up after the operator looked.
         if isinstance(exc, UnsafeStateError):
-            self.journal.append("migration-finished", migration=migration.id, outcome="stopped-unsafe")
+            self.journal.append("run-stopped", migration=migration.id, outcome="stopped-unsafe")
             return Outcome(4, error, migration.id, "stopped-unsafe")
         if self._promotion_sent(migration):
             message = (f"{error}; the promotion of {self.plan.target} was already sent, so nothing is undone: "
-                       f"run `migrate execute --resume` to finish (or `migrate rollback` to move back)")
-            self.journal.append("migration-finished", migration=migration.id, outcome="stopped-unsafe")
+                       f"run `migrate execute --resume --dc {self.plan.target}` to finish")
+            self.journal.append("run-stopped", migration=migration.id, outcome="stopped-unsafe")
             return Outcome(4, message, migration.id, "stopped-unsafe")
         try:
             undone = self.undo(ctx, migration)
         except (MigratorError, KeyboardInterrupt) as undo_exc:
             message = (f"{error}; undoing failed too ({undo_exc}): {self.plan.source} may be demoted with "
-                       f"{self.plan.target} not promoted; see runbooks/switchover.md, 'undo failed'")
-            self.journal.append("migration-finished", migration=migration.id, outcome="stopped-unsafe")
+                       f"{self.plan.target} not promoted; see runbooks/switchover.md, 'undo failed', then "
+                       "`migrate rollback`")
+            self.journal.append("run-stopped", migration=migration.id, outcome="stopped-unsafe")
             return Outcome(4, message, migration.id, "stopped-unsafe")
         self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
         what = f"undone: {', '.join(undone)}" if undone else "nothing had changed"
@@ -189,9 +197,10 @@ class Engine:
             facts = {**migration.applied.get(spec.id, {}), **migration.done.get(spec.id, {})}
             self.progress(f"undo: {spec.undo.description or spec.id}")
             self.journal.append("undo-started", migration=migration.id, step=spec.id)
-            step.undo(facts)
-            self.journal.append("undo-done", migration=migration.id, step=spec.id)
-            undone.append(spec.id)
+            changed = step.undo(facts)
+            self.journal.append("undo-done", migration=migration.id, step=spec.id, changed=changed)
+            if changed:
+                undone.append(spec.id)
         return undone
 
     def rollback_before_promotion(self, migration: Migration) -> Outcome:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from migrator.adapters.dcs import Etcd3Dcs
 from migrator.engine import Engine, Migration, Outcome, latest_migration, load_plan
-from migrator.errors import MigratorError, PreflightError, UsageError
+from migrator.errors import MigratorError, PreflightError, UnreachableError, UsageError
 from migrator.inventory import Inventory
 from migrator.journal import Journal, state_dir_for
 from migrator.lock import MigrationLock
@@ -22,9 +22,27 @@ from migrator.plan import Plan
 from migrator.planning import observe_and_plan
 
 
-def _lock(inventory: Inventory, state_dir: Path, site: str) -> MigrationLock:
-    dcs: Etcd3Dcs = site_dcs(inventory.sites[site], inventory.gates.connect_timeout_seconds)
-    return MigrationLock(state_dir, dcs.client(), inventory.service)
+def _lock(inventory: Inventory, state_dir: Path) -> MigrationLock:
+    """One lock per service, whichever way it moves: in the DCS of the inventory's first site."""
+    name, site = next(iter(inventory.sites.items()))
+    dcs: Etcd3Dcs = site_dcs(site, inventory.gates.connect_timeout_seconds)
+    try:
+        client = dcs.client()
+    except UnreachableError as exc:
+        raise UnreachableError(f"cannot take the migration lock in {name}'s etcd ({exc}); it keeps two "
+                               "operators from running at once, so nothing was changed") from None
+    return MigrationLock(state_dir, client, inventory.service)
+
+
+def _automated(plan: Plan) -> None:
+    from migrator.steps import STEP_CLASSES
+
+    manual = [s.id for s in plan.steps if s.kind not in STEP_CLASSES]
+    if manual:
+        raise PreflightError(
+            f"this plan takes the Patroni < 4.1 path (pause, clean stop, resume), which `migrate execute` "
+            f"does not run yet (steps {', '.join(manual)}); follow `migrate plan --format runbook` by hand "
+            "or upgrade Patroni to 4.1")
 
 
 def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
@@ -51,6 +69,14 @@ def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: 
             resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None]) -> Outcome | str:
     """Run (or resume) the move to `target`; a plain string is a no-op message."""
     state_dir = state_dir_for(state_base, inventory.service)
+    if resume and unfinished(Journal(state_dir)) is None:  # refused early; decided again under the lock
+        raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
+    with _lock(inventory, state_dir):
+        return _execute_locked(inventory, target, state_dir, reviewed_plan, resume, confirm, progress)
+
+
+def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed_plan: Path | None,
+                    resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None]) -> Outcome | str:
     journal = Journal(state_dir, inventory.secrets())
     pending = unfinished(journal)
     if resume:
@@ -59,8 +85,8 @@ def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: 
         if pending.target != target:
             raise UsageError(f"the unfinished migration in {state_dir} moves to {pending.target}, not {target}")
         plan = load_plan(pending.plan_file)
-        with _lock(inventory, state_dir, plan.source):
-            return Engine(inventory, plan, state_dir, progress).resume(pending)
+        _automated(plan)
+        return Engine(inventory, plan, state_dir, progress).resume(pending)
     if pending is not None:
         raise UsageError(f"an unfinished migration to {pending.target} is recorded in {state_dir} "
                          f"({pending.id}); finish it with `migrate execute --resume --dc {pending.target}` "
@@ -74,15 +100,23 @@ def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: 
         raise PreflightError(f"the plan is blocked: {first.check}: {first.finding}"
                              + (f" (and {len(plan.blocking_findings) - 1} more)" if len(plan.blocking_findings) > 1 else "")
                              + "; see `migrate check`")
+    _automated(plan)
     if not confirm(plan):
         raise UsageError("not confirmed; nothing changed")
-    with _lock(inventory, state_dir, plan.source):
-        return Engine(inventory, plan, state_dir, progress).start()
+    return Engine(inventory, plan, state_dir, progress).start()
 
 
 def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], bool],
              progress: Callable[[str], None]) -> Outcome:
     state_dir = state_dir_for(state_base, inventory.service)
+    if latest_migration(Journal(state_dir)) is None:  # refused early; decided again under the lock
+        raise UsageError(f"no migration is recorded in {state_dir}; to move the primary, use `migrate execute --dc`")
+    with _lock(inventory, state_dir):
+        return _rollback_locked(inventory, state_dir, confirm, progress)
+
+
+def _rollback_locked(inventory: Inventory, state_dir: Path, confirm: Callable[[Plan], bool],
+                     progress: Callable[[str], None]) -> Outcome:
     journal = Journal(state_dir, inventory.secrets())
     migration = latest_migration(journal)
     if migration is None:
@@ -96,8 +130,7 @@ def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], b
         raise UsageError(f"the latest migration ({migration.id}) was already rolled back; "
                          f"{plan.source} is primary")
     if not promotion_sent:
-        with _lock(inventory, state_dir, plan.source):
-            return Engine(inventory, plan, state_dir, progress).rollback_before_promotion(migration)
+        return Engine(inventory, plan, state_dir, progress).rollback_before_promotion(migration)
     # Past the promotion, moving back is a switchover of its own, with every gate of the first.
     if migration.finished is None:
         raise UsageError(f"the migration to {plan.target} was promoted but not finished; finish it with "
@@ -108,11 +141,11 @@ def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], b
     if not back.executable:
         first = back.blocking_findings[0]
         raise PreflightError(f"moving back to {plan.source} is blocked: {first.check}: {first.finding}")
+    _automated(back)
     if not confirm(back):
         raise UsageError("not confirmed; nothing changed")
     journal.append("rollback-started", migration=migration.id, reverse_to=plan.source)
-    with _lock(inventory, state_dir, back.source):
-        outcome = Engine(inventory, back, state_dir, progress).start(reverse_of=migration.id)
+    outcome = Engine(inventory, back, state_dir, progress).start(reverse_of=migration.id)
     if outcome.exit_code == 0:
         journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
     return outcome

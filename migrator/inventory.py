@@ -211,6 +211,16 @@ class Gates(_NoneMeansDefaults):
     connect_timeout_seconds: Seconds = 5
 
 
+class Hooks(_NoneMeansDefaults):
+    """Commands run on the operator's machine around the promotion, e.g. to move traffic (DNS,
+    VIP, pgbouncer). They get MIGRATOR_SERVICE, MIGRATOR_SOURCE, MIGRATOR_TARGET and, after the
+    promotion, MIGRATOR_NEW_PRIMARY and MIGRATOR_NEW_PRIMARY_HOST in their environment."""
+
+    before_promote: Text | None = None  # inside the write-unavailability window: keep it quick
+    after_promote: Text | None = None
+    timeout_seconds: Seconds = 30
+
+
 class Dcs(_Model):
     type: Literal["etcd3"] = "etcd3"
     endpoints: Annotated[list[HttpUrl], Field(min_length=1)]
@@ -360,6 +370,7 @@ class Inventory(_Model):
     service: ServiceName
     credentials: Credentials
     gates: Gates = Gates()
+    hooks: Hooks = Hooks()
     sites: dict[SiteName, Site]
 
     @model_validator(mode="before")

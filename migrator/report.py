@@ -343,3 +343,107 @@ def _text(view: dict[str, Any], *, color: bool) -> str:
         else:
             line(f"{diff['site']}: unchanged")
     return out.getvalue()
+
+
+# --- the per-plan runbook (`migrate plan --format runbook`) -------------------------------------
+
+RUNBOOK_DOC = "runbooks/switchover.md"
+
+# Sections of runbooks/switchover.md (each has an <a id="..."> anchor there): anchor, title, when.
+RUNBOOK_FAILURES: tuple[tuple[str, str, str], ...] = (
+    ("catch-up-timed-out", "Catch-up gate timed out",
+     "exit 3: a gate timed out before the promotion; the tool undid the demotion"),
+    ("promotion-not-confirmed", "Promotion sent but not confirmed",
+     "exit 4 once the promotion was sent: never re-promote the source"),
+    ("undo-failed", "Undo failed",
+     "exit 4 before the promotion: undoing failed too; decide which site may take writes"),
+    ("operator-crashed", "The operator's machine crashed",
+     "the machine running migrate crashed or the run was killed: --resume"),
+    ("second-operator", "A second operator was refused", "exit 2: another run holds the lock"),
+    ("stale-plan", "The reviewed plan is stale", "exit 1: the --plan fingerprint no longer matches"),
+    ("follows-a-replica", "The standby site follows a replica",
+     "'session is read-only' in Patroni's log; the standby leader's sender is a replica"),
+    ("slot-missing", "A slot is missing, or the WAL is gone",
+     "'replication slot ... does not exist' or WAL already removed: re-seed"),
+    ("source-diverged", "The source diverged after the promotion",
+     "'forked off' or pg_rewind lines after the promotion"),
+    ("two-primaries", "Two primaries in one site", "two writable members in one site"),
+    ("older-patroni", "Patroni < 4.1", "the pause / clean stop / resume path (manual)"),
+    ("rollback", "Rollback", "moving back, before or after the promotion"),
+    ("journal", "Reading the journal", "what the journal's events say"),
+)
+_RUNBOOK_TITLES = {anchor: title for anchor, title, _ in RUNBOOK_FAILURES}
+
+# Step kind -> the failure sections that apply besides the step's phase section.
+_RUNBOOK_KIND_FAILURES: dict[str, tuple[str, ...]] = {
+    "ensure_permanent_slot": ("slot-missing",),
+    "wait_cascade": ("follows-a-replica", "slot-missing"),
+    "demote_site": ("undo-failed",),
+    "pause_site": ("older-patroni", "undo-failed"),
+    "stop_postgres": ("older-patroni", "undo-failed"),
+    "prove_not_writable": ("two-primaries", "undo-failed"),
+    "read_token": ("undo-failed",),
+    "wait_replay_past_token": ("catch-up-timed-out", "undo-failed"),
+    "promote_site": ("promotion-not-confirmed",),
+    "wait_patroni_stopped": ("older-patroni", "promotion-not-confirmed"),
+    "resume_as_standby": ("older-patroni", "promotion-not-confirmed"),
+    "wait_repoint": ("source-diverged", "slot-missing", "promotion-not-confirmed"),
+    "verify_single_writer": ("two-primaries", "promotion-not-confirmed"),
+    "verify_slots_active": ("follows-a-replica", "promotion-not-confirmed"),
+    "verify_write_visible": ("promotion-not-confirmed",),
+}
+
+
+def _engine_step_kinds() -> frozenset[str] | None:
+    """The step kinds `migrate execute` can run; None when the engine cannot be imported here."""
+    try:
+        from migrator.steps import STEP_CLASSES
+    except ImportError:  # pragma: no cover - the steps' own dependencies are missing
+        return None
+    return frozenset(STEP_CLASSES)
+
+
+def runbook_view(plan: Plan) -> dict[str, Any]:
+    """What the per-plan runbook shows: the report's header and steps, plus, per step, what a
+    failure means there and which sections of runbooks/switchover.md apply."""
+    view = report_view(plan)
+    engine_kinds = _engine_step_kinds()
+    promote_at = next((i for i, s in enumerate(plan.steps) if s.kind == "promote_site"), None)
+    steps = []
+    for index, (step, shown) in enumerate(zip(plan.steps, view["steps"])):
+        if promote_at is not None and index >= promote_at:
+            on_failure = ("on failure (the promotion was sent): the tool stops with exit 4 and "
+                          "undoes nothing; never make the source primary again")
+        else:
+            on_failure = ("on failure: the tool undoes what this run changed, newest first "
+                          "(exit 3 for a gate that timed out, 1 otherwise)")
+        anchors = (f"phase-{step.phase}", *_RUNBOOK_KIND_FAILURES.get(step.kind, ()))
+        links = [{"anchor": a, "title": _RUNBOOK_TITLES.get(a, f"phase {step.phase}")}
+                 for a in anchors]
+        steps.append({**shown, "on_failure": on_failure, "links": links,
+                      "manual_only": engine_kinds is not None and step.kind not in engine_kinds})
+    return {
+        **view,
+        "steps": steps,
+        "cautions": [_finding_view(f) for f in plan.findings if f.verdict is Verdict.WARN],
+        "doc": RUNBOOK_DOC,
+        "failures": [{"anchor": a, "title": t, "when": w} for a, t, w in RUNBOOK_FAILURES],
+    }
+
+
+@lru_cache(maxsize=1)
+def _runbook_template() -> Any:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined, autoescape=False,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+    env.filters["cell"] = _md_cell
+    env.filters["fence"] = _fence
+    return env.get_template("runbook.md.j2")
+
+
+def render_runbook(plan: Plan) -> str:
+    """The per-plan runbook in Markdown: header, blocking findings first, every step with its
+    gate, undo and manual commands, and where runbooks/switchover.md says what to do on failure.
+    Like the reports, it shows only what the plan holds, and plans hold no secrets."""
+    return _runbook_template().render(**runbook_view(plan))

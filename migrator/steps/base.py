@@ -166,6 +166,7 @@ class RunContext:
     plan: Plan
     live: Live
     facts: dict[str, Any] = field(default_factory=dict)  # learned by earlier steps, by step id
+    resumed_steps: set[str] = field(default_factory=set)  # started by an earlier run of this migration
     progress: Progress = lambda text: None
     journal_sample: Callable[..., None] = lambda **fields: None
 
@@ -195,8 +196,9 @@ class Step:
     def gate(self) -> dict[str, Any]:
         return {}
 
-    def undo(self, facts: dict[str, Any]) -> None:
-        return None
+    def undo(self, facts: dict[str, Any]) -> bool:
+        """Reverse this step's change; True when something was changed back."""
+        return False
 
     # ---- helpers -----------------------------------------------------------------------------
     def wait(self, probe: Callable[[], Any], what: str, interval: float = 0.05,

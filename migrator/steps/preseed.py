@@ -56,9 +56,11 @@ class EnsurePermanentSlot(Step):
         self.wait(slot_exists, f"slot {slot} on {site}'s leader")
         return {}
 
-    def undo(self, facts: dict[str, Any]) -> None:
-        if facts.get("added"):  # only a slot this run added: an existing one may serve others
-            self.live.patch_config(self.args["site"], {"slots": {self.args["slot"]: None}})
+    def undo(self, facts: dict[str, Any]) -> bool:
+        if not facts.get("added"):  # only a slot this run added: an existing one may serve others
+            return False
+        self.live.patch_config(self.args["site"], {"slots": {self.args["slot"]: None}})
+        return True
 
 
 class ProveReplicationAccess(Step):

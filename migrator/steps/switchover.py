@@ -7,6 +7,7 @@ from typing import Any
 
 from migrator.adapters.pg import TIMELINE_QUERY
 from migrator.errors import PreflightError, UnreachableError, UnsafeStateError
+from migrator.hooks import HookFailed, run_hook
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
 from migrator.state import lsn_value
@@ -47,7 +48,7 @@ class DemoteSite(Step):
                   f"{leader} to stop accepting writes", interval=0.01)
         return {"source_read_only_at": utc_now()}
 
-    def undo(self, facts: dict[str, Any]) -> None:
+    def undo(self, facts: dict[str, Any]) -> bool:
         """Make the source primary again: safe only while the target was never promoted."""
         target = self.ctx.plan.target
         if not self.live.config(target).get("standby_cluster") or _writable_members(self, target):
@@ -57,6 +58,7 @@ class DemoteSite(Step):
         self.live.patch_config(self.args["site"], {"standby_cluster": None})
         self.wait(lambda: _writable_members(self, self.args["site"]),
                   f"{self.args['site']} to accept writes again", interval=0.1)
+        return True
 
 
 class ProveNotWritable(Step):
@@ -77,9 +79,14 @@ class ReadToken(Step):
     def gate(self) -> dict[str, Any]:
         member, data_dir, bin_dir = self.args["member"], self.args["data_dir"], self.args["bin_dir"]
         seen: dict[str, str] = {}
+        # The wait runs on the host: one round trip returns as soon as pg_control leaves
+        # "in production", instead of one SSH exchange per poll inside the unavailability window.
+        wait_remote = (f"timeout 5 sh -c 'while :; do out=$({bin_dir}/pg_controldata {data_dir}); "
+                       "case \"$out\" in *\"cluster state:\"*\"in production\"*) sleep 0.01;; "
+                       "*) break;; esac; done; echo \"$out\"'")
 
         def token() -> dict[str, Any] | None:
-            result = self.live.ssh(member, f"{bin_dir}/pg_controldata {data_dir}")
+            result = self.live.ssh(member, wait_remote, timeout=10)
             facts = parse_controldata(result.stdout)
             seen["state"] = facts.get("Database cluster state", result.stderr.strip()[:80])
             checkpoint = facts.get("Latest checkpoint location")
@@ -129,6 +136,10 @@ class PromoteSite(Step):
     changes_state = True
 
     def precheck(self) -> bool:
+        if self.spec.id not in self.ctx.resumed_steps:
+            # First attempt: the plan saw the target as a standby cluster moments ago, and the
+            # PATCH is idempotent; skipping the GET keeps a round trip out of the write gap.
+            return False
         return not self.live.config(self.args["site"]).get("standby_cluster")
 
     def apply(self) -> dict[str, Any]:
@@ -141,8 +152,21 @@ class PromoteSite(Step):
                 before = self.live.query(self.args["leader"], TIMELINE_QUERY)[0][0]
             except UnreachableError:
                 pass
+        facts: dict[str, Any] = {"timeline_before": before}
+        hooks = self.ctx.inventory.hooks
+        if hooks.before_promote:
+            # A failure here stops the run before the promotion: the demotion is undone.
+            facts["before_promote_output"] = run_hook("before_promote", hooks.before_promote,
+                                                      hooks.timeout_seconds, self._hook_env())
         self.live.patch_config(self.args["site"], {"standby_cluster": None})
-        return {"timeline_before": before, "promote_sent_at": utc_now()}
+        return {**facts, "promote_sent_at": utc_now()}
+
+    def _hook_env(self, primary: str | None = None) -> dict[str, str]:
+        env = {"MIGRATOR_SERVICE": self.ctx.inventory.service, "MIGRATOR_SOURCE": self.ctx.plan.source,
+               "MIGRATOR_TARGET": self.ctx.plan.target}
+        if primary:
+            env.update(MIGRATOR_NEW_PRIMARY=primary, MIGRATOR_NEW_PRIMARY_HOST=self.live.member(primary)[1].host)
+        return env
 
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
@@ -159,5 +183,16 @@ class PromoteSite(Step):
             return before is None or timeline > before
 
         self.wait(promoted, f"{site} to have a writable primary", interval=0.01)
-        return {**found, "target_writable_at": utc_now()}
+        found["target_writable_at"] = utc_now()
+        hooks = self.ctx.inventory.hooks
+        if hooks.after_promote:
+            try:
+                found["after_promote_output"] = run_hook("after_promote", hooks.after_promote,
+                                                         hooks.timeout_seconds, self._hook_env(found["primary"]))
+            except HookFailed as exc:
+                # The database side is done and must not be undone; the traffic switch is the
+                # operator's to finish. The run goes on and ends with exit 1 naming the hook.
+                found["warning"] = f"{exc}; {site} is primary, move the traffic by hand"
+                self.ctx.progress(f"WARNING: {found['warning']}")
+        return found
 

@@ -59,17 +59,31 @@ def journal_records(state_dir: Path) -> list[dict]:
 
 
 def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
-    inventory, state = str(baseline.inventory_path), str(tmp_path / "state")
+    # Traffic hooks that record what they were told, to check them against the real new primary.
+    hook_log = tmp_path / "hooks.log"
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(baseline.inventory_path.read_text().replace("sites:\n", (
+        "hooks:\n"
+        f"  before_promote: echo before $MIGRATOR_SOURCE $MIGRATOR_TARGET >> {hook_log}\n"
+        f"  after_promote: echo after $MIGRATOR_NEW_PRIMARY $MIGRATOR_NEW_PRIMARY_HOST >> {hook_log}\n"
+        "sites:\n"), 1))
+    inventory, state = str(inventory), str(tmp_path / "state")
+    expected_hooks = []
     with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_round_trip") as ledger:
         for _ in range(2):
             out = migrate("execute", "-i", inventory, "--dc", "dc2", "--yes", "--state-dir", state)
             assert out.returncode == 0, explain(out)
             assert "write unavailability:" in out.stdout
             assert_primary_site(baseline, DC2)
+            new = MEMBER_BY_NAME[writable(baseline)[0]]
+            expected_hooks += ["before dc1 dc2", f"after {new.name} {new.host}"]
             out = migrate("rollback", "-i", inventory, "--yes", "--state-dir", state)
             assert out.returncode == 0, explain(out)
             assert_primary_site(baseline, DC1)
+            new = MEMBER_BY_NAME[writable(baseline)[0]]
+            expected_hooks += ["before dc2 dc1", f"after {new.name} {new.host}"]
         time.sleep(1)
+    assert hook_log.read_text().splitlines() == expected_hooks
     assert sampler.violations == []
     assert_no_acknowledged_commit_lost(baseline, ledger)
     assert ledger.max_gap_seconds < 5, ledger.summary()
