@@ -34,6 +34,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from migrator.errors import InventoryError, UsageError
 from migrator.secrets import SecretRef, checks_local_files, readable_file_error, resolve_local_path
+from migrator.yamlio import plain
 
 # --- field types --------------------------------------------------------------------------
 
@@ -514,7 +515,7 @@ def parse_inventory(
         )
     context = {"base_dir": base_dir, "check_local_files": check_local_files}
     try:
-        return Inventory.model_validate(_plain(tree), context=context)
+        return Inventory.model_validate(plain(tree), context=context)
     except ValidationError as exc:
         raise _inventory_error(source, tree, exc) from None
 
@@ -544,23 +545,6 @@ def _parse_yaml(text: str, source: str) -> Any:
 def _mark_line(exc: MarkedYAMLError) -> str:
     mark = exc.problem_mark or exc.context_mark
     return str(mark.line + 1) if mark is not None else "?"
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip types as plain Python, so pydantic sees ordinary dicts/lists/str."""
-    if isinstance(node, dict):
-        return {_plain(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
 
 
 # --- turning pydantic errors into one line each -------------------------------------------

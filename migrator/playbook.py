@@ -32,6 +32,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from migrator.errors import MigratorError
+from migrator.yamlio import plain
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK_DIR = PROJECT_ROOT / "playbooks"
@@ -328,28 +329,12 @@ def parse_playbook(text: str, *, source: str) -> Playbook:
         raise PlaybookError(
             f"playbook {source}: the top level must be a mapping with name, description, "
             "phases and steps")
-    data = _plain(tree)
+    data = plain(tree)
     try:
         playbook = Playbook.model_validate(data)
     except ValidationError as exc:
         raise _playbook_error(source, tree, exc) from None
     return playbook.model_copy(update={"source_file": source})
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
 
 
 def _playbook_error(source: str, tree: CommentedMap, exc: ValidationError) -> PlaybookError:

@@ -217,14 +217,18 @@ def _fence(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _md_template() -> Any:
+def _markdown_env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined, autoescape=False,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
     env.filters["cell"] = _md_cell
     env.filters["fence"] = _fence
-    return env.get_template("report.md.j2")
+    return env
+
+
+def _md_template() -> Any:
+    return _markdown_env().get_template("report.md.j2")
 
 
 def _markdown(view: dict[str, Any]) -> str:
@@ -431,15 +435,8 @@ def runbook_view(plan: Plan) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=1)
 def _runbook_template() -> Any:
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined, autoescape=False,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-    )
-    env.filters["cell"] = _md_cell
-    env.filters["fence"] = _fence
-    return env.get_template("runbook.md.j2")
+    return _markdown_env().get_template("runbook.md.j2")
 
 
 def render_runbook(plan: Plan) -> str:
