@@ -11,11 +11,14 @@ trap '"$PY" -m tests.testbed down' EXIT
 "$PY" -m tests.testbed up || exit 1
 INVENTORY=${MIGRATOR_TESTBED_DIR:-/tmp/migrator-testbed}/inventory.yml
 
+failed=0
 run() {
     echo
     echo "\$ migrate $*"
     "$MIGRATE" "$@"
-    echo "(exit code $?)"
+    local code=$?
+    echo "(exit code $code)"
+    [ "$code" -eq 0 ] || failed=1
 }
 
 run --version
@@ -23,3 +26,5 @@ run check --inventory "$INVENTORY"
 run plan --inventory "$INVENTORY" --dc dc2
 run execute --inventory "$INVENTORY" --dc dc2 --yes
 run rollback --inventory "$INVENTORY" --yes
+
+exit $failed

@@ -1,0 +1,129 @@
+"""Fuzzing the inventory and the command line (issue, case 10): every bad input exits 2 with one
+line on stderr and no traceback. 200 examples per property here; bench/fuzz_inputs.py runs the
+same properties with 1,000. Strategies, safety guards and property bodies: fuzz_strategies.py.
+
+No case may reach the network: inventories given to the CLI are invalid by construction and are
+proven invalid before the CLI sees them, and `no_network()` turns any socket connect, name lookup
+or command body into a recorded failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from migrator import __version__, cli
+from tests.unit import fuzz_strategies as fz
+
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,  # capsys is read and reset per example
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with fz.fuzz_environment():
+        yield fz.prepare_workdir(tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.fixture
+def guard(workdir: Path) -> Iterator[fz.NetworkGuard]:
+    with fz.no_network() as network_guard:
+        yield network_guard
+    assert not network_guard.attempts
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> fz.Runner:
+    capsys.readouterr()
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        code = cli.run(argv)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+# --- the properties ---------------------------------------------------------------------------
+
+
+@FUZZ
+@given(case=fz.all_inventories())
+def test_any_inventory_text_loads_or_fails_with_one_line_naming_the_file(case, workdir, guard):
+    fz.check_inventory(case, workdir, guard)
+
+
+@FUZZ
+@given(drawn=fz.cli_inventory_cases())
+def test_an_invalid_inventory_exits_2_with_one_line_through_every_command(drawn, workdir, guard, run_cli):
+    fz.check_cli_inventory(drawn, workdir, guard, run_cli)
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzzed_command_lines_exit_2_with_one_line(data, workdir, guard, run_cli):
+    fz.check_argv(data.draw(fz.argv_cases(workdir), label="case"), guard, run_cli)
+
+
+# --- the same through the console entry, a handful of times -------------------------------------
+
+
+@settings(FUZZ, max_examples=4)
+@given(drawn=fz.cli_inventory_cases())
+def test_an_invalid_inventory_exits_2_with_one_line_in_a_real_process(drawn, workdir, guard):
+    fz.check_cli_inventory(drawn, workdir, guard, lambda argv: fz.run_subprocess(argv, workdir))
+
+
+@settings(FUZZ, max_examples=4)
+@given(data=st.data())
+def test_fuzzed_command_lines_exit_2_with_one_line_in_a_real_process(data, workdir, guard):
+    # A real process must never see the valid inventory: the command bodies are not guarded there.
+    case = data.draw(fz.argv_cases(workdir).filter(lambda c: c.inventory != "valid"), label="case")
+    fz.check_argv(case, guard, lambda argv: fz.run_subprocess(argv, workdir))
+
+
+def test_non_utf8_command_line_bytes_exit_2_with_one_line(workdir, guard):
+    # Only a real process can get argv bytes that are not UTF-8 (Python decodes them with
+    # surrogateescape); the message must still be one line on stderr.
+    bad = workdir / fz.INVENTORY_NAME
+    bad.write_bytes(b"")
+    for argv in (
+        [b"pl\xffan", b"-i", bytes(bad)],
+        [b"plan", b"-i", bytes(bad), b"--dc", b"dc-\xff", b"--format", b"\xfe\xff"],
+        [b"status", b"-i", bytes(workdir) + b"/no-such-\xff.yml"],
+        [b"check", b"-i", bytes(bad), b"--\xff"],
+    ):
+        fz.assert_one_error_line(*fz.run_subprocess(argv, workdir))
+
+
+# --- the cases the fuzzers leave out: help and version print to stdout and exit 0 -----------------
+
+
+@pytest.mark.parametrize("command", [*fz.COMMANDS, None])
+def test_help_prints_usage_to_stdout_and_exits_0(command, workdir, guard, run_cli):
+    argv = ([command] if command else []) + ["--help"]
+    code, out, err = run_cli(argv)
+    assert (code, err) == (0, "")
+    assert out.startswith("Usage: migrate") and "Traceback" not in out
+
+
+def test_version_prints_the_version_and_exits_0(workdir, guard, run_cli):
+    assert run_cli(["--version"]) == (0, f"migrate {__version__}\n", "")
+
+
+def test_no_arguments_prints_the_usage_to_stdout_and_exits_2(workdir, guard, run_cli):
+    code, out, err = run_cli([])
+    assert (code, err) == (2, "")
+    assert out.startswith("Usage: migrate") and "Traceback" not in out
