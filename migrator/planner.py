@@ -41,6 +41,7 @@ from migrator.playbook import (
     compile_template,
 )
 from migrator.state import MemberState, ServiceState, SiteState
+from migrator.remote import prefix_for
 
 GRACEFUL_DEMOTE_MIN_PATRONI = (4, 1)
 NO_LEADER = "(no leader observed)"
@@ -307,7 +308,7 @@ def _member_context(
         "data_dir": site.data_dir_for(member),
         "patroni_config": site.patroni_config_for(member),
         "ssh": {"host": ssh.host, "port": ssh.port, "user": ssh.user},
-        "run_as_postgres": "" if ssh.user == "postgres" else "sudo -u postgres ",
+        "run_as_postgres": prefix_for(ssh.user),
         "patronictl": f"patronictl -c {site.patroni_config_for(member)}",
         "psql": f"psql -h {member.host} -p {member.pg_port} -U {superuser} -d postgres",
     }

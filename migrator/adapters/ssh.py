@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import warnings
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import paramiko
 from fabric import Config, Connection
@@ -117,6 +117,10 @@ class SshSession:
         Straight on the paramiko channel of fabric's connection: invoke's runner adds about
         0.1 s of thread polling per command, which observe pays for every member. `stdin` is
         sent to the command and then closed."""
+        return self.finish(self.start(command, timeout, stdin), timeout)
+
+    def start(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Any:
+        """Start a command and return its channel without waiting for it (see `finish`)."""
         if not self._conn.is_connected:
             self.open()
         limit = timeout or self.timeout
@@ -128,15 +132,27 @@ class SshSession:
                 # Secrets travel on stdin, never on a command line that `ps` would show.
                 channel.sendall(stdin.encode())
                 channel.shutdown_write()
+        except Exception as exc:  # noqa: BLE001 - socket timeouts and SSH errors alike
+            raise self._failed(exc) from None
+        channel.command = command
+        return channel
+
+    def finish(self, channel: Any, timeout: float | None = None) -> SshResult:
+        """Wait for a started command and collect what it printed."""
+        try:
+            channel.settimeout(timeout or self.timeout)
             stdout = channel.makefile("rb").read().decode(errors="replace")
             stderr = channel.makefile_stderr("rb").read().decode(errors="replace")
             code = channel.recv_exit_status()
             channel.close()
         except Exception as exc:  # noqa: BLE001 - socket timeouts and SSH errors alike
-            raise UnreachableError(
-                f"{self.member_name}: command over SSH to {self.where} failed: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'timed out'}") from None
-        return SshResult(self.target.host, command, code, stdout, stderr)
+            raise self._failed(exc) from None
+        return SshResult(self.target.host, channel.command, code, stdout, stderr)
+
+    def _failed(self, exc: Exception) -> UnreachableError:
+        return UnreachableError(
+            f"{self.member_name}: command over SSH to {self.where} failed: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'timed out'}")
 
     def close(self) -> None:
         self._conn.close()

@@ -6,6 +6,7 @@ from migrator.steps.base import Step
 from migrator.steps.follow import (
     VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible, WaitCascade, WaitRepoint,
 )
+from migrator.steps.paused import PauseSite, ResumeAsStandby, StopPostgres, WaitPatroniStopped
 from migrator.steps.preseed import (
     EnsurePermanentSlot, ProveReplicationAccess, RunPreflight, ValidateStandbyCluster,
 )
@@ -15,4 +16,5 @@ STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
     RunPreflight, EnsurePermanentSlot, ProveReplicationAccess, ValidateStandbyCluster, WaitCascade,
     DemoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken, PromoteSite, WaitRepoint,
     VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible,
+    PauseSite, StopPostgres, WaitPatroniStopped, ResumeAsStandby,
 )}

@@ -39,6 +39,7 @@ class Live:
         self._apis: dict[str, PatroniApi] = {}
         self._pg: dict[str, psycopg.Connection] = {}
         self._ssh: dict[str, SshSession] = {}
+        self._pending: dict[str, tuple] = {}
 
     # ---- lookup ------------------------------------------------------------------------------
     def site(self, name: str) -> Site:
@@ -136,18 +137,37 @@ class Live:
             return None
 
     # ---- SSH ---------------------------------------------------------------------------------
-    def ssh(self, member_name: str, command: str, timeout: float | None = None, stdin: str | None = None):
+    def _session(self, member_name: str) -> SshSession:
         session = self._ssh.get(member_name)
         if session is None:
             site, member = self.member(member_name)
             session = SshSession(member.name, site.ssh_for(member), self.timeout)
             self._ssh[member_name] = session
+        return session
+
+    def ssh(self, member_name: str, command: str, timeout: float | None = None, stdin: str | None = None):
+        session = self._session(member_name)
         try:
             return session.run(command, timeout=timeout, stdin=stdin)
         except UnreachableError:
             self._ssh.pop(member_name, None)
             session.close()
             raise
+
+    def start_remote(self, key: str, member_name: str, command: str, timeout: float) -> None:
+        """Start a command on a host now and collect it later with `finish_remote(key)`: a wait
+        that runs on the host answers the moment its condition holds, with no round trip
+        (an SSH exec costs 0.1-0.2 s) inside the write-unavailability window."""
+        session = self._session(member_name)
+        self._pending[key] = (session, session.start(command, timeout=timeout), timeout)
+
+    def finish_remote(self, key: str):
+        """The result of a command started with `start_remote`, or None if none was started."""
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            return None
+        session, channel, timeout = pending
+        return session.finish(channel, timeout=timeout + 5)
 
     def observe(self) -> ServiceState:
         return observe(self.inventory, host_facts=False)
@@ -201,6 +221,21 @@ class Step:
         return False
 
     # ---- helpers -----------------------------------------------------------------------------
+    def warm_up_switchover_connections(self) -> None:
+        """Open now what the steps inside the write-unavailability window poll (SSH to the old
+        primary for its pg_control, PostgreSQL on the target's standby leader), so the window
+        does not pay for a handshake or a login."""
+        from migrator.steps.switchover import controldata_wait_command
+
+        for spec in self.ctx.plan.steps:
+            if spec.kind == "read_token":
+                # Waits on the host for pg_control to leave "in production"; read by read_token.
+                self.live.start_remote(spec.id, spec.args["member"], controldata_wait_command(
+                    spec.args["bin_dir"], spec.args["data_dir"], spec.gate.timeout_seconds),
+                    timeout=spec.gate.timeout_seconds)
+            elif spec.kind == "wait_replay_past_token":
+                self.live.in_recovery(spec.args["member"])
+
     def wait(self, probe: Callable[[], Any], what: str, interval: float = 0.05,
              timeout: float | None = None, describe: Callable[[], str] | None = None) -> Any:
         """Poll `probe` until truthy; GateTimeout naming `what` (and the last reason) at the deadline."""

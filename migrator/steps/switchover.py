@@ -33,12 +33,7 @@ class DemoteSite(Step):
         return bool(self.live.config(self.args["site"]).get("standby_cluster"))
 
     def apply(self) -> dict[str, Any]:
-        # Open now what the next steps poll, so the write-unavailability window does not pay for
-        # an SSH handshake or a PostgreSQL login.
-        self.live.ssh(self.args["leader"], "true")
-        target_leader = next((s.args.get("member") for s in self.ctx.plan.steps if s.kind == "wait_replay_past_token"), None)
-        if target_leader:
-            self.live.in_recovery(target_leader)
+        self.warm_up_switchover_connections()
         self.live.patch_config(self.args["site"], {"standby_cluster": self.args["standby_cluster"]})
         return {"demote_sent_at": utc_now()}
 
@@ -78,17 +73,17 @@ class ReadToken(Step):
 
     def gate(self) -> dict[str, Any]:
         member, data_dir, bin_dir = self.args["member"], self.args["data_dir"], self.args["bin_dir"]
-        seen: dict[str, str] = {}
-        # The wait runs on the host: one round trip returns as soon as pg_control leaves
-        # "in production", instead of one SSH exchange per poll inside the unavailability window.
-        wait_remote = (f"timeout 5 sh -c 'while :; do out=$({bin_dir}/pg_controldata {data_dir}); "
-                       "case \"$out\" in *\"cluster state:\"*\"in production\"*) sleep 0.01;; "
-                       "*) break;; esac; done; echo \"$out\"'")
+        seen: dict[str, Any] = {"reads": 0}
+        started_early = self.live.finish_remote(self.spec.id)  # begun before the demotion
 
         def token() -> dict[str, Any] | None:
-            result = self.live.ssh(member, wait_remote, timeout=10)
+            nonlocal started_early
+            result = started_early or self.live.ssh(member, controldata_wait_command(bin_dir, data_dir, 5), timeout=10)
+            started_early = None
+            seen["reads"] += 1
             facts = parse_controldata(result.stdout)
             seen["state"] = facts.get("Database cluster state", result.stderr.strip()[:80])
+            seen.setdefault("first", seen["state"])
             checkpoint = facts.get("Latest checkpoint location")
             redo = facts.get("Latest checkpoint's REDO location")
             if not checkpoint:
@@ -97,11 +92,20 @@ class ReadToken(Step):
             restarted_after_clean = seen["state"] in RESTARTED_STATES and redo == checkpoint
             if clean or restarted_after_clean:
                 return {"token": lsn_value(checkpoint), "token_text": checkpoint, "token_state": seen["state"],
+                        "token_reads": seen["reads"], "token_first_state": seen.setdefault("first", seen["state"]),
                         "token_timeline": int(facts.get("Latest checkpoint's TimeLineID", "0") or 0)}
             return None
 
         return self.wait(token, f"{member}'s pg_control to show a clean shutdown", interval=0.02,
                          describe=lambda: f"state {seen.get('state', '?')}")
+
+
+def controldata_wait_command(bin_dir: str, data_dir: str, seconds: float) -> str:
+    """Shell that prints pg_controldata once the cluster is neither "in production" nor "shutting
+    down" (so: shut down, or already restarted in recovery, which read_token tells apart)."""
+    return (f"timeout {max(1, int(seconds))} sh -c 'while :; do out=$({bin_dir}/pg_controldata {data_dir}); "
+            "case \"$out\" in *\"cluster state:\"*\"in production\"*|*\"cluster state:\"*\"shutting down\"*) sleep 0.01;; "
+            "*) break;; esac; done; echo \"$out\"'")
 
 
 class WaitReplayPastToken(Step):

@@ -183,8 +183,10 @@ class Testbed:
         return self.registry.alive(f"patroni-{member.name}")
 
     def patroni_state(self, member: Member) -> dict[str, Any]:
-        resp = requests.get(f"{member.api_url}/patroni", timeout=HTTP_TIMEOUT)
-        return resp.json()
+        state = requests.get(f"{member.api_url}/patroni", timeout=HTTP_TIMEOUT).json()
+        if state.get("role") == "master":  # Patroni < 4 says master
+            state["role"] = "primary"
+        return state
 
     def etcd_healthy(self, site: Site) -> bool:
         resp = requests.get(f"{site.etcd_url}/health", timeout=HTTP_TIMEOUT)
