@@ -34,7 +34,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from migrator.errors import InventoryError, UsageError
 from migrator.secrets import SecretRef, checks_local_files, readable_file_error, resolve_local_path
-from migrator.yamlio import plain
+from migrator.yamlio import YamlShapeError, plain
 
 # --- field types --------------------------------------------------------------------------
 
@@ -515,7 +515,11 @@ def parse_inventory(
         )
     context = {"base_dir": base_dir, "check_local_files": check_local_files}
     try:
-        return Inventory.model_validate(plain(tree), context=context)
+        data = plain(tree)
+    except YamlShapeError as exc:
+        raise InventoryError(f"inventory {source}: {exc}; write the values out instead") from None
+    try:
+        return Inventory.model_validate(data, context=context)
     except ValidationError as exc:
         raise _inventory_error(source, tree, exc) from None
 
@@ -537,6 +541,14 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise InventoryError(
             f"inventory {source}: line {_mark_line(exc)}: YAML syntax error: "
             f"{exc.problem or exc.context}; check the indentation and quoting there"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - whatever ruamel trips on, it is the file's fault
+        # ruamel builds some scalars itself: 2001-13-45 is read as a date and fails there,
+        # an empty `!!bool` tag raises KeyError.
+        raise InventoryError(
+            f"inventory {source}: a value could not be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); put quotes around values that "
+            "look like dates, times or numbers"
         ) from None
     except YAMLError as exc:
         raise InventoryError(f"inventory {source}: YAML error: {exc}") from None

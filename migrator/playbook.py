@@ -32,7 +32,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from migrator.errors import MigratorError
-from migrator.yamlio import plain
+from migrator.yamlio import YamlShapeError, plain
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK_DIR = PROJECT_ROOT / "playbooks"
@@ -329,7 +329,10 @@ def parse_playbook(text: str, *, source: str) -> Playbook:
         raise PlaybookError(
             f"playbook {source}: the top level must be a mapping with name, description, "
             "phases and steps")
-    data = plain(tree)
+    try:
+        data = plain(tree)
+    except YamlShapeError as exc:
+        raise PlaybookError(f"playbook {source}: {exc}") from None
     try:
         playbook = Playbook.model_validate(data)
     except ValidationError as exc:

@@ -36,7 +36,10 @@ def checks_local_files(info: ValidationInfo | None) -> bool:
 
 def resolve_local_path(raw: str | os.PathLike[str], info: ValidationInfo | None) -> Path:
     """Expand `~` and make a relative path absolute against the inventory's directory."""
-    path = Path(raw).expanduser()
+    try:
+        path = Path(raw).expanduser()
+    except RuntimeError:  # "~nosuchuser/...": no home directory to expand to
+        raise ValueError(f"cannot expand {raw}: no such user's home directory; write the path out") from None
     if path.is_absolute():
         return path
     base_dir = _context(info).get("base_dir")
