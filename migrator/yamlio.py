@@ -31,7 +31,14 @@ def _plain(node: Any, budget: list[int], path: set[int]) -> Any:
         if isinstance(node, dict):
             return {_plain(k, budget, path): _plain(v, budget, path) for k, v in node.items()}
         return [_plain(v, budget, path) for v in node]
-    for kind in (bool, int, float, str):  # bool first: it is an int too
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:  # a "\uD800" escape: no character, and unprintable in errors
+            raise YamlShapeError("a string holds an escape that is not a Unicode character "
+                                 "(a lone surrogate such as \\uD800)") from None
+        return str(node)
+    for kind in (bool, int, float):  # bool first: it is an int too
         if isinstance(node, kind):
             return kind(node)
     return node
