@@ -13,7 +13,6 @@ property failed. No case reaches the network (see fuzz_strategies.py); nothing n
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
@@ -71,8 +70,7 @@ def run_all_examples(prop: Property, examples: int, seed: int | None) -> Outcome
         except Exception as exc:  # noqa: BLE001 - counted, not raised: all examples must run
             outcome.failures += 1
             description = fz.describe_failure(exc)
-            # One group per bug, not per number in its message ("value has 5874 digits").
-            group = outcome.groups.setdefault(re.sub(r"\d+", "N", description), [0, description, case])
+            group = outcome.groups.setdefault(fz.failure_group(description), [0, description, case])
             group[0] += 1
 
     begin = time.perf_counter()
@@ -82,28 +80,36 @@ def run_all_examples(prop: Property, examples: int, seed: int | None) -> Outcome
 
 
 def shrink(prop: Property, examples: int, seed: int | None) -> tuple[list[str], float]:
-    """A normal Hypothesis run, to get minimal falsifying examples; their reports."""
+    """A normal Hypothesis run, to get minimal falsifying examples; one report for each."""
+    last_failing: dict[str, Any] = {}  # Hypothesis replays each minimal example last
 
     @_settings(examples, [Phase.generate, Phase.shrink])
     @given(prop.strategy)
     def find(case: Any) -> None:
-        prop.check(case)
+        try:
+            prop.check(case)
+        except Exception as exc:
+            last_failing[fz.failure_group(fz.describe_failure(exc))] = case
+            raise
 
     begin = time.perf_counter()
     try:
         _seeded(find, seed)()
-    except BaseException as exc:  # noqa: BLE001 - a failure (or several) is what we are after
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        found = list(exc.exceptions) if isinstance(exc, BaseExceptionGroup) else [exc]
+    except Exception as exc:  # noqa: BLE001 - a failure (or several) is what we are after
+        found = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
         reports = []
         for failure in found:
-            notes = [n for n in getattr(failure, "__notes__", []) if "Falsifying" in n or "Failing" in n]
-            reports.append(f"{fz.describe_failure(failure)}\n" + "\n".join(notes))
+            description = fz.describe_failure(failure)
+            case = last_failing.get(fz.failure_group(description))
+            shown = fz.summarize(case) if case is not None else "(see Hypothesis' report)"
+            reports.append(f"{description}\n  {shown}")
         return reports, time.perf_counter() - begin
     return ["not reproduced by a fresh search: see the first failing examples above"], (
         time.perf_counter() - begin
     )
+
+
+PROPERTY_NAMES = ("inventory", "cli-inventory", "cli-argv", "console-entry")
 
 
 def properties(workdir: Path, guard: fz.NetworkGuard, subprocess_examples: int) -> list[Property]:
@@ -122,7 +128,7 @@ def properties(workdir: Path, guard: fz.NetworkGuard, subprocess_examples: int) 
         else:
             fz.check_argv(case, guard, in_a_process)
 
-    return [
+    found = [
         Property("inventory", "any inventory text -> Inventory or one-line InventoryError naming the file",
                  fz.all_inventories(), lambda case: fz.check_inventory(case, workdir, guard)),
         Property("cli-inventory", "invalid inventory through every command -> exit 2, one line",
@@ -133,6 +139,8 @@ def properties(workdir: Path, guard: fz.NetworkGuard, subprocess_examples: int) 
         Property("console-entry", "the two CLI properties through `python -m migrator.cli`",
                  real_process_cases, check_real_process, examples=subprocess_examples),
     ]
+    assert tuple(p.name for p in found) == PROPERTY_NAMES
+    return found
 
 
 def main() -> int:
@@ -141,7 +149,8 @@ def main() -> int:
     parser.add_argument("--subprocess-examples", type=int, default=20,
                         help="examples for the console-entry property (a process each)")
     parser.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default: random)")
-    parser.add_argument("--only", action="append", help="run only this property (repeatable)")
+    parser.add_argument("--only", action="append", choices=PROPERTY_NAMES,
+                        help="run only this property (repeatable)")
     parser.add_argument("--no-shrink", action="store_true", help="skip the shrinking run")
     args = parser.parse_args()
 

@@ -316,9 +316,11 @@ text = st.text(max_size=40)  # any unicode (control characters included), no sur
 unicode_text = st.text(st.characters(codec="utf-8"), max_size=40)
 huge_text = st.builds(lambda c, n: c * n, st.characters(), st.integers(1_000, 100_000))
 blank = st.text(st.sampled_from(WHITESPACE), max_size=6)
+# A lone surrogate: YAML's "\ud800" escape gives one; the file itself stays valid UTF-8.
+with_surrogate = st.builds(lambda a, c, b: a + c + b, text, st.characters(categories=["Cs"]), text)
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(), text,
-    st.integers(-(10**30), 10**30), unicode_text,
+    st.integers(-(10**30), 10**30), unicode_text, with_surrogate,
 )
 any_value = st.recursive(
     scalars | huge_text,
@@ -336,6 +338,7 @@ bad_name = st.one_of(
     st.just(""),
     st.builds(lambda c, rest: c + rest, not_name_start, text),
     huge_text.map(lambda s: "!" + s),
+    with_surrogate,  # names are ASCII
 )
 user_name = st.from_regex(r"[a-z][a-z0-9_-]{0,15}", fullmatch=True)
 missing_file = st.one_of(
@@ -453,6 +456,16 @@ def inline_secret(draw: st.DrawFn) -> InventoryCase:
     data = _copy()
     _set(data, slot.path, secret)
     return _case("inline-secret", data, secret=secret)
+
+
+@st.composite
+def bad_local_file(draw: st.DrawFn) -> InventoryCase:
+    """A key file, known_hosts or file: secret that is missing, a directory, or under ~user."""
+    slot = draw(st.sampled_from([s for s in LEAVES if s.kind in ("file", "secret")]))
+    path = draw(missing_file.filter(bool) if slot.kind == "secret" else missing_file)
+    data = _copy()
+    _set(data, slot.path, "file:" + path if slot.kind == "secret" else path)
+    return _case("bad-local-file", data)
 
 
 @st.composite
@@ -601,7 +614,8 @@ def _nested(style: str, depth: int, indent: int) -> str:
 @st.composite
 def deep_nesting(draw: st.DrawFn) -> InventoryCase:
     style = draw(st.sampled_from(["flow-list", "flow-map", "block-seq", "block-map"]))
-    depth = draw(st.one_of(st.integers(1, 60), st.integers(200, 600)))
+    # ruamel and yamlio.plain recurse once or more per level: ~250 levels exhaust Python's stack.
+    depth = draw(st.one_of(st.integers(1, 60), st.integers(200, 400)))
     where = draw(st.sampled_from(["document", "service", "unknown-key"]))
     if where == "document":
         text_ = "root:" + _nested(style, depth, 0)
@@ -642,12 +656,23 @@ def laughs(draw: st.DrawFn) -> InventoryCase:
     return _text_case("laughs:unknown-key", FIXTURE_TEXT + "\n".join(lines) + "\n")
 
 
-TIMESTAMP = (r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
-             r"(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)?")
-NON_STRING_SCALARS = [  # YAML reads these as something other than text
-    "0x1F", "0o17", "1_000", "+12", "-0", "1e5", ".inf", "-.Inf", ".NaN", "true", "False", "~", "null",
-    "0x", "0o", "0b101", "2001-13-45", "2001-02-30", "2001-1-1 25:00:00", "2001-01-01T00:00:00+99:00",
+# ruamel's implicit timestamp (resolver.py): these read as a date or datetime, or fail to construct.
+TIMESTAMP = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}"
+             r":[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?")
+NON_STRING_SCALARS = [  # YAML reads these as something other than text (checked below)
+    "0x1F", "0o17", "0b101", "1_000", "+12", "-0", "1e5", ".5", ".inf", "-.Inf", ".NaN", "true", "FALSE",
+    "~", "null", "2001-13-45", "2001-02-30", "2001-1-1 25:00:00", "2001-01-01T00:00:00+99:00",
 ]
+
+
+def _reads_as_text(value: str) -> bool:
+    try:
+        return isinstance(YAML(typ="rt").load(f"k: {value}")["k"], str)
+    except Exception:  # noqa: BLE001 - not constructible is not text either
+        return False
+
+
+assert not any(_reads_as_text(v) for v in NON_STRING_SCALARS)
 TAGS = ["!!int", "!!float", "!!bool", "!!null", "!!timestamp", "!!set", "!!omap", "!!pairs", "!!map",
         "!!seq", "!custom", "!!python/object:os.system", "!<tag:yaml.org,2002:int>"]
 
@@ -687,17 +712,21 @@ def empty_file(draw: st.DrawFn) -> InventoryCase:
     return _text_case("empty", "".join(bits))
 
 
+INVALID_GENERATORS: tuple[Callable[[], st.SearchStrategy[InventoryCase]], ...] = (
+    empty_file,
+    lambda: st.one_of(scalars, st.lists(any_value, max_size=3)).map(lambda v: _case("top-level", v)),
+    unknown_key, wrong_value, missing_required, inline_secret, bad_local_file, bad_port, duplicate_member,
+    duplicate_slot, too_few_sites, bad_site_name, bad_gates_or_hooks, broken_pair, truncated, not_utf8,
+    yaml_garbage, duplicate_key, laughs,
+    lambda: st.sampled_from(RECURSIVE_ALIASES).map(lambda t: _text_case("recursive-alias", t)),
+    deep_nesting, huge_integer, non_string_scalar,
+)
+
+
 def invalid_inventories() -> st.SearchStrategy[InventoryCase]:
-    """Inventories that cannot be valid, whatever was drawn: safe to give to the CLI."""
-    return st.one_of(
-        empty_file(),
-        st.one_of(scalars, st.lists(any_value, max_size=3)).map(lambda v: _case("top-level", v)),
-        unknown_key(), wrong_value(), missing_required(), inline_secret(), bad_port(),
-        duplicate_member(), duplicate_slot(), too_few_sites(), bad_site_name(), bad_gates_or_hooks(),
-        broken_pair(), truncated(), not_utf8(), yaml_garbage(), duplicate_key(), laughs(),
-        st.sampled_from(RECURSIVE_ALIASES).map(lambda t: _text_case("recursive-alias", t)),
-        deep_nesting(), huge_integer(), non_string_scalar(),
-    )
+    """Inventories that cannot be valid, whatever was drawn: safe to give to the CLI.
+    (One generator picked uniformly first, so that cheap ones do not crowd out the others.)"""
+    return st.sampled_from(INVALID_GENERATORS).flatmap(lambda make: make())
 
 
 # --- inventories that may stay valid (in-process loading only) -----------------------------------
@@ -736,7 +765,8 @@ def text_edit(draw: st.DrawFn) -> InventoryCase:
         for _ in range(draw(st.integers(1, 5))):
             at = draw(st.integers(0, len(t)))
             if edit == "insert":
-                t = t[:at] + draw(st.one_of(st.characters(codec="utf-8"), st.sampled_from(YAML_TOKENS))) + t[at:]
+                inserted = draw(st.one_of(st.characters(codec="utf-8"), st.sampled_from(YAML_TOKENS)))
+                t = t[:at] + inserted + t[at:]
             else:
                 t = t[:at] + t[at + 1:]
     return _text_case(f"edit:{edit}", t, invalid=False)
@@ -748,7 +778,8 @@ def maybe_valid_inventories() -> st.SearchStrategy[InventoryCase]:
 
 
 def all_inventories() -> st.SearchStrategy[InventoryCase]:
-    return st.one_of(invalid_inventories(), maybe_valid_inventories())
+    """Three in four invalid by construction, one in four perhaps still valid."""
+    return st.sampled_from([invalid_inventories] * 3 + [maybe_valid_inventories]).flatmap(lambda make: make())
 
 
 # --- argv ------------------------------------------------------------------------------------------
@@ -759,9 +790,7 @@ FORMATS = ("text", "md", "json", "runbook")
 
 
 def allowed_token(token: str) -> bool:
-    """Random argv tokens may never choose an inventory, name a site, or ask for help/version.
-    (NUL and surrogates are excluded by the alphabet: a real argv cannot hold NUL, and non-UTF-8
-    argv bytes are covered by the subprocess test.)"""
+    """Random argv tokens may never choose an inventory, name a site, or ask for help/version."""
     return not (
         token.startswith(("-i", "--inventory"))
         or token.split("=", 1)[0] in ("--help", "--version")
@@ -769,26 +798,45 @@ def allowed_token(token: str) -> bool:
     )
 
 
-argv_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
-                    max_size=20).filter(allowed_token)
+# Any character a real argv can hold: no NUL, and of the surrogates only U+DC80..U+DCFF, which is
+# how Python passes on argv bytes that are not UTF-8 (surrogateescape; subprocess turns them back
+# into those bytes).
+argv_char = st.one_of(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+    st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF),
+)
+argv_text = st.text(argv_char, max_size=20).filter(allowed_token)
 argv_token = st.one_of(
     st.sampled_from(VALUE_OPTIONS + FLAG_OPTIONS + FORMATS + ("--", "-", "", "xml", "JSON")),
     st.builds(lambda o, v: f"{o}={v}", st.sampled_from(VALUE_OPTIONS + FLAG_OPTIONS), argv_text),
     argv_text.map(lambda s: "--" + s).filter(allowed_token),
-    st.characters(exclude_categories=("Cs",), exclude_characters="\x00i").map(lambda c: "-" + c),
+    argv_char.filter(lambda c: c != "i").map(lambda c: "-" + c),
     argv_text,
-    st.builds(lambda c, n: c * n, st.characters(exclude_categories=("Cs",), exclude_characters="\x00-i"),
-              st.integers(1, 5000)),
+    st.builds(lambda c, n: c * n, argv_char.filter(lambda c: c not in "-i"), st.integers(1, 5000)),
 )
 bad_site = argv_text.filter(lambda s: s not in SITES)
-# Well-formed option pairs, so that some argvs parse and reach the inventory / --dc checks.
-well_formed = st.one_of(
-    st.tuples(st.just("--format"), st.sampled_from(FORMATS)),
-    st.tuples(st.just("--dc"), bad_site),
-    st.tuples(st.sampled_from(["--out", "--plan", "--state-dir"]),
-              argv_text.map(lambda s: "fuzz-never-written/" + s)),
-    st.sampled_from(FLAG_OPTIONS).map(lambda f: (f,)),
-)
+OPTION_VALUES: dict[str, st.SearchStrategy[str]] = {
+    "--format": st.sampled_from(FORMATS),
+    "--dc": bad_site,
+    "--out": argv_text.map(lambda s: "fuzz-never-written/" + s),
+    "--plan": argv_text.map(lambda s: "fuzz-never-read/" + s),
+    "--state-dir": argv_text.map(lambda s: "fuzz-never-created/" + s),
+}
+OPTIONS_OF = {  # what each command accepts besides --inventory
+    "plan": ("--dc", "--format", "--out"),
+    "check": ("--json", "--dc"),
+    "status": ("--watch",),
+    "execute": ("--dc", "--plan", "--resume", "--yes", "--state-dir"),
+    "rollback": ("--yes", "--state-dir"),
+}
+
+
+def well_formed(command: str) -> st.SearchStrategy[tuple[str, ...]]:
+    """An option of `command` (any option for an unknown one) with a value of the right kind, so
+    that some command lines parse and get as far as the inventory or --dc checks."""
+    names = st.sampled_from(OPTIONS_OF.get(command) or VALUE_OPTIONS + FLAG_OPTIONS)
+    return names.flatmap(lambda name: OPTION_VALUES[name].map(lambda value: (name, value))
+                         if name in OPTION_VALUES else st.just((name,)))
 
 
 @dataclass(frozen=True)
@@ -806,13 +854,18 @@ def argv_cases(draw: st.DrawFn, workdir: Path) -> ArgvCase:
     """A command line for any command (or an unknown one) with random options and values. The
     inventory is always invalid, except the valid base for plan/execute with a --dc that names
     no site (all --dc values here are such names)."""
-    root = draw(st.lists(argv_token, max_size=2)) if draw(st.integers(0, 4)) == 0 else []
-    command = draw(st.one_of(st.sampled_from(COMMANDS), argv_text.filter(lambda c: c not in COMMANDS)))
-    if draw(st.booleans()):
-        body = [t for pair in draw(st.lists(well_formed, max_size=4)) for t in pair]
-        body += draw(st.lists(argv_token, max_size=2))
-    else:
-        body = draw(st.lists(argv_token, max_size=8))
+    # Mostly a known command with its own options; sometimes junk before it or an unknown one.
+    root = draw(st.lists(argv_token, min_size=1, max_size=2)) if draw(st.sampled_from(
+        [False] * 5 + [True])) else []
+    unknown = argv_text.filter(lambda c: c not in COMMANDS)
+    command = draw(st.one_of(*[st.just(c) for c in COMMANDS * 2], unknown))
+    shape = draw(st.sampled_from(["well-formed", "well-formed", "mixed", "random"]))
+    body = [] if shape == "random" else [
+        t for pair in draw(st.lists(well_formed(command), max_size=4)) for t in pair]
+    if shape != "well-formed":
+        tokens = draw(st.lists(argv_token, min_size=1, max_size=8 if shape == "random" else 2))
+        for token in tokens:
+            body.insert(draw(st.integers(0, len(body))), token)
     choices = list(ARGV_INVENTORIES) + ["none"] + (["valid"] * 3 if command in TARGETED and not root else [])
     inventory = draw(st.sampled_from(choices))
     if inventory == "valid":
@@ -944,36 +997,48 @@ def check_cli_inventory(
     path.write_bytes(case.data)
     assert_not_loadable(path)
     code, out, err = run(cli_argv_for(path, command, extras, spelling))
+    assert_no_network(guard)  # first: a refused connection would also show as exit 1
     line = assert_one_error_line(code, out, err, f"{ERROR_START} inventory {path}")
     if case.secret:
         assert case.secret not in line
-    assert_no_network(guard)
 
 
 def check_argv(case: ArgvCase, guard: NetworkGuard, run: Runner) -> None:
     """Property 3: a fuzzed command line exits 2 with one `migrate: error:` line."""
     code, out, err = run(list(case.argv))
-    assert_one_error_line(code, out, err)
     assert_no_network(guard)
+    assert_one_error_line(code, out, err)
 
 
 def summarize(value: Any, limit: int = 1500) -> str:
-    """A readable reproducer: inventories based on two_sites.yml as a diff against it."""
+    """A readable reproducer: an inventory derived from two_sites.yml as a diff against it (or
+    against its re-dumped form, for the mutations that re-dump it)."""
     if isinstance(value, tuple):
         return "(" + ", ".join(summarize(v, limit) for v in value) + ")"
     if isinstance(value, InventoryCase):
         try:
-            text_ = value.data.decode("utf-8")
+            lines = value.data.decode("utf-8").splitlines()
         except UnicodeDecodeError:
-            text_ = None
-        if text_ is not None and len(text_) > 300:
-            diff = list(difflib.unified_diff(FIXTURE_TEXT.splitlines(), text_.splitlines(), lineterm="", n=0))
-            body = "\n".join(line[:300] + ("..." if len(line) > 300 else "") for line in diff[2:40])
-            more = f"\n  ... ({len(diff) - 40} more diff lines)" if len(diff) > 40 else ""
-            return (f"InventoryCase(kind={value.kind!r}, invalid={value.invalid}): tests/unit/fixtures/"
-                    f"inventory/two_sites.yml changed as follows:\n{body}{more}")
+            lines = []
+        diffs = [
+            (list(difflib.unified_diff(base.splitlines(), lines, lineterm="", n=0))[2:], name)
+            for base, name in ((FIXTURE_TEXT, "two_sites.yml"), (dump(BASE), "two_sites.yml as re-dumped"))
+        ]
+        diff, name = min(diffs, key=lambda d: len(d[0]))
+        if lines and len(diff) < len(lines):
+            shown = "\n".join(line[:300] + ("..." if len(line) > 300 else "") for line in diff[:16])
+            more = f"\n... ({len(diff) - 16} more diff lines)" if len(diff) > 16 else ""
+            return (f"InventoryCase(kind={value.kind!r}, invalid={value.invalid}): "
+                    f"tests/unit/fixtures/inventory/{name}, changed:\n{shown}{more}")
     shown = repr(value)
     return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"
+
+
+def failure_group(description: str) -> str:
+    """The bug behind a failure description, without the values that vary between examples: for
+    a CLI failure what went wrong inside it, up to the first quoted value, digits elided."""
+    key = description.split("internal error: ", 1)[-1]
+    return re.sub(r"\d+", "N", re.split("['\"]", key, maxsplit=1)[0])
 
 
 def describe_failure(exc: BaseException) -> str:
