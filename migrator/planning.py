@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from migrator.checks import run_checks
 from migrator.direction import direction
+from migrator.errors import PreflightError
+from migrator.findings import Verdict
 from migrator.inventory import Inventory
 from migrator.observe import observe
 from migrator.plan import Plan
@@ -17,6 +19,13 @@ def plan_from_state(inventory: Inventory, state: ServiceState, target: str,
                     playbook_name: str = "switchover") -> Plan:
     source, target = direction(inventory, state, target)
     findings = run_checks(inventory, state, source, target)
+    if state.primary_site is None:
+        # No plan without a primary site; say why in the words of the first check that blocks
+        # (a refused password, an unreachable member...) rather than only "no primary".
+        first = next((f for f in findings if f.verdict is Verdict.BLOCK), None)
+        if first is not None:
+            raise PreflightError(f"cannot plan: {first.check}: {first.finding}"
+                                 + (f"; {first.fix}" if first.fix else ""))
     return plan(inventory, state, load_playbook(PLAYBOOK_DIR / f"{playbook_name}.yml"), target, findings)
 
 

@@ -91,10 +91,25 @@ class PostgresProbe:
                     "database_size_bytes": conn.execute(SIZE_QUERY).fetchone()["sum"],
                 }
         except psycopg.OperationalError as exc:
-            raise UnreachableError(f"{member}: PostgreSQL at {self.conninfo['host']}:{self.conninfo['port']} "
-                                   f"refused or did not answer ({_first_line(exc)})") from None
+            raise UnreachableError(connection_problem(member, self.conninfo, exc)) from None
         except psycopg.Error as exc:
             raise UnreachableError(f"{member}: probing PostgreSQL failed ({_first_line(exc)})") from None
+
+
+def connection_problem(member: str, conninfo: dict[str, Any], exc: Exception) -> str:
+    """One line that says which of the usual causes it is, and the fix."""
+    where = f"{member}: PostgreSQL at {conninfo['host']}:{conninfo['port']}"
+    text = str(exc)
+    if "password authentication failed" in text or "no password supplied" in text:
+        return (f"{where} refused the password of user {conninfo['user']}; check the credentials "
+                "in the inventory (credentials.superuser)")
+    if "no pg_hba.conf entry" in text:
+        return f"{where} has no pg_hba.conf entry for this machine; allow it for user {conninfo['user']}"
+    if "Connection refused" in text:
+        return f"{where} refused the connection; check that PostgreSQL runs and listens there"
+    if "timeout" in text.lower():
+        return f"{where} did not answer within {conninfo['connect_timeout']}s; check the host and the network"
+    return f"{where} refused or did not answer ({_first_line(exc)})"
 
 
 def _first_line(exc: Exception) -> str:
