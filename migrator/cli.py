@@ -22,6 +22,7 @@ from typer.main import get_command
 from migrator import __version__
 from migrator.errors import MigratorError, NotImplementedYet, UsageError, one_line
 from migrator.inventory import Inventory, load_inventory
+from migrator.journal import write_private
 
 try:  # typer >= 0.2x vendors click; older releases use the click package
     from typer._click import exceptions as click_exceptions
@@ -173,7 +174,7 @@ def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Pa
         text = mask(render(the_plan, output_format.value, color=sys.stdout.isatty() and out is None),
                     inventory.secrets())
     if out is not None:
-        write_private_file(out, text)
+        write_private(out, text)
         print(f"plan for {the_plan.source} -> {the_plan.target} written to {out} "
               f"(fingerprint {the_plan.fingerprint[:12]}, "
               f"{'executable' if the_plan.executable else 'BLOCKED'})")
@@ -283,21 +284,13 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
     journal = Journal(directory, inventory.secrets())
     text, markdown = render_outcome(journal, outcome)
     report_file = directory / f"report-{outcome.migration}.md"
-    write_private_file(report_file, mask(markdown, inventory.secrets()))
+    write_private(report_file, mask(markdown, inventory.secrets()))
     console.print(mask(text, inventory.secrets()), highlight=False, markup=False)
     console.print(f"report: {report_file}; journal: {journal.path}", highlight=False)
     if outcome.exit_code != 0:
         # The one line a script (or a tired DBA) reads: what happened and what to do.
         sys.stderr.write(f"{PROG}: error: {mask(outcome.message, inventory.secrets())}\n")
     return outcome.exit_code
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Plans and reports are readable by their owner only (0600), like the journal."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(path, 0o600)
 
 
 # --- console entry ----------------------------------------------------------------------------

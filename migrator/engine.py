@@ -14,8 +14,6 @@ promotion was sent nothing is undone by a PATCH: the run stops in a state the me
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +23,7 @@ from typing import Any
 
 from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
 from migrator.inventory import Inventory
-from migrator.journal import Journal, utc_now
+from migrator.journal import Journal, write_private
 from migrator.plan import Plan
 from migrator.steps import STEP_CLASSES
 from migrator.steps.base import Live, RunContext, Step
@@ -90,7 +88,7 @@ class Engine:
     def start(self, reverse_of: str | None = None) -> Outcome:
         migration_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         plan_file = self.state_dir / f"plan-{migration_id}.json"
-        _write_private(plan_file, self.plan.to_json(pretty=True))
+        write_private(plan_file, self.plan.to_json(pretty=True))
         self.journal.append("migration-started", migration=migration_id, plan_file=str(plan_file),
                             fingerprint=self.plan.fingerprint, source=self.plan.source,
                             target=self.plan.target, steps=[s.id for s in self.plan.steps],
@@ -223,12 +221,6 @@ class Engine:
         return sample
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-
-
 def load_plan(path: Path) -> Plan:
     return Plan.from_json(path.read_text())
 
@@ -259,6 +251,3 @@ def _ts(text: str) -> float:
     from datetime import datetime
     return datetime.fromisoformat(text).timestamp()
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)

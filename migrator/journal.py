@@ -20,6 +20,15 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def write_private(path: Path, text: str) -> None:
+    """Plans, reports and journals are readable by their owner only (0600), also when the file
+    was already there with a looser mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
 def state_dir_for(base: Path, service: str) -> Path:
     """The service's own directory under --state-dir, created 0700."""
     path = base / service

@@ -11,7 +11,7 @@ import shlex
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from io import StringIO
-from typing import Any, Callable
+from typing import Any
 
 from ruamel.yaml import YAML
 
@@ -195,11 +195,3 @@ def watchdog_mode(patroni_yml: str) -> str:
     # YAML 1.1 readers (Patroni's) take a bare `off` as False.
     return "off" if mode is False else str(mode)
 
-
-def lsn_gap(ahead: int | None, behind: int | None) -> int | None:
-    if ahead is None or behind is None:
-        return None
-    return max(0, ahead - behind)
-
-
-Probe = Callable[[], Any]

@@ -25,7 +25,7 @@ from migrator.errors import GateTimeout, MigratorError, UnreachableError
 from migrator.inventory import Inventory, Member, Site
 from migrator.observe import observe, patroni_api
 from migrator.plan import Plan, PlanStep
-from migrator.state import ServiceState, lsn_text
+from migrator.state import ServiceState
 
 Progress = Callable[[str], None]
 
@@ -128,6 +128,10 @@ class Live:
                 conn.close()
             except Exception:  # noqa: BLE001 - it is broken already
                 pass
+
+    def writable(self, site_name: str) -> list[str]:
+        """The members of a site that answer pg_is_in_recovery() false, by their own word."""
+        return [m.name for m in self.site(site_name).members if self.in_recovery(m.name) is False]
 
     def in_recovery(self, member_name: str) -> bool | None:
         """True/False from the member itself; None when it does not answer (it writes nothing)."""
@@ -267,6 +271,3 @@ def _first_line(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
-
-def lsn(value: int | None) -> str:
-    return lsn_text(value)

@@ -24,7 +24,7 @@ class _StreamingGate(Step):
     def _streaming(self, follower: str, followed: str, slot: str, timeline: int | None) -> tuple[bool, str]:
         roles = self.live.site_roles(follower)
         leaders = [n for n, r in roles.items() if r == "standby_leader"]
-        writers = [m.name for m in self.live.site(followed).members if self.live.in_recovery(m.name) is False]
+        writers = self.live.writable(followed)
         if len(leaders) != 1 or len(writers) != 1:
             return False, f"standby leader(s) {leaders or 'none'}, primary {writers or 'none'}"
         leader, primary = leaders[0], writers[0]
@@ -90,8 +90,7 @@ class VerifySingleWriter(Step):
         writer_site = self.args["writer_site"]
 
         def single() -> list[str] | None:
-            writers = [m.name for site in self.args["sites"] for m in self.live.site(site).members
-                       if self.live.in_recovery(m.name) is False]
+            writers = [name for site in self.args["sites"] for name in self.live.writable(site)]
             ok = len(writers) == 1 and writers[0] in {m.name for m in self.live.site(writer_site).members}
             return writers if ok else None
 
@@ -106,11 +105,10 @@ class VerifySlotsActive(Step):
         site, slot = self.args["site"], self.args["slot"]
 
         def active() -> bool:
-            for member in self.live.site(site).members:
-                if self.live.in_recovery(member.name) is False:
-                    rows = self.live.query(member.name, "SELECT active FROM pg_replication_slots "
-                                                        "WHERE slot_name = %s", (slot,))
-                    return bool(rows and rows[0][0])
+            for writer in self.live.writable(site)[:1]:
+                rows = self.live.query(writer, "SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                                       (slot,))
+                return bool(rows and rows[0][0])
             return False
 
         self.wait(active, f"slot {slot} active on {site}'s primary", interval=0.25)
@@ -125,7 +123,7 @@ class VerifyWriteVisible(Step):
 
     def gate(self) -> dict[str, Any]:
         from_site, to_site = self.args["from_site"], self.args["to_site"]
-        writers = [m.name for m in self.live.site(from_site).members if self.live.in_recovery(m.name) is False]
+        writers = self.live.writable(from_site)
         if len(writers) != 1:
             raise PreflightError(f"{from_site} has {len(writers)} writable members, expected one")
         marker = self.live.query(writers[0], "SELECT (pg_logical_emit_message(true, 'migrator', "

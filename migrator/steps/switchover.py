@@ -10,8 +10,8 @@ from migrator.errors import PreflightError, UnreachableError, UnsafeStateError
 from migrator.hooks import HookFailed, run_hook
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
-from migrator.state import lsn_value
-from migrator.steps.base import Step, lsn
+from migrator.state import lsn_text as lsn, lsn_value
+from migrator.steps.base import Step
 
 # A clean shutdown leaves pg_control "shut down"; a standby shut down cleanly says "... in
 # recovery". Patroni restarts the old primary as a standby within a second or two, after which it
@@ -19,10 +19,6 @@ from migrator.steps.base import Step, lsn
 # the first restartpoint, recognisable because a shutdown checkpoint's REDO is the record itself.
 CLEAN_STATES = ("shut down", "shut down in recovery")
 RESTARTED_STATES = ("in archive recovery",)
-
-
-def _writable_members(step: Step, site: str) -> list[str]:
-    return [m.name for m in step.live.site(site).members if step.live.in_recovery(m.name) is False]
 
 
 class DemoteSite(Step):
@@ -46,12 +42,12 @@ class DemoteSite(Step):
     def undo(self, facts: dict[str, Any]) -> bool:
         """Make the source primary again: safe only while the target was never promoted."""
         target = self.ctx.plan.target
-        if not self.live.config(target).get("standby_cluster") or _writable_members(self, target):
+        if not self.live.config(target).get("standby_cluster") or self.live.writable(target):
             raise UnsafeStateError(
                 f"{target} may have been promoted, so {self.args['site']} is not made primary again "
                 f"(that would give two writable sites); run `migrate execute --resume` to finish the move")
         self.live.patch_config(self.args["site"], {"standby_cluster": None})
-        self.wait(lambda: _writable_members(self, self.args["site"]),
+        self.wait(lambda: self.live.writable(self.args["site"]),
                   f"{self.args['site']} to accept writes again", interval=0.1)
         return True
 
@@ -61,7 +57,7 @@ class ProveNotWritable(Step):
 
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
-        self.wait(lambda: not _writable_members(self, site), f"every {site} member to refuse writes",
+        self.wait(lambda: not self.live.writable(site), f"every {site} member to refuse writes",
                   interval=0.02)
         return {}
 
@@ -177,7 +173,7 @@ class PromoteSite(Step):
         found: dict[str, Any] = {}
 
         def promoted() -> bool:
-            writers = _writable_members(self, site)
+            writers = self.live.writable(site)
             if len(writers) != 1:
                 return False
             timeline = self.live.query(writers[0], TIMELINE_QUERY)[0][0]
