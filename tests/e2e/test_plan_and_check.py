@@ -120,7 +120,7 @@ def test_paused_dc2_blocks(baseline):
 def test_dc2_etcd_down_blocks(baseline):
     baseline.registry.stop(["etcd-dc2"], timeout=10)
     finding = assert_blocks(baseline, "dcs-quorum", "dc2")
-    assert "127.0.2.100" in finding["finding"]
+    assert DC2.etcd_host in finding["finding"]
 
 
 def test_status_shows_both_sites(baseline):

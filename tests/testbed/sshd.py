@@ -1,6 +1,6 @@
 """One OpenSSH server for every testbed host, with a generated ed25519 key pair and known_hosts.
 
-It listens on port 2222 of 127.0.0.1 and of every member's own address, so the tool reaches each
+It listens on port 2222 of 127.<net>.0.1 and of every member's own address, so the tool reaches each
 "host" by its own name over real SSH, and verifies host keys against the known_hosts file written
 here (never auto-adding one). Password logins are off; the client key is the only way in.
 """
@@ -11,13 +11,13 @@ import subprocess
 from pathlib import Path
 
 from .processes import ProcessRegistry, make_dir
-from .topology import SITES, SSH_PORT
+from .topology import NET, SITES, SSH_PORT
 
 SSHD = "/usr/sbin/sshd"
 
 
 def ssh_hosts() -> list[str]:
-    return ["127.0.0.1"] + [m.host for s in SITES for m in s.members]
+    return [f"127.{NET}.0.1"] + [m.host for s in SITES for m in s.members]
 
 
 class SshdLayout:

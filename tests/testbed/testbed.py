@@ -28,8 +28,8 @@ from .patroni_install import ensure_patroni, patroni_bin
 from .processes import ProcessRegistry, chown_to_os_user, make_dir, pid_alive, send_signal
 from .sshd import SshdLayout, start_sshd
 from .topology import (
-    DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, MEMBER_BY_NAME, PG_PORT, REST_USER, SITE_BY_NAME,
-    SITES, SUPERUSER, Member, Site,
+    DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, MEMBER_BY_NAME, NET, PG_PORT, REST_USER,
+    SITE_BY_NAME, SITES, SUPERUSER, Member, Site,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -342,6 +342,7 @@ class Testbed:
     def write_inventory(self, path: Path) -> Path:
         """The example inventory, with this testbed's base directory in place of the default one."""
         text = EXAMPLE_INVENTORY.read_text().replace(EXAMPLE_BASE_DIR, str(self.base))
+        text = text.replace("127.0.", f"127.{NET}.")
         path.write_text(text)
         return path
 

@@ -1,8 +1,8 @@
 """The testbed's fixed shape: two sites of two members, each member on its own loopback address.
 
 Every member listens on the same ports (PostgreSQL 5432, REST 8008, SSH 2222) on its own address
-127.0.<site>.<member>, as real hosts do; sharing one address breaks Patroni's pgpass lines for host
-lists (see shared/patroni-facts.md). Each site's etcd sits on 127.0.<site>.100.
+127.<net>.<site>.<member> (net 0 unless MIGRATOR_TESTBED_NET says otherwise), as real hosts do; sharing one address breaks Patroni's pgpass lines for host
+lists (see shared/patroni-facts.md). Each site's etcd sits on 127.<net>.<site>.100.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ DEFAULT_BASE_DIR = Path(os.environ.get("MIGRATOR_TESTBED_DIR", "/tmp/migrator-te
 DEFAULT_PATRONI_VERSION = os.environ.get("MIGRATOR_TESTBED_PATRONI", "4.1.5")
 PATRONI_VENVS_DIR = Path(os.environ.get("MIGRATOR_TESTBED_VENVS", "/opt/migrator-testbed"))
 PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
+# Second octet of every testbed address. Two testbeds on one machine (say, two worktrees testing at
+# once) need different values here and different MIGRATOR_TESTBED_DIRs; ports stay the same.
+NET = int(os.environ.get("MIGRATOR_TESTBED_NET", "0"))
 
 PG_PORT = 5432
 REST_PORT = 8008
@@ -53,7 +56,7 @@ class Site:
 
     @property
     def etcd_host(self) -> str:
-        return f"127.0.{self.index}.100"
+        return f"127.{NET}.{self.index}.100"
 
     @property
     def etcd_url(self) -> str:
@@ -67,7 +70,7 @@ class Site:
 
 def _site(name: str, index: int, size: int = 2) -> Site:
     members = tuple(
-        Member(name=f"{name}-{chr(ord('a') + i)}", site=name, host=f"127.0.{index}.{i + 1}")
+        Member(name=f"{name}-{chr(ord('a') + i)}", site=name, host=f"127.{NET}.{index}.{i + 1}")
         for i in range(size)
     )
     return Site(name=name, index=index, members=members)
