@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,7 +35,19 @@ from ruamel.yaml.error import YAMLError
 from migrator.errors import MigratorError
 from migrator.yamlio import YamlShapeError, plain
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _resource_root() -> Path:
+    """Where playbooks/ and templates/ are: the top of the source tree (the project's layout, and
+    an editable install), or <prefix>/share/migrator where a wheel puts them (pyproject's
+    data-files)."""
+    source_tree = Path(__file__).resolve().parent.parent
+    if (source_tree / "playbooks").is_dir():
+        return source_tree
+    return Path(sys.prefix) / "share" / "migrator"
+
+
+PROJECT_ROOT = _resource_root()
 PLAYBOOK_DIR = PROJECT_ROOT / "playbooks"
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
 SWITCHOVER_PLAYBOOK = PLAYBOOK_DIR / "switchover.yml"
