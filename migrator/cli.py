@@ -140,11 +140,16 @@ def execute(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     yes: YesOption = False,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="PHASE",
+                     help="Stop after this phase (e.g. cascade: seed and stream now, cut over later)."),
+    ] = None,
 ) -> None:
     """Move the primary role to --dc, step by step, with gates."""
     loaded = _load(inventory)
     loaded.site(dc)
-    return run_execute(loaded, dc, plan_file, resume, yes, state_dir)
+    return run_execute(loaded, dc, plan_file, resume, yes, state_dir, until)
 
 
 @app.command()
@@ -223,13 +228,14 @@ def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None
 
 
 def run_execute(
-    inventory: Inventory, dc: str, plan_file: Path | None, resume: bool, yes: bool, state_dir: Path
+    inventory: Inventory, dc: str, plan_file: Path | None, resume: bool, yes: bool, state_dir: Path,
+    until: str | None = None,
 ) -> int:
     from migrator.execution import execute
 
     console = _console()
     outcome = execute(inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"),
-                      _progress(console))
+                      _progress(console), until)
     if isinstance(outcome, str):
         console.print(f"nothing to do: {outcome}")
         return 0
