@@ -23,7 +23,8 @@ from migrator.state import ServiceState, SiteState
 
 # Switchover checks that hold for a source with an empty target; the others look at the target's
 # cluster, which does not exist yet (their place is taken by the seed checks below).
-KEPT_CHECKS = ("dcs-quorum", "paused", "system-identifier", "single-writer", "unique-member-names",
+# (system-identifier too: seed-target-dcs and seed-target-data-dir say it for the target.)
+KEPT_CHECKS = ("dcs-quorum", "paused", "single-writer", "unique-member-names",
                "slot-headroom", "max-slot-wal-keep-size", "logical-slots", "archiving")
 MARK = "migrator-seed:"
 
@@ -238,10 +239,11 @@ def seed_findings(inventory: Inventory, state: ServiceState, facts: SeedFacts, s
     src, dst = state.sites[source], state.sites[target]
     lineage = _source_system_identifier(src)
     kept = [f for f in switchover_findings if f.check in KEPT_CHECKS]
-    return kept + [
+    # The seeding refusals first: the first blocking finding is the one-line error.
+    return [
         _source_primary(state, source),
         _data_dirs(facts, target, lineage),
         _dcs(dst, target, lineage, inventory.site(target).namespace),
         _disk(state, facts, source, target),
         _rewind(src, source),
-    ]
+    ] + kept
