@@ -198,6 +198,7 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     state = observe(inventory)
     source, target = direction(inventory, state, dc)
     findings = run_checks(inventory, state, source, target)
+    findings = _seed_checks_if_empty(inventory, state, source, target, findings)
     if json_output:
         print(json.dumps({"service": inventory.service, "source": source, "target": target,
                           "observed_at": state.observed_at,
@@ -206,6 +207,16 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     else:
         sys.stdout.write(render_findings(findings, source, target, color=sys.stdout.isatty()))
     return 1 if blocking(findings) else 0
+
+
+def _seed_checks_if_empty(inventory: Inventory, state, source: str, target: str, findings: list) -> list:
+    """An empty target is checked for seeding, as `migrate plan` plans it."""
+    from migrator.seed_checks import needs_seed, observe_seed, seed_findings
+
+    if source == target or not needs_seed(state, target):
+        return findings
+    facts = observe_seed(inventory, state, source, target)
+    return seed_findings(inventory, state, facts, source, target, findings)
 
 
 def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None:
