@@ -70,6 +70,7 @@ STEP_KINDS = frozenset({
     "write_patroni_configs",     # seeding: each target member's patroni.yml over SSH, 0600
     "start_seed_leader",         # seeding: Patroni on the first member, base backup, standby leader
     "start_seed_replicas",       # seeding: the other members one by one, cascading
+    "wipe_target",               # re-seeding: stop the target, data aside, DCS keys removed
 })
 
 # How a completed step is undone (the engine's undo classes); "none" when nothing is to undo.

@@ -51,10 +51,34 @@ class SeedFacts(BaseModel):
 
 
 def needs_seed(state: ServiceState, target: str) -> bool:
-    """No target member's Patroni answers and the target's DCS holds no member and no leader."""
+    """No target member's Patroni answers, the target's DCS holds no member and no leader, and
+    it is not a stopped site of this very lineage (that one is restarted, or re-seeded when the
+    WAL it needs is gone: see `needs_reseed`)."""
     site = state.sites[target]
-    return all(m.patroni is None for m in site.members) and not site.dcs.members \
-        and site.dcs.leader is None
+    if any(m.patroni is not None for m in site.members) or site.dcs.members or site.dcs.leader:
+        return False
+    primary = state.primary_site
+    lineage = _source_system_identifier(primary) if primary is not None else None
+    return not (lineage is not None and site.dcs.initialize == lineage)
+
+
+def needs_reseed(findings: list[Finding]) -> Finding | None:
+    """The blocking finding that says the target can never stream again (its WAL is gone)."""
+    return next((f for f in findings if f.check == "target-wal-available"
+                 and f.verdict is Verdict.BLOCK), None)
+
+
+def reseed_findings(inventory: Inventory, state: ServiceState, facts: SeedFacts, source: str,
+                    target: str, switchover_findings: list[Finding], reason: Finding) -> list[Finding]:
+    """A re-seed moves the target's data aside and clears its DCS keys first, so those two
+    refusals do not apply; the reason for the re-seed is kept as a warning."""
+    found = [f for f in seed_findings(inventory, state, facts, source, target, switchover_findings)
+             if f.check not in ("seed-target-data-dir", "seed-target-dcs")]
+    why = Finding(check="reseed-target", verdict=Verdict.WARN, site=target,
+                  finding=f"{target} cannot stream from {source} any more: {reason.finding}",
+                  fix=f"this plan re-seeds {target}: its members are stopped, their data directories "
+                      f"moved aside (kept), its DCS keys removed, then it is cloned again from {source}")
+    return [why] + found
 
 
 # --- observation (read-only, over SSH and one SQL query) ----------------------------------------

@@ -23,12 +23,12 @@ from migrator.seed_config import bootstrap_dcs, member_command, render_member_co
 from migrator.state import ServiceState
 
 # Phases of the seeding plan, in order: the seed playbook's, then the switchover's that follow.
-SEED_PHASES = ("preflight", "seed", "pre-seed", "cascade")
+SEED_PHASES = ("wipe", "preflight", "seed", "pre-seed", "cascade")
 TAKEN_FROM_SWITCHOVER = ("pre-seed", "cascade")
 
 
 def _seed_context(inventory: Inventory, source: str, target: str,
-                  dcs: dict[str, Any]) -> dict[str, Any]:
+                  dcs: dict[str, Any], reseed: bool) -> dict[str, Any]:
     site = inventory.site(target)
     configs, members = [], []
     for member in site.members:
@@ -42,7 +42,8 @@ def _seed_context(inventory: Inventory, source: str, target: str,
             "start_command": member_command(site.patroni.start_command, member),
             "stop_command": member_command(site.patroni.stop_command, member),
         })
-    return {"configs": configs, "leader": members[0], "replicas": members[1:]}
+    return {"configs": configs, "leader": members[0], "replicas": members[1:], "members": members,
+            "reseed": reseed}
 
 
 def _predicted_target(context: dict[str, Any]) -> None:
@@ -82,14 +83,16 @@ def _file_diffs(configs: list[dict[str, str]]) -> dict[str, str]:
 
 
 def seed_plan(inventory: Inventory, state: ServiceState, seed: Playbook, switchover: Playbook,
-              source: str, target: str, findings: list[Finding]) -> Plan:
+              source: str, target: str, findings: list[Finding], reseed: bool = False) -> Plan:
+    """With `reseed`, the target has a cluster that can never stream again: its members are
+    stopped and their data moved aside first (the seed playbook's wipe step)."""
     source_config = dict(state.sites[source].dynamic_config or {})
     dcs = bootstrap_dcs(inventory, source, target, source_config)
     source_standby_cluster = standby_cluster_following(inventory, source, target)
     graceful = graceful_demote_possible(state, [source])
     context = build_context(inventory, state, source, target, source_standby_cluster, graceful)
     _predicted_target(context)
-    context["seed"] = _seed_context(inventory, source, target, dcs)
+    context["seed"] = _seed_context(inventory, source, target, dcs, reseed)
 
     steps = [s for s in (_Resolver(seed, context).step(spec) for spec in seed.steps) if s]
     taken = {s.id for s in steps}

@@ -166,6 +166,21 @@ class _SeedMembers(Step):
             changed = changed or "moved" in result.stdout
         return changed
 
+    def _forget_site(self) -> None:
+        """The target's DCS keys go with its data: a later seed must bootstrap afresh (Patroni
+        waits for a leader forever when the scope is initialized but no member has data)."""
+        site = self.live.site(self.args["site"])
+        if any(self._running(m.name) is not None for m in site.members):
+            return  # someone runs there: leave the keys alone
+        from migrator.observe import site_dcs
+
+        dcs: Etcd3Dcs = site_dcs(site, self.live.timeout)
+        prefix = f"{site.namespace.rstrip('/')}/{site.scope}/"
+        try:
+            dcs.client().delete_prefix(prefix)
+        except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
+            raise UnreachableError(f"cannot remove {prefix} from {self.args['site']}'s etcd ({exc})") from None
+
 
 class StartSeedLeader(_SeedMembers):
     """Patroni on the first member clones the source (create_replica_methods: basebackup) and
@@ -222,22 +237,6 @@ class StartSeedLeader(_SeedMembers):
         self._forget_site()
         return changed
 
-    def _forget_site(self) -> None:
-        """The target's DCS keys go with its data: a later seed must bootstrap afresh (Patroni
-        waits for a leader forever when the scope is initialized but no member has data)."""
-        site = self.live.site(self.args["site"])
-        if any(self._running(m.name) is not None for m in site.members):
-            return  # someone runs there: leave the keys alone
-        from migrator.observe import site_dcs
-
-        dcs: Etcd3Dcs = site_dcs(site, self.live.timeout)
-        prefix = f"{site.namespace.rstrip('/')}/{site.scope}/"
-        try:
-            dcs.client().delete_prefix(prefix)
-        except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
-            raise UnreachableError(f"cannot remove {prefix} from {self.args['site']}'s etcd ({exc})") from None
-
-
 class StartSeedReplicas(_SeedMembers):
     """The other members, one at a time: each clones the standby leader and must stream from it
     before the next one starts (two base backups at once would halve the speed of both)."""
@@ -292,6 +291,47 @@ class StartSeedReplicas(_SeedMembers):
 
     def undo(self, facts: dict[str, Any]) -> bool:
         return self._unseed(list(reversed(self.args["members"])))
+
+
+class WipeTarget(_SeedMembers):
+    """Before a re-seed: the target's members stopped, their data directories moved aside, its DCS
+    keys removed, so that Patroni bootstraps it afresh as a standby cluster. Refused while any
+    target member accepts writes: a writable site is never wiped."""
+
+    kind = "wipe_target"
+
+    def _keys_left(self) -> bool:
+        from migrator.observe import site_dcs
+
+        site = self.live.site(self.args["site"])
+        snapshot = site_dcs(site, self.live.timeout).snapshot(site.namespace, site.scope)
+        return bool(snapshot.keys)
+
+    def precheck(self) -> bool:
+        running = [m["name"] for m in self.args["members"] if self._running(m["name"]) is not None]
+        return not running and not self._keys_left() and not self._data_left()
+
+    def _data_left(self) -> bool:
+        for m in self.args["members"]:
+            result = self.live.ssh(m["name"], f"test -e {shlex.quote(m['data_dir'])}")
+            if result.ok:
+                return True
+        return False
+
+    def apply(self) -> dict[str, Any]:
+        writers = [m["name"] for m in self.args["members"] if self.live.in_recovery(m["name"]) is False]
+        if writers:
+            raise PreflightError(f"{', '.join(writers)} in {self.args['site']} accepts writes: a writable "
+                                 "site is never wiped; look with `migrate status`")
+        self._unseed(list(reversed(self.args["members"])))
+        self._forget_site()
+        return {"wiped": [m["name"] for m in self.args["members"]]}
+
+    def gate(self) -> dict[str, Any]:
+        self.wait(lambda: not any(self._running(m["name"]) for m in self.args["members"])
+                  and not self._keys_left(), f"{self.args['site']} stopped and its DCS keys gone",
+                  interval=0.5)
+        return {}
 
 
 class BackupProgress:

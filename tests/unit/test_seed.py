@@ -15,7 +15,8 @@ from migrator.seed_config import bootstrap_dcs, placeholder, render_member_confi
 from migrator.seed_plan import seed_plan
 from migrator.state import ServiceState
 from tests.unit.snapshots import (
-    example_inventory, load_baseline, unreachable, with_settings, with_site,
+    example_inventory, load_baseline, unreachable, with_member, with_settings, with_site,
+    without_slot,
 )
 
 MIB = 1048576
@@ -122,3 +123,47 @@ def test_the_seed_plan_seeds_then_streams_and_stops_before_any_cut_over():
     assert plan.topology_after["dc2"].role == "standby" and plan.topology_after["dc2"].leader == "dc2-a"
     assert "dc2-b patroni.yml" in plan.config_diff
     assert "promote" not in {s.phase for s in plan.steps}
+
+
+# --- the target's WAL gone from the source (a re-seed is the only way back) -------------------
+
+def wal_gone(oldest_offset: int) -> ServiceState:
+    """dc2 down (its last position only in its DCS), slot dc2 gone from dc1, and dc1's oldest
+    WAL segment `oldest_offset` bytes after that position."""
+    base = load_baseline()
+    optime = base.sites["dc2"].dcs.status["optime"]
+    state = unreachable(base, "dc2-a", "dc2-b")
+    state = without_slot(state, "dc1-a", "dc2")
+    return with_member(state, "dc1-a", postgres={"oldest_wal_lsn": optime + oldest_offset})
+
+
+def check(state: ServiceState, check_id: str):
+    inventory = example_inventory()
+    return next(f for f in run_checks(inventory, state, "dc1", "dc2") if f.check == check_id)
+
+
+def test_wal_the_target_needs_gone_from_the_source_blocks_and_names_the_lsn():
+    found = check(wal_gone(16 * MIB), "target-wal-available")
+    assert found.verdict is Verdict.BLOCK
+    assert "WAL needed from LSN" in found.finding and "no longer on dc1" in found.finding
+    assert "re-seed dc2" in found.fix
+    assert "slot dc2 missing on dc1" in check(wal_gone(16 * MIB), "slot-for-target").finding
+
+
+def test_wal_still_there_or_kept_by_the_slot_is_ok():
+    assert check(wal_gone(-16 * MIB), "target-wal-available").verdict is Verdict.OK
+    assert check(load_baseline(), "target-wal-available").verdict is Verdict.OK
+
+
+def test_wal_gone_plans_a_reseed_that_wipes_the_target_first():
+    from migrator.seed_checks import needs_reseed, reseed_findings
+
+    inventory, state = example_inventory(), wal_gone(16 * MIB)
+    switchover = run_checks(inventory, state, "dc1", "dc2")
+    reason = needs_reseed(switchover)
+    assert reason is not None and not needs_seed(state, "dc2")
+    found = reseed_findings(inventory, state, facts(entries=20), "dc1", "dc2", switchover, reason)
+    plan = seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                     load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2", found, reseed=True)
+    assert [s.id for s in plan.steps][:3] == ["wipe-target", "seed-preflight", "slot-for-target-on-source"]
+    assert plan.executable and found[0].check == "reseed-target"
