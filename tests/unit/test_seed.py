@@ -167,3 +167,16 @@ def test_wal_gone_plans_a_reseed_that_wipes_the_target_first():
                      load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2", found, reseed=True)
     assert [s.id for s in plan.steps][:3] == ["wipe-target", "seed-preflight", "slot-for-target-on-source"]
     assert plan.executable and found[0].check == "reseed-target"
+
+
+def test_the_seed_plan_report_shows_each_patroni_yml_with_placeholders_in_text_and_markdown():
+    from migrator.report import render
+
+    inventory, state = example_inventory(), empty_dc2()
+    plan = seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                     load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2",
+                     list(findings(state, facts()).values()))
+    for fmt in ("text", "md"):
+        text = render(plan, fmt)
+        assert "Seeding plan" in text and "seeding neither demotes nor promotes" in text.lower()
+        assert "dc2-a patroni.yml" in text and '"<secret:replication>"' in text
