@@ -336,7 +336,7 @@ class WipeTarget(_SeedMembers):
 
 class BackupProgress:
     """Bytes done / total, rate and ETA of a running base backup, read on the member that serves
-    it (the source's leader, or the standby leader for a replica): a rich progress bar on a
+    it (a member of the source, or the standby leader for a replica): a rich progress bar on a
     terminal, one line per second otherwise (through the step's progress and the journal)."""
 
     def __init__(self, step: Step, site: str, member: str | None = None):
@@ -346,20 +346,21 @@ class BackupProgress:
         self.bar = None
         self.task = None
 
-    def _server(self) -> str | None:
-        if self.member:
-            return self.member
-        writers = self.step.live.writable(self.site)
-        return writers[0] if writers else None
+    def _rows(self) -> list[tuple]:
+        # Patroni takes the standby leader's base backup from the first host of standby_cluster
+        # that answers, which may be a replica of the source: ask every member.
+        names = [self.member] if self.member else [m.name for m in self.step.live.site(self.site).members]
+        for name in names:
+            try:
+                rows = self.step.live.query(name, PROGRESS_QUERY)
+            except MigratorError:
+                continue
+            if rows:
+                return rows
+        return []
 
     def sample(self) -> None:
-        server = self._server()
-        if server is None:
-            return
-        try:
-            rows = self.step.live.query(server, PROGRESS_QUERY)
-        except MigratorError:
-            return
+        rows = self._rows()
         if not rows:
             return
         phase, done, total = rows[0]
