@@ -55,6 +55,11 @@ def bootstrap_dcs(inventory: Inventory, source: str, target: str,
     """The target's first dynamic config: the source's service-wide settings, the standby_cluster
     section that follows the source, and the slot the source's standby leader uses after the move."""
     dcs = {k: copy.deepcopy(v) for k, v in (source_config or {}).items() if k not in SITE_OWN_KEYS}
+    # A site that may have to be rewound one day (after it diverged) needs both from its start;
+    # a source that sets them otherwise keeps its own values.
+    postgresql = dcs.setdefault("postgresql", {})
+    postgresql.setdefault("use_pg_rewind", True)
+    postgresql.setdefault("parameters", {}).setdefault("wal_log_hints", True)
     dcs["standby_cluster"] = standby_cluster_following(inventory, target, source)
     source_slot = inventory.site(source).replication_slot or source
     dcs["slots"] = {source_slot: {"type": "physical"}}

@@ -180,3 +180,13 @@ def test_the_seed_plan_report_shows_each_patroni_yml_with_placeholders_in_text_a
         text = render(plan, fmt)
         assert "Seeding plan" in text and "seeding neither demotes nor promotes" in text.lower()
         assert "dc2-a patroni.yml" in text and '"<secret:replication>"' in text
+
+
+def test_a_source_config_without_rewind_settings_still_seeds_a_rewindable_site():
+    from migrator.seed_config import bootstrap_dcs
+
+    dcs = bootstrap_dcs(example_inventory(), "dc1", "dc2", {"ttl": 30, "slots": {"dc2": {"type": "physical"}}})
+    assert dcs["postgresql"] == {"use_pg_rewind": True, "parameters": {"wal_log_hints": True}}
+    assert dcs["ttl"] == 30 and dcs["slots"] == {"dc1": {"type": "physical"}}
+    kept = bootstrap_dcs(example_inventory(), "dc1", "dc2", {"postgresql": {"use_pg_rewind": False}})
+    assert kept["postgresql"]["use_pg_rewind"] is False
