@@ -70,6 +70,7 @@ def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: 
             until: str | None = None) -> Outcome | str:
     """Run (or resume) the move to `target`; a plain string is a no-op message. With `until`,
     only the phases up to and including that one run (e.g. seed and cascade days before)."""
+    _check_until_name(until)
     state_dir = state_dir_for(state_base, inventory.service)
     if resume and unfinished(Journal(state_dir)) is None:  # refused early; decided again under the lock
         raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
@@ -103,7 +104,6 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
         raise UsageError(f"an unfinished migration to {pending.target} is recorded in {state_dir} "
                          f"({pending.id}); finish it with `migrate execute --resume --dc {pending.target}` "
                          "or undo it with `migrate rollback`")
-    _check_until_name(until)
     plan = observe_and_plan(inventory, target)
     if plan.noop_reason:
         return plan.noop_reason

@@ -190,3 +190,14 @@ def test_a_source_config_without_rewind_settings_still_seeds_a_rewindable_site()
     assert dcs["ttl"] == 30 and dcs["slots"] == {"dc1": {"type": "physical"}}
     kept = bootstrap_dcs(example_inventory(), "dc1", "dc2", {"postgresql": {"use_pg_rewind": False}})
     assert kept["postgresql"]["use_pg_rewind"] is False
+
+
+def test_until_a_phase_that_does_not_exist_is_refused_before_anything_is_contacted(tmp_path):
+    import pytest
+
+    from migrator.errors import UsageError
+    from migrator.execution import execute
+
+    with pytest.raises(UsageError, match="--until cascde: not a phase"):
+        execute(example_inventory(), "dc2", tmp_path, None, False, lambda plan: True,
+                lambda text: None, until="cascde")
