@@ -77,6 +77,9 @@ def migrate_seed(testbed: Testbed, state_dir: Path) -> tuple[float, dict[str, fl
         elif r["event"] == "step-done" and r["step"] in started_at:
             steps[r["step"]] = (datetime.fromisoformat(r["ts"])
                                 - datetime.fromisoformat(started_at[r["step"]])).total_seconds()
+            if r["step"] == "start-target-leader":
+                steps["leader base backup rate"] = (r.get("facts", {}).get("base_backup") or {}).get(
+                    "bytes_per_second")
     return seconds, steps
 
 
@@ -98,11 +101,16 @@ def main() -> int:
     best = min(bare)
     leader = steps.get("start-target-leader", float("nan"))
     replicas = steps.get("start-target-replicas", float("nan"))
-    print(f"bare pg_basebackup to a local directory: {', '.join(f'{b:.1f}s' for b in bare)} (best {best:.1f}s)")
+    print(f"bare pg_basebackup to a local directory: {', '.join(f'{b:.1f}s' for b in bare)} (best {best:.1f}s, "
+          f"{size / best / 1048576:.0f} MiB/s); the first one reads a cold page cache")
     print(f"migrate --until cascade, start to exit: {total:.1f}s = {total / best:.2f}x bare "
           "(two copies: standby leader from dc1, then the replica from the standby leader)")
     print(f"  standby leader (one copy, until streaming): {leader:.1f}s = {leader / best:.2f}x bare")
     print(f"  replica (one copy from the standby leader, until cascading): {replicas:.1f}s")
+    rate = steps.pop("leader base backup rate", None)
+    if rate:
+        print(f"  standby leader's base backup through Patroni, as sampled from pg_stat_progress_basebackup: "
+              f"{rate / 1048576:.0f} MiB/s")
     others = {k: round(v, 1) for k, v in steps.items() if k not in ("start-target-leader", "start-target-replicas")}
     print(f"  other steps: {others}")
     testbed.sql(primary(testbed), "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, "
