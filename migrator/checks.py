@@ -35,7 +35,7 @@ from typing import Any
 from migrator.errors import UsageError, one_line
 from migrator.findings import Finding, Verdict
 from migrator.inventory import Inventory, default_slot_name
-from migrator.state import MemberState, ServiceState, SiteState, lsn_text
+from migrator.state import MemberState, ServiceState, SiteState, lsn_text, lsn_value
 
 # The first Patroni release whose demote-cluster does a fast shutdown (see patroni-facts.md).
 GRACEFUL_DEMOTE_VERSION = (4, 1)
@@ -981,6 +981,65 @@ def watchdog(ctx: Context) -> Outcome:
             "set watchdog.mode: required in each member's patroni.yml (with /dev/watchdog)",
             members=[o.split()[0] for o in off])])
     return outcome(f"watchdog on every member: {', '.join(modes)}")
+
+
+def _target_position(ctx: Context) -> tuple[int | None, str]:
+    """How far the target got, from the best source available: its members' own LSNs when they
+    run, else the last position its standby leader wrote to the DCS (/status optime), else
+    pg_controldata over SSH. Each is a lower bound of where the target resumes streaming."""
+    seen: list[tuple[int, str]] = []
+    for m in ctx.dst.members:
+        pg = m.postgres
+        if pg is not None and pg.in_recovery:
+            lsn = max((v for v in (pg.receive_lsn, pg.replay_lsn) if v is not None), default=None)
+            if lsn is not None:
+                seen.append((lsn, f"{m.name}'s received WAL"))
+        elif pg is None and m.host_facts is not None:
+            text = m.host_facts.controldata.get("Latest checkpoint location")
+            if text and "/" in text:
+                seen.append((lsn_value(text), f"{m.name}'s last restartpoint (pg_controldata)"))
+    optime = (ctx.dst.dcs.status or {}).get("optime")
+    if isinstance(optime, int):
+        seen.append((optime, f"{ctx.target}'s last position in its DCS"))
+    if not seen:
+        return None, ""
+    return max(seen)
+
+
+@check("target-wal-available")
+def target_wal_available(ctx: Context) -> Outcome:
+    """The WAL the target's standby leader needs next is still on the source: either its slot
+    holds it (wal_status not lost), or the oldest segment in the source's pg_wal is not newer
+    than the target's position. When it is gone, only a re-seed (a new base backup) helps."""
+    if skipped := ctx.not_applicable():
+        return skipped
+    leader = leader_of(ctx.src)
+    slot = ctx.slot_of(ctx.target)
+    if leader is None or leader.postgres is None:
+        return outcome("", [warn(f"{ctx.source}'s leader not observed: cannot tell whether the "
+                                 f"WAL {ctx.target} needs is still there",
+                                 "make it reachable and observe again", ctx.source)])
+    kept = leader.postgres.slot(slot)
+    if kept is not None and kept.wal_status != "lost":
+        return outcome(f"slot {slot} on {leader.name} keeps the WAL {ctx.target} needs "
+                       f"(wal_status {kept.wal_status or 'unknown'})")
+    oldest = leader.postgres.oldest_wal_lsn
+    position, where = _target_position(ctx)
+    if oldest is None or position is None:
+        missing = "the source's pg_wal" if oldest is None else f"{ctx.target}'s position"
+        return outcome("", [warn(f"slot {slot} does not keep WAL for {ctx.target} and {missing} "
+                                 "was not observed: cannot tell whether the WAL it needs is still "
+                                 f"on {ctx.source}", "make both reachable and observe again",
+                                 ctx.target)])
+    if position < oldest:
+        return outcome("", [block(
+            f"WAL needed from LSN {lsn_text(position)} ({where}) no longer on {ctx.source}: "
+            f"the oldest segment in {leader.name}'s pg_wal starts at {lsn_text(oldest)}",
+            f"re-seed {ctx.target}: `migrate plan --dc {ctx.target}` plans it (its members are "
+            f"stopped, their data moved aside, then cloned again from {ctx.source})",
+            ctx.target, [leader.name])])
+    return outcome(f"{ctx.target} resumes from {lsn_text(position)} ({where}); {leader.name} "
+                   f"still has WAL from {lsn_text(oldest)}")
 
 
 # --- running them -----------------------------------------------------------------------------

@@ -140,11 +140,16 @@ def execute(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     yes: YesOption = False,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", metavar="PHASE",
+                     help="Stop after this phase (e.g. cascade: seed and stream now, cut over later)."),
+    ] = None,
 ) -> None:
     """Move the primary role to --dc, step by step, with gates."""
     loaded = _load(inventory)
     loaded.site(dc)
-    return run_execute(loaded, dc, plan_file, resume, yes, state_dir)
+    return run_execute(loaded, dc, plan_file, resume, yes, state_dir, until)
 
 
 @app.command()
@@ -193,6 +198,7 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     state = observe(inventory)
     source, target = direction(inventory, state, dc)
     findings = run_checks(inventory, state, source, target)
+    findings = _seed_checks_if_empty(inventory, state, source, target, findings)
     if json_output:
         print(json.dumps({"service": inventory.service, "source": source, "target": target,
                           "observed_at": state.observed_at,
@@ -201,6 +207,16 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     else:
         sys.stdout.write(render_findings(findings, source, target, color=sys.stdout.isatty()))
     return 1 if blocking(findings) else 0
+
+
+def _seed_checks_if_empty(inventory: Inventory, state, source: str, target: str, findings: list) -> list:
+    """An empty target is checked for seeding, as `migrate plan` plans it."""
+    from migrator.seed_checks import needs_seed, observe_seed, seed_findings
+
+    if source == target or not needs_seed(state, target):
+        return findings
+    facts = observe_seed(inventory, state, source, target)
+    return seed_findings(inventory, state, facts, source, target, findings)
 
 
 def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None:
@@ -223,13 +239,14 @@ def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None
 
 
 def run_execute(
-    inventory: Inventory, dc: str, plan_file: Path | None, resume: bool, yes: bool, state_dir: Path
+    inventory: Inventory, dc: str, plan_file: Path | None, resume: bool, yes: bool, state_dir: Path,
+    until: str | None = None,
 ) -> int:
     from migrator.execution import execute
 
     console = _console()
     outcome = execute(inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"),
-                      _progress(console))
+                      _progress(console), until)
     if isinstance(outcome, str):
         console.print(f"nothing to do: {outcome}")
         return 0

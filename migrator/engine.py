@@ -24,7 +24,7 @@ from typing import Any
 from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
 from migrator.inventory import Inventory
 from migrator.journal import Journal, write_private
-from migrator.plan import Plan
+from migrator.plan import Plan, PlanStep
 from migrator.steps import STEP_CLASSES
 from migrator.steps.base import Live, RunContext, Step
 
@@ -43,6 +43,7 @@ class Migration:
     started: set[str] = field(default_factory=set)
     finished: str | None = None  # outcome, once the migration ended
     reverse_of: str | None = None  # set on the switchover back that `migrate rollback` runs
+    until: str | None = None  # the last phase this migration runs (`execute --until`)
 
 
 def latest_migration(journal: Journal) -> Migration | None:
@@ -51,7 +52,8 @@ def latest_migration(journal: Journal) -> Migration | None:
         event = record["event"]
         if event == "migration-started":
             migration = Migration(record["migration"], Path(record["plan_file"]), record["target"],
-                                  record["source"], reverse_of=record.get("reverse_of"))
+                                  record["source"], reverse_of=record.get("reverse_of"),
+                                  until=record.get("until"))
         elif migration is None or record.get("migration") != migration.id:
             continue
         elif event == "step-started":
@@ -75,9 +77,10 @@ class Outcome:
 
 class Engine:
     def __init__(self, inventory: Inventory, plan: Plan, state_dir: Path,
-                 progress: Callable[[str], None] = lambda text: None):
+                 progress: Callable[[str], None] = lambda text: None, until: str | None = None):
         self.inventory = inventory
         self.plan = plan
+        self.until = until
         self.state_dir = state_dir
         self.journal = Journal(state_dir, inventory.secrets())
         self.progress = progress
@@ -92,11 +95,32 @@ class Engine:
         self.journal.append("migration-started", migration=migration_id, plan_file=str(plan_file),
                             fingerprint=self.plan.fingerprint, source=self.plan.source,
                             target=self.plan.target, steps=[s.id for s in self.plan.steps],
-                            reverse_of=reverse_of)
-        return self._run(Migration(migration_id, plan_file, self.plan.target, self.plan.source))
+                            reverse_of=reverse_of, until=self.until)
+        return self._run(Migration(migration_id, plan_file, self.plan.target, self.plan.source,
+                                   until=self.until))
 
     def resume(self, migration: Migration) -> Outcome:
+        self.until = migration.until
         return self._run(migration)
+
+    def _steps(self) -> tuple[list[PlanStep], bool]:
+        """The steps this run may take (up to the end of phase `until`), and whether the plan
+        goes further than that."""
+        if self.until is None:
+            return list(self.plan.steps), False
+        phases = list(dict.fromkeys(s.phase for s in self.plan.steps))
+        last = phases.index(self.until) if self.until in phases else len(phases) - 1
+        allowed = set(phases[:last + 1])
+        steps = [s for s in self.plan.steps if s.phase in allowed]
+        return steps, len(steps) < len(self.plan.steps)
+
+    def _done_message(self, stopped_early: bool) -> str:
+        if any(s.kind == "promote_site" for s in self.plan.steps) and not stopped_early:
+            return f"{self.plan.target} is primary; {self.plan.source} follows it"
+        seeded = " seeded and" if self.plan.playbook == "seed" else ""
+        return (f"{self.plan.target}{seeded} follows {self.plan.source} (phase "
+                f"{self.until or self.plan.steps[-1].phase} passed, stopped there as planned); "
+                f"`migrate execute --dc {self.plan.target}` cuts over when you are ready")
 
     # ---- the loop ------------------------------------------------------------------------
     def _run(self, migration: Migration) -> Outcome:
@@ -105,8 +129,9 @@ class Engine:
                          journal_sample=self._sample(migration.id))
         self.journal.append("run-started", migration=migration.id, resume=bool(migration.started))
         current: Step | None = None
+        steps, stopped_early = self._steps()
         try:
-            for spec in self.plan.steps:
+            for spec in steps:
                 step = STEP_CLASSES[spec.kind](spec, ctx)
                 if spec.id in migration.done:
                     self._still_holds(step, migration)
@@ -115,7 +140,7 @@ class Engine:
                 self._run_step(step, ctx, migration)
             self.journal.append("migration-finished", migration=migration.id, outcome="done")
             warnings = [f["warning"] for f in ctx.facts.values() if f.get("warning")]
-            done = f"{self.plan.target} is primary; {self.plan.source} follows it"
+            done = self._done_message(stopped_early)
             if warnings:
                 return Outcome(1, f"{done}, but: {'; '.join(warnings)}", migration.id, "done")
             return Outcome(0, done, migration.id, "done")

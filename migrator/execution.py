@@ -66,17 +66,30 @@ def unfinished(journal: Journal) -> Migration | None:
 
 
 def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: Path | None,
-            resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None]) -> Outcome | str:
-    """Run (or resume) the move to `target`; a plain string is a no-op message."""
+            resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None],
+            until: str | None = None) -> Outcome | str:
+    """Run (or resume) the move to `target`; a plain string is a no-op message. With `until`,
+    only the phases up to and including that one run (e.g. seed and cascade days before)."""
+    _check_until_name(until)
     state_dir = state_dir_for(state_base, inventory.service)
     if resume and unfinished(Journal(state_dir)) is None:  # refused early; decided again under the lock
         raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
     with _lock(inventory, state_dir):
-        return _execute_locked(inventory, target, state_dir, reviewed_plan, resume, confirm, progress)
+        return _execute_locked(inventory, target, state_dir, reviewed_plan, resume, confirm, progress,
+                               until)
+
+
+def _check_until_name(until: str | None) -> None:
+    from migrator.playbook import SWITCHOVER_PHASES
+
+    if until is not None and until not in SWITCHOVER_PHASES + ("seed",):
+        raise UsageError(f"--until {until}: not a phase; phases: {', '.join(SWITCHOVER_PHASES)} "
+                         "(and seed, when the target is empty)")
 
 
 def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed_plan: Path | None,
-                    resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None]) -> Outcome | str:
+                    resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None],
+                    until: str | None = None) -> Outcome | str:
     journal = Journal(state_dir, inventory.secrets())
     pending = unfinished(journal)
     if resume:
@@ -103,7 +116,7 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
     _automated(plan)
     if not confirm(plan):
         raise UsageError("not confirmed; nothing changed")
-    return Engine(inventory, plan, state_dir, progress).start()
+    return Engine(inventory, plan, state_dir, progress, until=until).start()
 
 
 def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], bool],

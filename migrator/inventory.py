@@ -210,6 +210,8 @@ class Gates(_NoneMeansDefaults):
     repoint_timeout_seconds: Seconds = 180
     # Applies to every network call: REST, etcd, PostgreSQL, SSH.
     connect_timeout_seconds: Seconds = 5
+    # Seeding an empty target site: the base backup of the whole source, per member.
+    seed_timeout_seconds: Seconds = 3600
 
 
 class Hooks(_NoneMeansDefaults):
@@ -261,6 +263,10 @@ class PatroniHost(_NoneMeansDefaults):
     config_file: RemotePath = "/etc/patroni/patroni.yml"
     start_command: Text = "sudo systemctl start patroni"
     stop_command: Text = "sudo systemctl stop patroni"
+    # Used when the tool writes patroni.yml to seed an empty site ({member} is expanded in
+    # local_parameters values and in the commands above).
+    local_parameters: dict[str, str | int | bool] = {}  # postgresql.parameters of this host
+    basebackup_max_rate: Text | None = None  # pg_basebackup --max-rate, e.g. 100M
 
 
 class SshSettings(_Model):
@@ -297,6 +303,7 @@ class Member(_Model):
     pg_port: Port = 5432
     api_url: HttpUrl
     ssh: SshOverride | None = None
+    tags: dict[str, str | int | bool] = {}  # Patroni tags written into a seeded patroni.yml
 
 
 class Site(_Model):

@@ -12,6 +12,10 @@ from migrator.observe import observe
 from migrator.plan import Plan
 from migrator.planner import plan
 from migrator.playbook import PLAYBOOK_DIR, load_playbook
+from migrator.seed_checks import (
+    needs_reseed, needs_seed, observe_seed, reseed_findings, seed_findings,
+)
+from migrator.seed_plan import seed_plan
 from migrator.state import ServiceState
 
 
@@ -19,6 +23,20 @@ def plan_from_state(inventory: Inventory, state: ServiceState, target: str,
                     playbook_name: str = "switchover") -> Plan:
     source, target = direction(inventory, state, target)
     findings = run_checks(inventory, state, source, target)
+    if source != target and needs_seed(state, target):
+        # An empty target: plan its seeding; the cut-over is planned once it runs.
+        facts = observe_seed(inventory, state, source, target)
+        findings = seed_findings(inventory, state, facts, source, target, findings)
+        return seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                         load_playbook(PLAYBOOK_DIR / f"{playbook_name}.yml"), source, target,
+                         findings)
+    if source != target and (reason := needs_reseed(findings)) is not None:
+        # The target cannot stream again (the WAL it needs is gone): plan its re-seed.
+        facts = observe_seed(inventory, state, source, target)
+        findings = reseed_findings(inventory, state, facts, source, target, findings, reason)
+        return seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                         load_playbook(PLAYBOOK_DIR / f"{playbook_name}.yml"), source, target,
+                         findings, reseed=True)
     if state.primary_site is None:
         # No plan without a primary site; say why in the words of the first check that blocks
         # (a refused password, an unreachable member...) rather than only "no primary".

@@ -79,6 +79,11 @@ STEP_KINDS = frozenset({
     "verify_single_writer",      # exactly one writable member, in the target site
     "verify_slots_active",       # the new standby leader's slot is active on the new primary
     "verify_write_visible",      # a WAL record written on the target is replayed in the source
+    "run_seed_preflight",        # seeding: the target is empty and safe to build (seed.yml)
+    "write_patroni_configs",     # seeding: each target member's patroni.yml over SSH, 0600
+    "start_seed_leader",         # seeding: Patroni on the first member, base backup, standby leader
+    "start_seed_replicas",       # seeding: the other members one by one, cascading
+    "wipe_target",               # re-seeding: stop the target, data aside, DCS keys removed
 })
 
 # How a completed step is undone (the engine's undo classes); "none" when nothing is to undo.
@@ -89,6 +94,8 @@ UNDO_KINDS = frozenset({
     "resume_site",               # PATCH pause: null
     "start_postgres",            # pg_ctl start on the stopped primary, wait until writable
     "reverse_switchover",        # past promotion: the same protocol with the sites swapped
+    "restore_patroni_configs",   # seeding: back-ups back in place, written files moved aside
+    "unseed_members",            # seeding: stop Patroni, data directories moved aside
 })
 
 _ID = r"[a-z][a-z0-9-]*"

@@ -279,7 +279,8 @@ def _text(view: dict[str, Any], *, color: bool) -> str:
         line(text, "bold")
         line("=" * len(text))
 
-    line(f"Switchover plan for service {view['service']}: {view['source']} -> {view['target']}",
+    kind = "Seeding plan" if view["playbook"] == "seed" else "Switchover plan"
+    line(f"{kind} for service {view['service']}: {view['source']} -> {view['target']}",
          "bold")
     line(f"observed at   {view['observed_at']}")
     line(f"fingerprint   {view['fingerprint']}")
@@ -297,6 +298,8 @@ def _text(view: dict[str, Any], *, color: bool) -> str:
         u = view["unavailability"]
         line(f"expected {u['expected']}, worst case {u['worst']} ({u['path']})")
         line(u["summary"])
+    elif view["playbook"] == "seed":
+        line("none: seeding neither demotes nor promotes; the cut-over is planned afterwards")
     else:
         line("none: no step is planned")
 

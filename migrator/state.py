@@ -76,6 +76,7 @@ class PostgresState(Frozen):
     archiver_failed_count: int = 0
     archiver_last_failed_wal: str | None = None
     database_size_bytes: int | None = None
+    oldest_wal_lsn: int | None = None  # start of the oldest WAL segment still in pg_wal
 
     @property
     def position(self) -> int | None:

@@ -60,6 +60,16 @@ SELECT slot_name AS name, slot_type, active, (restart_lsn - '0/0')::bigint AS re
 """
 
 ARCHIVER_QUERY = "SELECT failed_count, last_failed_wal FROM pg_stat_archiver"
+# Where the oldest WAL segment still in pg_wal starts (any timeline): a standby that needs WAL
+# from before it cannot stream any more. Recycled segments are renamed forward, so the smallest
+# name is the oldest segment really kept.
+OLDEST_WAL_QUERY = """
+SELECT (('x' || substr(n, 1, 8))::bit(32)::bigint << 32)
+       + ('x' || substr(n, 9, 8))::bit(32)::bigint * pg_size_bytes(current_setting('wal_segment_size'))
+  FROM (SELECT min(substr(name, 9, 16)) AS n FROM pg_ls_waldir()
+         WHERE name ~ '^[0-9A-F]{24}$') w
+ WHERE n IS NOT NULL
+"""
 SIZE_QUERY = "SELECT sum(pg_database_size(oid))::bigint FROM pg_database"
 
 
@@ -89,6 +99,8 @@ class PostgresProbe:
                     "archiver_failed_count": archiver["failed_count"],
                     "archiver_last_failed_wal": archiver["last_failed_wal"],
                     "database_size_bytes": conn.execute(SIZE_QUERY).fetchone()["sum"],
+                    "oldest_wal_lsn": next(iter((conn.execute(OLDEST_WAL_QUERY).fetchone()
+                                                 or {None: None}).values())),
                 }
         except psycopg.OperationalError as exc:
             raise UnreachableError(connection_problem(member, self.conninfo, exc)) from None

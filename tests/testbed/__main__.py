@@ -9,12 +9,14 @@ from pathlib import Path
 
 from .patroni_install import ensure_patroni
 from .testbed import Testbed, TestbedError
-from .topology import DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION
+from .topology import DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, MEMBER_BY_NAME
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.testbed", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "restore", "install-patroni"])
+    parser.add_argument("command", choices=["up", "down", "status", "restore", "install-patroni",
+                                            "start-member", "stop-member"])
+    parser.add_argument("member", nargs="?", help="for start-member / stop-member: the member name")
     parser.add_argument("--base", type=Path, default=DEFAULT_BASE_DIR,
                         help=f"where data, logs and keys go (default {DEFAULT_BASE_DIR})")
     parser.add_argument("--patroni-version", default=DEFAULT_PATRONI_VERSION)
@@ -31,6 +33,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             testbed.down()
             print("testbed down")
+        elif args.command in ("start-member", "stop-member"):
+            if args.member not in MEMBER_BY_NAME:
+                print(f"testbed: no member {args.member!r}; members: {', '.join(MEMBER_BY_NAME)}",
+                      file=sys.stderr)
+                return 2
+            member = MEMBER_BY_NAME[args.member]
+            if args.command == "start-member":
+                testbed.start_patroni(member)
+            else:
+                testbed.stop_patroni(member)
         elif args.command == "restore":
             print(f"testbed baseline: {testbed.restore_baseline()}")
         else:

@@ -26,9 +26,10 @@ from .etcd import etcd_process_name, start_etcd
 from .patroni_config import dynamic_config, member_dir, patroni_config
 from .patroni_install import ensure_patroni, patroni_bin
 from .processes import ProcessRegistry, chown_to_os_user, make_dir, pid_alive, send_signal
+from .service import write_service_script
 from .sshd import SshdLayout, start_sshd
 from .topology import (
-    DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, MEMBER_BY_NAME, NET, PG_PORT, REST_USER,
+    DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, MEMBER_BY_NAME, NAMESPACE, NET, PG_PORT, REST_USER,
     SITE_BY_NAME, SITES, SUPERUSER, Member, Site,
 )
 
@@ -305,6 +306,8 @@ class Testbed:
 
     def _repair(self, timeout: float) -> None:
         """Restart what died and put the dynamic configs back, when dc1 is still the only writer."""
+        if self.dc2_cluster and not self.patroni_config_file(SITE_BY_NAME["dc2"].members[0]).exists():
+            self.restore_dc2_cluster(timeout)
         for site in SITES:
             if not self.registry.alive(etcd_process_name(site)):
                 start_etcd(self.base, site, self.registry)
@@ -338,9 +341,58 @@ class Testbed:
             raise TestbedError(f"a site other than dc1 has a primary: {others}")
         return len(dc1_primaries) == 1
 
+    # ---- dc2 without a cluster (for seeding) --------------------------------------------
+    def remove_dc2_cluster(self) -> None:
+        """Take dc2's cluster away, leaving its hosts as `up --no-dc2-cluster` makes them: Patroni
+        stopped, data directories and patroni.yml gone, no key under dc2's scope in its etcd, and
+        no permanent slot for dc2 on dc1."""
+        dc1, dc2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
+        self.registry.stop([f"patroni-{m.name}" for m in dc2.members], timeout=30)
+        for member in dc2.members:
+            pid = self.postmaster_pid(member)
+            if pid and pid_alive(pid):
+                send_signal(pid, signal.SIGQUIT)
+                wait_until(lambda p=pid: not pid_alive(p), 15, f"PostgreSQL of {member.name} to stop")
+            home = member_dir(self.base, member)
+            for leftover in home.iterdir():
+                if leftover.name not in ("sock", "pglog"):
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        self.delete_dcs_prefix(dc2, f"{NAMESPACE}{dc2.scope}/")
+        if "dc2" in (self.get_config(dc1).get("slots") or {}):
+            self.patch_config(dc1, {"slots": {"dc2": None}})
+        primary = next(m for m in dc1.members if self.patroni_state(m).get("role") == "primary")
+        wait_until(lambda: not self.sql(primary, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'dc2'"),
+                   30, "slot dc2 to be dropped on dc1")
+
+    def restore_dc2_cluster(self, timeout: float = 90.0) -> None:
+        """dc2 built again the testbed's own way, after remove_dc2_cluster (or a seed that failed)."""
+        dc2 = SITE_BY_NAME["dc2"]
+        self.registry.stop([f"patroni-{m.name}" for m in dc2.members], timeout=30)
+        for member in dc2.members:
+            for leftover in member_dir(self.base, member).glob("data*"):
+                shutil.rmtree(leftover)
+        self.delete_dcs_prefix(dc2, f"{NAMESPACE}{dc2.scope}/")
+        self._prepare_site(dc2, with_cluster=True)
+        self.dc2_cluster = True
+        self.start_patroni(dc2.members[0])
+        wait_until(lambda: self.patroni_state(dc2.members[0]).get("role") == "standby_leader", timeout,
+                   "dc2's first member to become standby leader")
+        for member in dc2.members[1:]:
+            self.start_patroni(member)
+
+    def delete_dcs_prefix(self, site: Site, prefix: str) -> None:
+        import base64
+
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        resp = requests.post(f"{site.etcd_url}/v3/kv/deleterange", timeout=HTTP_TIMEOUT, json={
+            "key": base64.b64encode(prefix.encode()).decode(),
+            "range_end": base64.b64encode(end.encode()).decode()})
+        resp.raise_for_status()
+
     # ---- inventory -----------------------------------------------------------------------
     def write_inventory(self, path: Path) -> Path:
         """The example inventory, with this testbed's base directory in place of the default one."""
+        write_service_script(self.base, REPO_ROOT, self.patroni_version)
         text = EXAMPLE_INVENTORY.read_text().replace(EXAMPLE_BASE_DIR, str(self.base))
         text = text.replace("127.0.", f"127.{NET}.")
         path.write_text(text)

@@ -1,0 +1,416 @@
+"""Seeding steps: build the target's standby cluster on hosts that have none.
+
+Patroni does the cloning itself (a base backup from the source for the first member, from the
+standby leader for the others); these steps write its configuration, start it with the site's
+own service command, follow the base backup, and wait for the replication the next step needs.
+Undo never deletes data: it stops Patroni and moves data directories aside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+import time
+from typing import Any
+
+from migrator.adapters.dcs import Etcd3Dcs
+from migrator.errors import MigratorError, PreflightError, UnreachableError
+from migrator.findings import blocking
+from migrator.journal import utc_now
+from migrator.remote import POSTGRES_OS_USER
+from migrator.seed_config import reveal
+from migrator.steps.base import Step
+
+PROGRESS_QUERY = ("SELECT phase, backup_streamed, backup_total FROM pg_stat_progress_basebackup "
+                  "ORDER BY pid LIMIT 1")
+RECEIVER_QUERY = "SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver"
+
+
+def _stamp() -> str:
+    return utc_now().replace(":", "").replace("-", "")[:15]
+
+
+def _privileged(ssh_user: str, command: str) -> str:
+    """Files owned by the PostgreSQL user are written as root (directly, or through sudo)."""
+    if ssh_user in ("root", POSTGRES_OS_USER):
+        return command
+    return f"sudo -n sh -c {shlex.quote(command)}"
+
+
+class RunSeedPreflight(Step):
+    kind = "run_seed_preflight"
+
+    def gate(self) -> dict[str, Any]:
+        from migrator.checks import run_checks
+        from migrator.observe import observe
+        from migrator.seed_checks import needs_seed, observe_seed, seed_findings
+
+        inventory, source, target = self.ctx.inventory, self.args["source"], self.args["target"]
+        state = observe(inventory)
+        if not needs_seed(state, target):
+            raise PreflightError(f"{target} is no longer empty (a member's Patroni answers or its DCS "
+                                 "holds members): plan again with `migrate plan`")
+        facts = observe_seed(inventory, state, source, target)
+        found = blocking(seed_findings(inventory, state, facts, source, target,
+                                       run_checks(inventory, state, source, target)))
+        if found:
+            first = found[0]
+            raise PreflightError(f"seeding refused: {first.check}: {first.finding}"
+                                 + (f"; {first.fix}" if first.fix else ""))
+        return {}
+
+
+class WritePatroniConfigs(Step):
+    """Each member's patroni.yml, mode 0600, owned by the PostgreSQL user; a file already there
+    that differs is copied to `<file>.migrator-backup-<UTC>` first."""
+
+    kind = "write_patroni_configs"
+    changes_state = True
+
+    def _content(self, text: str) -> str:
+        return reveal(text, self.ctx.inventory, self.args["site"])
+
+    def precheck(self) -> bool:
+        for entry in self.args["files"]:
+            digest = hashlib.sha256(self._content(entry["text"]).encode()).hexdigest()
+            result = self.live.ssh(entry["member"], f"sha256sum {shlex.quote(entry['path'])} 2>/dev/null")
+            if not result.stdout.startswith(digest):
+                return False
+        return True
+
+    def apply(self) -> dict[str, Any]:
+        backups: dict[str, str | None] = {}
+        stamp = _stamp()
+        for entry in self.args["files"]:
+            site, member = self.live.member(entry["member"])
+            user = site.ssh_for(member).user
+            path = shlex.quote(entry["path"])
+            backup = shlex.quote(f"{entry['path']}.migrator-backup-{stamp}")
+            owner = f"chown {POSTGRES_OS_USER}: \"$f.migrator-new\"; " if user != POSTGRES_OS_USER else ""
+            script = (
+                f"set -e; f={path}; mkdir -p \"$(dirname \"$f\")\"; umask 077; "
+                "cat > \"$f.migrator-new\"; chmod 600 \"$f.migrator-new\"; "
+                "if [ -e \"$f\" ]; then if cmp -s \"$f\" \"$f.migrator-new\"; then "
+                "rm -f \"$f.migrator-new\"; echo unchanged; exit 0; fi; "
+                f"cp -p \"$f\" {backup}; echo backup; fi; {owner}mv \"$f.migrator-new\" \"$f\"; echo written")
+            result = self.live.ssh(entry["member"], _privileged(user, script),
+                                   stdin=self._content(entry["text"]))
+            if not result.ok:
+                raise UnreachableError(f"{entry['member']}: cannot write {entry['path']}: "
+                                       f"{(result.stderr.strip().splitlines() or ['no output'])[-1]}")
+            backups[entry["member"]] = (f"{entry['path']}.migrator-backup-{stamp}"
+                                        if "backup" in result.stdout.split() else None)
+        return {"backups": backups, "written": [e["member"] for e in self.args["files"]]}
+
+    def undo(self, facts: dict[str, Any]) -> bool:
+        backups = facts.get("backups") or {}
+        changed = False
+        for entry in self.args["files"]:
+            if entry["member"] not in (facts.get("written") or []):
+                continue
+            path = shlex.quote(entry["path"])
+            backup = backups.get(entry["member"])
+            if backup:
+                command = f"mv {shlex.quote(backup)} {path}"
+            else:
+                command = f"if [ -e {path} ]; then mv {path} {shlex.quote(entry['path'] + '.migrator-undone-' + _stamp())}; fi"
+            site, member = self.live.member(entry["member"])
+            self.live.ssh(entry["member"], _privileged(site.ssh_for(member).user, command))
+            changed = True
+        return changed
+
+
+class _SeedMembers(Step):
+    changes_state = True
+
+    def _running(self, member_name: str) -> dict[str, Any] | None:
+        try:
+            return self.live.patroni(member_name)
+        except UnreachableError:
+            return None
+
+    def _start(self, member_name: str, command: str) -> None:
+        self.ctx.progress(f"{member_name}: {command}")
+        result = self.live.ssh(member_name, command, timeout=max(30.0, self.live.timeout * 6))
+        if not result.ok:
+            reason = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines()
+                      or ["no output"])[-1]
+            raise UnreachableError(f"{member_name}: the start command `{command}` failed "
+                                   f"(exit {result.exit_code}): {reason}")
+
+    def _receiver(self, member_name: str) -> tuple | None:
+        rows = self.live.query(member_name, RECEIVER_QUERY)
+        return rows[0] if rows else None
+
+    def _unseed(self, members: list[dict[str, Any]]) -> bool:
+        """Stop Patroni (and so PostgreSQL) on each member and move its data directory aside."""
+        changed = False
+        stamp = _stamp()
+        for m in members:
+            name = m["name"]
+            self.ctx.progress(f"undo: {name}: {m['stop_command']}")
+            try:
+                self.live.ssh(name, m["stop_command"], timeout=120)
+            except UnreachableError as exc:
+                raise UnreachableError(f"{name}: cannot stop Patroni ({exc})") from None
+            self.wait(lambda n=name: self._running(n) is None, f"{name}'s Patroni to stop", interval=0.5,
+                      timeout=120)
+            site, member = self.live.member(name)
+            data_dir = shlex.quote(m["data_dir"])
+            aside = shlex.quote(f"{m['data_dir']}.migrator-aside-{stamp}")
+            command = (f"d={data_dir}; i=0; while [ -e \"$d/postmaster.pid\" ] && [ $i -lt 60 ]; do "
+                       "sleep 1; i=$((i+1)); done; "
+                       f"if [ -d \"$d\" ]; then mv \"$d\" {aside}; echo moved; fi")
+            result = self.live.ssh(name, _privileged(site.ssh_for(member).user, command), timeout=90)
+            changed = changed or "moved" in result.stdout
+        return changed
+
+    def _forget_site(self) -> None:
+        """The target's DCS keys go with its data: a later seed must bootstrap afresh (Patroni
+        waits for a leader forever when the scope is initialized but no member has data)."""
+        site = self.live.site(self.args["site"])
+        if any(self._running(m.name) is not None for m in site.members):
+            return  # someone runs there: leave the keys alone
+        from migrator.observe import site_dcs
+
+        dcs: Etcd3Dcs = site_dcs(site, self.live.timeout)
+        prefix = f"{site.namespace.rstrip('/')}/{site.scope}/"
+        try:
+            dcs.client().delete_prefix(prefix)
+        except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
+            raise UnreachableError(f"cannot remove {prefix} from {self.args['site']}'s etcd ({exc})") from None
+
+
+class StartSeedLeader(_SeedMembers):
+    """Patroni on the first member clones the source (create_replica_methods: basebackup) and
+    becomes the standby leader; the base backup is followed from the source's
+    pg_stat_progress_basebackup."""
+
+    kind = "start_seed_leader"
+
+    def _member(self) -> dict[str, Any]:
+        return {"name": self.args["member"], "stop_command": self.args["stop_command"],
+                "data_dir": self.args["data_dir"]}
+
+    def precheck(self) -> bool:
+        return self._running(self.args["member"]) is not None
+
+    def apply(self) -> dict[str, Any]:
+        self._start(self.args["member"], self.args["start_command"])
+        return {"started": self.args["member"]}
+
+    def gate(self) -> dict[str, Any]:
+        member, slot, source = self.args["member"], self.args["slot"], self.args["source"]
+        source_hosts = {m.host for m in self.live.site(source).members}
+        progress = BackupProgress(self, source)
+        state = {"why": "starting"}
+
+        def streaming() -> bool:
+            progress.sample()
+            patroni = self._running(member)
+            if patroni is None:
+                state["why"] = "Patroni not answering yet"
+                return False
+            role, pg_state = patroni.get("role"), patroni.get("state")
+            if role != "standby_leader":
+                state["why"] = f"role {role}, state {pg_state}"
+                return False
+            receiver = self._receiver(member)
+            if not receiver or receiver[0] != "streaming":
+                state["why"] = f"standby leader, WAL receiver {receiver[0] if receiver else 'absent'}"
+                return False
+            if receiver[1] not in source_hosts or receiver[2] != slot:
+                state["why"] = f"streaming from {receiver[1]} with slot {receiver[2]}"
+                return False
+            return True
+
+        try:
+            self.wait(streaming, f"{member} to clone {source} and stream as standby leader", interval=0.5,
+                      describe=lambda: progress.text() or state["why"])
+        finally:
+            progress.close()
+        return {"standby_leader": member, "base_backup": progress.summary()}
+
+    def undo(self, facts: dict[str, Any]) -> bool:
+        changed = self._unseed([self._member()])
+        self._forget_site()
+        return changed
+
+class StartSeedReplicas(_SeedMembers):
+    """The other members, one at a time: each clones the standby leader and must stream from it
+    before the next one starts (two base backups at once would halve the speed of both)."""
+
+    kind = "start_seed_replicas"
+
+    def precheck(self) -> bool:
+        return all(self._running(m["name"]) is not None for m in self.args["members"])
+
+    def _cascading(self, name: str) -> tuple[bool, str]:
+        leader_host = self.live.member(self.args["leader"])[1].host
+        patroni = self._running(name)
+        if patroni is None:
+            return False, "Patroni not answering yet"
+        if patroni.get("role") != "replica":
+            return False, f"role {patroni.get('role')}, state {patroni.get('state')}"
+        receiver = self._receiver(name)
+        if not receiver or receiver[0] != "streaming":
+            return False, f"WAL receiver {receiver[0] if receiver else 'absent'}"
+        if receiver[1] != leader_host:
+            return False, f"streams from {receiver[1]}, not from {self.args['leader']} ({leader_host})"
+        return True, f"streams from {self.args['leader']}"
+
+    def _wait_cascading(self, name: str) -> None:
+        state = {"why": ""}
+        progress = BackupProgress(self, self.args["site"], member=self.args["leader"])
+
+        def ok() -> bool:
+            progress.sample()
+            good, state["why"] = self._cascading(name)
+            return good
+
+        try:
+            self.wait(ok, f"{name} to clone {self.args['leader']} and cascade from it", interval=0.5,
+                      describe=lambda: progress.text() or state["why"])
+        finally:
+            progress.close()
+
+    def apply(self) -> dict[str, Any]:
+        started = []
+        for m in self.args["members"]:
+            if self._running(m["name"]) is None:
+                self._start(m["name"], m["start_command"])
+                started.append(m["name"])
+            self._wait_cascading(m["name"])
+        return {"started": started}
+
+    def gate(self) -> dict[str, Any]:
+        for m in self.args["members"]:
+            self._wait_cascading(m["name"])
+        return {"cascading": [m["name"] for m in self.args["members"]]}
+
+    def undo(self, facts: dict[str, Any]) -> bool:
+        return self._unseed(list(reversed(self.args["members"])))
+
+
+class WipeTarget(_SeedMembers):
+    """Before a re-seed: the target's members stopped, their data directories moved aside, its DCS
+    keys removed, so that Patroni bootstraps it afresh as a standby cluster. Refused while any
+    target member accepts writes: a writable site is never wiped."""
+
+    kind = "wipe_target"
+
+    def _keys_left(self) -> bool:
+        from migrator.observe import site_dcs
+
+        site = self.live.site(self.args["site"])
+        snapshot = site_dcs(site, self.live.timeout).snapshot(site.namespace, site.scope)
+        return bool(snapshot.keys)
+
+    def precheck(self) -> bool:
+        running = [m["name"] for m in self.args["members"] if self._running(m["name"]) is not None]
+        return not running and not self._keys_left() and not self._data_left()
+
+    def _data_left(self) -> bool:
+        for m in self.args["members"]:
+            result = self.live.ssh(m["name"], f"test -e {shlex.quote(m['data_dir'])}")
+            if result.ok:
+                return True
+        return False
+
+    def apply(self) -> dict[str, Any]:
+        writers = [m["name"] for m in self.args["members"] if self.live.in_recovery(m["name"]) is False]
+        if writers:
+            raise PreflightError(f"{', '.join(writers)} in {self.args['site']} accepts writes: a writable "
+                                 "site is never wiped; look with `migrate status`")
+        self._unseed(list(reversed(self.args["members"])))
+        self._forget_site()
+        return {"wiped": [m["name"] for m in self.args["members"]]}
+
+    def gate(self) -> dict[str, Any]:
+        self.wait(lambda: not any(self._running(m["name"]) for m in self.args["members"])
+                  and not self._keys_left(), f"{self.args['site']} stopped and its DCS keys gone",
+                  interval=0.5)
+        return {}
+
+
+class BackupProgress:
+    """Bytes done / total, rate and ETA of a running base backup, read on the member that serves
+    it (a member of the source, or the standby leader for a replica): a rich progress bar on a
+    terminal, one line per second otherwise (through the step's progress and the journal)."""
+
+    def __init__(self, step: Step, site: str, member: str | None = None):
+        self.step, self.site, self.member = step, site, member
+        self.first: tuple[float, int] | None = None
+        self.last: tuple[float, int, int | None, str] | None = None
+        self.bar = None
+        self.task = None
+
+    def _rows(self) -> list[tuple]:
+        # Patroni takes the standby leader's base backup from the first host of standby_cluster
+        # that answers, which may be a replica of the source: ask every member.
+        names = [self.member] if self.member else [m.name for m in self.step.live.site(self.site).members]
+        for name in names:
+            try:
+                rows = self.step.live.query(name, PROGRESS_QUERY)
+            except MigratorError:
+                continue
+            if rows:
+                return rows
+        return []
+
+    def sample(self) -> None:
+        rows = self._rows()
+        if not rows:
+            return
+        phase, done, total = rows[0]
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (now, done or 0)
+        self.last = (now, done or 0, total, phase)
+        self._draw()
+
+    def rate(self) -> float | None:
+        if self.first is None or self.last is None or self.last[0] - self.first[0] < 1:
+            return None
+        return (self.last[1] - self.first[1]) / (self.last[0] - self.first[0])
+
+    def text(self) -> str:
+        if self.last is None:
+            return ""
+        _, done, total, phase = self.last
+        rate = self.rate()
+        parts = [f"base backup {phase}: {done / 1048576:.1f} MiB"]
+        if total:
+            parts.append(f"of {total / 1048576:.1f} MiB ({100 * done / total:.0f}%)")
+        if rate:
+            parts.append(f"{rate / 1048576:.1f} MiB/s")
+            if total and total > done:
+                parts.append(f"ETA {(total - done) / rate:.0f}s")
+        return ", ".join(parts)
+
+    def summary(self) -> dict[str, Any]:
+        if self.last is None:
+            return {}
+        return {"bytes": self.last[1], "total": self.last[2], "bytes_per_second": self.rate()}
+
+    def _draw(self) -> None:
+        if not sys.stdout.isatty():
+            return
+        from rich.progress import (
+            BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+        )
+
+        _, done, total, phase = self.last
+        if self.bar is None:
+            self.bar = Progress(TextColumn("base backup {task.fields[phase]}"), BarColumn(),
+                                DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("base backup", total=total, phase=phase)
+        self.bar.update(self.task, completed=done, total=total, phase=phase)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -1,0 +1,203 @@
+"""Seeding an empty target, as pure functions of the baseline snapshot with dc2 taken away: when a
+seed is planned, its refusals, the patroni.yml it writes, and the steps of the plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from migrator.checks import run_checks
+from migrator.findings import Verdict
+from migrator.playbook import PLAYBOOK_DIR, load_playbook
+from migrator.seed_checks import SeedFacts, SeedHost, needs_seed, seed_findings
+from migrator.seed_config import bootstrap_dcs, placeholder, render_member_config
+from migrator.seed_plan import seed_plan
+from migrator.state import ServiceState
+from tests.unit.snapshots import (
+    example_inventory, load_baseline, unreachable, with_member, with_settings, with_site,
+    without_slot,
+)
+
+MIB = 1048576
+
+
+def empty_dc2() -> ServiceState:
+    """dc2's hosts answer nothing and its etcd holds no key of scope dc2."""
+    state = unreachable(load_baseline(), "dc2-a", "dc2-b", probes=("patroni", "postgres", "host"))
+    data = state.model_dump(mode="json")
+    data["sites"]["dc2"]["dynamic_config"] = None
+    data["sites"]["dc2"]["dcs"].update(leader=None, members={}, config=None, status=None,
+                                      initialize=None, history=None)
+    return ServiceState.model_validate(data)
+
+
+def facts(**host: Any) -> SeedFacts:
+    hosts = tuple(SeedHost(**{"member": name, "data_dir": f"/data/{name}", "free_bytes": 50_000 * MIB,
+                              **host}) for name in ("dc2-a", "dc2-b"))
+    return SeedFacts(hosts=hosts, source_wal_bytes=64 * MIB)
+
+
+def findings(state: ServiceState, seed: SeedFacts) -> dict[str, Any]:
+    inventory = example_inventory()
+    found = seed_findings(inventory, state, seed, "dc1", "dc2", run_checks(inventory, state, "dc1", "dc2"))
+    return {f.check: f for f in found}
+
+
+def test_a_target_with_no_patroni_and_no_dcs_member_needs_seeding_and_a_running_one_does_not():
+    assert needs_seed(empty_dc2(), "dc2")
+    assert not needs_seed(load_baseline(), "dc2")
+    # All of dc2's agents down for a moment, but its members still registered in its etcd.
+    down = unreachable(load_baseline(), "dc2-a", "dc2-b")
+    assert not needs_seed(down, "dc2")
+
+
+def test_an_empty_target_with_room_has_no_blocking_finding():
+    found = findings(empty_dc2(), facts())
+    assert [f.check for f in found.values() if f.verdict is Verdict.BLOCK] == []
+    assert "members-reachable" not in found and "source-is-primary" not in found
+
+
+def test_a_data_directory_of_another_lineage_blocks_and_one_of_this_lineage_is_reused():
+    foreign = findings(empty_dc2(), facts(entries=20, system_identifier="7000000000000000001"))
+    assert foreign["seed-target-data-dir"].verdict is Verdict.BLOCK
+    assert "not empty and not of this lineage" in foreign["seed-target-data-dir"].finding
+    junk = findings(empty_dc2(), facts(entries=3))
+    assert "no PostgreSQL cluster" in junk["seed-target-data-dir"].finding
+    lineage = load_baseline().sites["dc1"].members[0].postgres.system_identifier
+    ours = findings(empty_dc2(), facts(entries=20, system_identifier=lineage))
+    assert ours["seed-target-data-dir"].verdict is Verdict.OK
+
+
+def test_a_different_cluster_in_the_target_dcs_blocks():
+    state = with_site(empty_dc2(), "dc2", dcs={"initialize": "7000000000000000001"})
+    found = findings(state, facts())["seed-target-dcs"]
+    assert found.verdict is Verdict.BLOCK and "different cluster under scope dc2" in found.finding
+
+
+def test_too_little_disk_blocks_with_the_sizes():
+    found = findings(empty_dc2(), facts(free_bytes=1 * MIB))["seed-target-disk"]
+    assert found.verdict is Verdict.BLOCK
+    assert "not enough disk on dc2-a" in found.finding and "1.0 MiB free" in found.finding
+
+
+def test_rewind_planned_without_wal_log_hints_or_checksums_blocks():
+    state = with_settings(empty_dc2(), "dc1-a", "dc1-b", wal_log_hints="off", data_checksums="off")
+    found = findings(state, facts())["seed-rewind-fallback"]
+    assert found.verdict is Verdict.BLOCK and "wal_log_hints off" in found.finding
+
+
+def test_patroni_yml_holds_placeholders_not_passwords_and_follows_the_source():
+    inventory = example_inventory()
+    member = inventory.site("dc2").members[1]
+    config = load_baseline().sites["dc1"].dynamic_config
+    text = render_member_config(inventory, "dc1", "dc2", member, bootstrap_dcs(inventory, "dc1", "dc2", config))
+    parsed = YAML(typ="safe").load(text)
+    assert parsed["name"] == "dc2-b" and parsed["scope"] == "dc2"
+    assert parsed["etcd3"]["hosts"] == ["127.0.2.100:2379"]
+    assert parsed["restapi"]["authentication"]["password"] == "<secret:restapi>"
+    assert placeholder("superuser") in text and placeholder("replication") in text
+    dcs = parsed["bootstrap"]["dcs"]
+    assert dcs["standby_cluster"]["host"] == "127.0.1.1,127.0.1.2"
+    assert dcs["standby_cluster"]["primary_slot_name"] == "dc2"
+    assert dcs["slots"] == {"dc1": {"type": "physical"}}
+    assert dcs["postgresql"]["use_pg_rewind"] is True
+    assert dcs["postgresql"]["parameters"]["wal_log_hints"] in (True, "on")
+    assert parsed["postgresql"]["parameters"]["unix_socket_directories"].endswith("/dc2/dc2-b/sock")
+
+
+def test_the_seed_plan_seeds_then_streams_and_stops_before_any_cut_over():
+    inventory = example_inventory()
+    state = empty_dc2()
+    plan = seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                     load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2",
+                     list(findings(state, facts()).values()))
+    assert [s.id for s in plan.steps] == [
+        "seed-preflight", "slot-for-target-on-source", "replication-access-target-from-source",
+        "write-target-configs", "start-target-leader", "start-target-replicas",
+        "slot-for-source-on-target", "replication-access-source-from-target",
+        "validate-standby-cluster-for-source", "wait-cascade"]
+    assert plan.executable and plan.write_unavailability is None
+    leader = plan.steps[4]
+    assert leader.args["member"] == "dc2-a" and leader.args["start_command"].endswith("start dc2-a")
+    assert plan.topology_after["dc2"].role == "standby" and plan.topology_after["dc2"].leader == "dc2-a"
+    assert "dc2-b patroni.yml" in plan.config_diff
+    assert "promote" not in {s.phase for s in plan.steps}
+
+
+# --- the target's WAL gone from the source (a re-seed is the only way back) -------------------
+
+def wal_gone(oldest_offset: int) -> ServiceState:
+    """dc2 down (its last position only in its DCS), slot dc2 gone from dc1, and dc1's oldest
+    WAL segment `oldest_offset` bytes after that position."""
+    base = load_baseline()
+    optime = base.sites["dc2"].dcs.status["optime"]
+    state = unreachable(base, "dc2-a", "dc2-b")
+    state = without_slot(state, "dc1-a", "dc2")
+    return with_member(state, "dc1-a", postgres={"oldest_wal_lsn": optime + oldest_offset})
+
+
+def check(state: ServiceState, check_id: str):
+    inventory = example_inventory()
+    return next(f for f in run_checks(inventory, state, "dc1", "dc2") if f.check == check_id)
+
+
+def test_wal_the_target_needs_gone_from_the_source_blocks_and_names_the_lsn():
+    found = check(wal_gone(16 * MIB), "target-wal-available")
+    assert found.verdict is Verdict.BLOCK
+    assert "WAL needed from LSN" in found.finding and "no longer on dc1" in found.finding
+    assert "re-seed dc2" in found.fix
+    assert "slot dc2 missing on dc1" in check(wal_gone(16 * MIB), "slot-for-target").finding
+
+
+def test_wal_still_there_or_kept_by_the_slot_is_ok():
+    assert check(wal_gone(-16 * MIB), "target-wal-available").verdict is Verdict.OK
+    assert check(load_baseline(), "target-wal-available").verdict is Verdict.OK
+
+
+def test_wal_gone_plans_a_reseed_that_wipes_the_target_first():
+    from migrator.seed_checks import needs_reseed, reseed_findings
+
+    inventory, state = example_inventory(), wal_gone(16 * MIB)
+    switchover = run_checks(inventory, state, "dc1", "dc2")
+    reason = needs_reseed(switchover)
+    assert reason is not None and not needs_seed(state, "dc2")
+    found = reseed_findings(inventory, state, facts(entries=20), "dc1", "dc2", switchover, reason)
+    plan = seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                     load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2", found, reseed=True)
+    assert [s.id for s in plan.steps][:3] == ["wipe-target", "seed-preflight", "slot-for-target-on-source"]
+    assert plan.executable and found[0].check == "reseed-target"
+
+
+def test_the_seed_plan_report_shows_each_patroni_yml_with_placeholders_in_text_and_markdown():
+    from migrator.report import render
+
+    inventory, state = example_inventory(), empty_dc2()
+    plan = seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                     load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2",
+                     list(findings(state, facts()).values()))
+    for fmt in ("text", "md"):
+        text = render(plan, fmt)
+        assert "Seeding plan" in text and "seeding neither demotes nor promotes" in text.lower()
+        assert "dc2-a patroni.yml" in text and '"<secret:replication>"' in text
+
+
+def test_a_source_config_without_rewind_settings_still_seeds_a_rewindable_site():
+    from migrator.seed_config import bootstrap_dcs
+
+    dcs = bootstrap_dcs(example_inventory(), "dc1", "dc2", {"ttl": 30, "slots": {"dc2": {"type": "physical"}}})
+    assert dcs["postgresql"] == {"use_pg_rewind": True, "parameters": {"wal_log_hints": True}}
+    assert dcs["ttl"] == 30 and dcs["slots"] == {"dc1": {"type": "physical"}}
+    kept = bootstrap_dcs(example_inventory(), "dc1", "dc2", {"postgresql": {"use_pg_rewind": False}})
+    assert kept["postgresql"]["use_pg_rewind"] is False
+
+
+def test_until_a_phase_that_does_not_exist_is_refused_before_anything_is_contacted(tmp_path):
+    import pytest
+
+    from migrator.errors import UsageError
+    from migrator.execution import execute
+
+    with pytest.raises(UsageError, match="--until cascde: not a phase"):
+        execute(example_inventory(), "dc2", tmp_path, None, False, lambda plan: True,
+                lambda text: None, until="cascde")
