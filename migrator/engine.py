@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrator.crashpoint import crash_here
 from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
 from migrator.inventory import Inventory
 from migrator.journal import Journal, write_private
@@ -134,7 +135,9 @@ class Engine:
         if step.precheck():
             self.journal.append("step-in-place", migration=migration.id, step=spec.id)
         else:
+            crash_here("before-patch", spec.id)  # test-only fault injection (migrator/crashpoint.py)
             facts.update(step.apply())
+            crash_here("after-patch", spec.id)
             migration.applied[spec.id] = facts
             self.journal.append("step-applied", migration=migration.id, step=spec.id, facts=facts)
         ctx.facts[spec.id] = facts  # what apply learned, for this step's own gate
