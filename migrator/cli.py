@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -20,7 +21,7 @@ import typer
 from typer.main import get_command
 
 from migrator import __version__
-from migrator.errors import MigratorError, NotImplementedYet, UsageError, one_line
+from migrator.errors import SHOWN_VALUE_LIMIT, MigratorError, NotImplementedYet, UsageError, one_line, shown
 from migrator.inventory import Inventory, load_inventory
 from migrator.journal import write_private
 
@@ -298,9 +299,32 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
 
 def _fail(line: str, code: int) -> int:
     # Plain write, not rich: rich wraps at the terminal width and the contract is one line.
-    sys.stderr.write(one_line(line) + "\n")
+    sys.stderr.write(_cut_long_values(one_line(line)) + "\n")
     sys.stderr.flush()
     return code
+
+
+MAX_ERROR_LINE = 2000
+
+
+def _cut_long_values(line: str) -> str:
+    """Values quoted by click ('...') cut to a readable length; the whole line capped as well."""
+    line = re.sub(r"'([^']{%d,})'" % (SHOWN_VALUE_LIMIT + 1), lambda m: f"'{shown(m.group(1))}'", line)
+    return line if len(line) <= MAX_ERROR_LINE else line[: MAX_ERROR_LINE - 3] + "..."
+
+
+def _missing_value(root, exc, argv: list[str]) -> str:
+    """`--dc` given last, with no value: name the option, what it wants and the fix. (click
+    raises this before it knows the subcommand, so it would point at `migrate --help`.)"""
+    name = exc.option_name
+    sub = next((root.commands[a] for a in argv if a in getattr(root, "commands", {})), None)
+    where = f"{PROG} {sub.name}" if sub is not None else PROG
+    option = next((p for p in (sub.params if sub is not None else []) if name in p.opts), None)
+    metavar = (option.metavar if option is not None and option.metavar else "VALUE")
+    help_text = option.help.rstrip(".") if option is not None and option.help else ""
+    what = f" ({help_text[:1].lower()}{help_text[1:]})" if help_text else ""
+    return (f"{PROG}: error: option {name} needs a value{what}; write {name} {metavar} "
+            f"(see '{where} --help')")
 
 
 def _debug() -> bool:
@@ -315,6 +339,10 @@ def run(argv: list[str] | None = None) -> int:
     except click_exceptions.NoArgsIsHelpError as exc:
         print(exc.format_message())
         return 2
+    except click_exceptions.BadOptionUsage as exc:
+        if exc.ctx is None and exc.option_name:
+            return _fail(_missing_value(command, exc, sys.argv[1:] if argv is None else argv), exc.exit_code)
+        return _fail(f"{PROG}: error: {exc.format_message()}", exc.exit_code)
     except click_exceptions.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else PROG
         # Typer passes pydantic-style "Value error, ..." through for bad choices; drop the label.
