@@ -194,13 +194,15 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     state = observe(inventory)
     source, target = direction(inventory, state, dc)
     findings = run_checks(inventory, state, source, target)
+    warnings = _trust_warnings(inventory)
     if json_output:
         print(json.dumps({"service": inventory.service, "source": source, "target": target,
                           "observed_at": state.observed_at,
                           "findings": [f.model_dump(mode="json") for f in findings],
-                          "blocking": len(blocking(findings))}, indent=2))
+                          "blocking": len(blocking(findings)), "warnings": warnings}, indent=2))
     else:
         sys.stdout.write(render_findings(findings, source, target, color=sys.stdout.isatty()))
+        sys.stdout.write("".join(f"{w}\n" for w in warnings))
     return 1 if blocking(findings) else 0
 
 
@@ -229,6 +231,7 @@ def run_execute(
     from migrator.execution import execute
 
     console = _console()
+    _print_trust_warnings(console, inventory)
     outcome = execute(inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"),
                       _progress(console))
     if isinstance(outcome, str):
@@ -241,8 +244,22 @@ def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
     from migrator.execution import rollback
 
     console = _console()
+    _print_trust_warnings(console, inventory)
     outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
     return _finish(console, inventory, state_dir, outcome)
+
+
+def _trust_warnings(inventory: Inventory) -> list[str]:
+    from migrator.adapters.ssh import accepted_unverified_keys
+    from migrator.trust import insecure_ssh_sites, unknown_host_key_warnings
+
+    accepted = [f"WARNING: accepted unverified SSH host key {key}" for key in accepted_unverified_keys]
+    return unknown_host_key_warnings(insecure_ssh_sites(inventory)) + accepted
+
+
+def _print_trust_warnings(console, inventory: Inventory) -> None:
+    for warning in _trust_warnings(inventory):
+        console.print(warning, style="bold yellow", highlight=False, markup=False)
 
 
 def _console():
@@ -284,6 +301,9 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
     directory = state_dir_for(state_dir, inventory.service)
     journal = Journal(directory, inventory.secrets())
     text, markdown = render_outcome(journal, outcome)
+    if warnings := _trust_warnings(inventory):
+        text = "\n".join([*warnings, text])
+        markdown = markdown.replace("\n\n", "\n\n" + "".join(f"**{w}**\n\n" for w in warnings), 1)
     report_file = directory / f"report-{outcome.migration}.md"
     write_private(report_file, mask(markdown, inventory.secrets()))
     console.print(mask(text, inventory.secrets()), highlight=False, markup=False)
