@@ -6,6 +6,7 @@ from typing import Any
 
 import requests
 
+from migrator.adapters.tls import tls_problem, tls_session
 from migrator.errors import UnreachableError
 
 
@@ -14,17 +15,14 @@ class PatroniApi:
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
                  verify_tls: bool = True):
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.trust_env = False  # a proxy from the environment must not sit between us and Patroni
-        if username is not None and password is not None:
-            self.session.auth = (username, password)
-        self.session.verify = ca_file if (verify_tls and ca_file) else verify_tls
-        if cert_file:
-            self.session.cert = (cert_file, key_file) if key_file else cert_file
+        self.session = tls_session(ca_file, cert_file, key_file, verify=verify_tls)
+        # Basic auth on writes only: GETs need none, and the password stays off every read.
+        self.write_auth = (username, password) if username is not None and password is not None else None
 
     def _request(self, method: str, api_url: str, path: str, member: str, **kwargs: Any) -> Any:
         try:
-            resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, **kwargs)
+            auth = self.write_auth if method != "GET" else None
+            resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, auth=auth, **kwargs)
         except requests.exceptions.SSLError as exc:
             raise UnreachableError(tls_problem(member, f"Patroni REST API at {api_url}", exc, "rest_api")) from None
         except requests.RequestException as exc:
@@ -60,25 +58,6 @@ def _reason(exc: Exception, timeout: float) -> str:
     if "No route to host" in text:
         return "no route to host"
     return _short(exc)
-
-
-def tls_problem(member: str, what: str, exc: Exception, section: str) -> str:
-    """One line for a failed TLS handshake: which of the usual causes, and the fix."""
-    text = str(exc)
-    if "Hostname mismatch" in text or "IP address mismatch" in text or "doesn't match" in text:
-        return (f"{member}: the TLS certificate of {what} is not issued for that host name or "
-                "address; use the name the certificate names, or reissue it with this one")
-    if "unable to get local issuer certificate" in text or "self-signed certificate" in text \
-            or "self signed certificate" in text or "certificate verify failed" in text:
-        return (f"{member}: the TLS certificate of {what} is not signed by a CA this machine trusts; "
-                f"set {section}.ca_file in the inventory to the CA that signed it")
-    if "certificate required" in text or "unknown ca" in text or "bad certificate" in text \
-            or "certificate unknown" in text:
-        return (f"{member}: {what} refused this machine's TLS client certificate; set "
-                f"{section}.cert_file/key_file to a certificate its CA signed")
-    if "wrong version number" in text or "record layer failure" in text:
-        return f"{member}: {what} does not speak TLS; write its URL with http://, not https://"
-    return f"{member}: TLS with {what} failed ({_short(exc)}); check {section}.ca_file/cert_file/key_file"
 
 
 def _short(exc: Exception) -> str:
