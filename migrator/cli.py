@@ -319,18 +319,19 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
 
 def _fail(line: str, code: int) -> int:
     # Plain write, not rich: rich wraps at the terminal width and the contract is one line.
-    sys.stderr.write(_cut_long_values(one_line(line)) + "\n")
+    line = one_line(line)
+    sys.stderr.write((line if len(line) <= MAX_ERROR_LINE else line[: MAX_ERROR_LINE - 3] + "...") + "\n")
     sys.stderr.flush()
     return code
 
 
-MAX_ERROR_LINE = 2000
+# A last bound on the one error line; values in it are cut where they are quoted (errors.shown).
+MAX_ERROR_LINE = 4000
 
 
-def _cut_long_values(line: str) -> str:
-    """Values quoted by click ('...') cut to a readable length; the whole line capped as well."""
-    line = re.sub(r"'([^']{%d,})'" % (SHOWN_VALUE_LIMIT + 1), lambda m: f"'{shown(m.group(1))}'", line)
-    return line if len(line) <= MAX_ERROR_LINE else line[: MAX_ERROR_LINE - 3] + "..."
+def _cut_long_values(message: str) -> str:
+    """Values click quotes back ('...') cut to a readable length (our own messages cut theirs)."""
+    return re.sub(r"'([^']{%d,})'" % (SHOWN_VALUE_LIMIT + 1), lambda m: f"'{shown(m.group(1))}'", message)
 
 
 def _missing_value(root, exc, argv: list[str]) -> str:
@@ -362,14 +363,14 @@ def run(argv: list[str] | None = None) -> int:
     except click_exceptions.BadOptionUsage as exc:
         if exc.ctx is None and exc.option_name:
             return _fail(_missing_value(command, exc, sys.argv[1:] if argv is None else argv), exc.exit_code)
-        return _fail(f"{PROG}: error: {exc.format_message()}", exc.exit_code)
+        return _fail(f"{PROG}: error: {_cut_long_values(exc.format_message())}", exc.exit_code)
     except click_exceptions.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else PROG
         # Typer passes pydantic-style "Value error, ..." through for bad choices; drop the label.
-        message = exc.format_message().replace("Value error, ", "")
+        message = _cut_long_values(exc.format_message().replace("Value error, ", ""))
         return _fail(f"{PROG}: error: {message} (see '{where} --help')", exc.exit_code)
     except click_exceptions.ClickException as exc:
-        return _fail(f"{PROG}: error: {exc.format_message()}", exc.exit_code)
+        return _fail(f"{PROG}: error: {_cut_long_values(exc.format_message())}", exc.exit_code)
     except NotImplementedYet as exc:
         # Not the user's mistake, so no "error:" label; the message names the command.
         return _fail(str(exc), exc.exit_code)

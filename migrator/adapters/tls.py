@@ -42,6 +42,10 @@ def tls_problem(member: str, what: str, exc: Exception, section: str) -> str:
             or "certificate unknown" in text:
         return (f"{member}: {what} refused this machine's TLS client certificate; set "
                 f"{section}.cert_file/key_file to a certificate its CA signed")
+    if "EOF occurred in violation of protocol" in text or "UNEXPECTED_EOF" in text:
+        # TLS 1.3 servers that require a client certificate often just hang up.
+        return (f"{member}: {what} closed the TLS handshake; if it requires client certificates, set "
+                f"{section}.cert_file/key_file to a certificate its CA signed")
     if "wrong version number" in text or "record layer failure" in text:
         return f"{member}: {what} does not speak TLS; write its URL with http://, not https://"
     return f"{member}: TLS with {what} failed ({first_line(exc)}); check {section}.ca_file/cert_file/key_file"
