@@ -1002,7 +1002,8 @@ def pause_path_reaches_source(ctx: Context) -> Outcome:
         f"report pause, and {m.name}'s Patroni REST API does not answer ({short(m.patroni_error)})",
         f"make {m.name}'s REST API answer (start its Patroni, or fix rest_api / its api_url in the "
         "inventory), then run again", ctx.source, [m.name]) for m in silent]
-    return outcome(f"every {ctx.source} member answers on its REST API, as the pause path needs", issues)
+    return outcome(f"every {ctx.source} member answers on its REST API, as the pause path needs",
+                   issues)
 
 
 # --- running them -----------------------------------------------------------------------------

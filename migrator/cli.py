@@ -21,7 +21,9 @@ import typer
 from typer.main import get_command
 
 from migrator import __version__
-from migrator.errors import SHOWN_VALUE_LIMIT, MigratorError, NotImplementedYet, UsageError, one_line, shown
+from migrator.errors import (
+    SHOWN_VALUE_LIMIT, MigratorError, NotImplementedYet, UsageError, one_line, shown,
+)
 from migrator.inventory import Inventory, load_inventory
 from migrator.journal import write_private
 
@@ -253,7 +255,8 @@ def _trust_warnings(inventory: Inventory) -> list[str]:
     from migrator.adapters.ssh import accepted_unverified_keys
     from migrator.trust import insecure_ssh_sites, unknown_host_key_warnings
 
-    accepted = [f"WARNING: accepted unverified SSH host key {key}" for key in accepted_unverified_keys]
+    accepted = [f"WARNING: accepted unverified SSH host key {key}"
+                for key in accepted_unverified_keys]
     return unknown_host_key_warnings(insecure_ssh_sites(inventory)) + accepted
 
 
@@ -320,7 +323,9 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
 def _fail(line: str, code: int) -> int:
     # Plain write, not rich: rich wraps at the terminal width and the contract is one line.
     line = one_line(line)
-    sys.stderr.write((line if len(line) <= MAX_ERROR_LINE else line[: MAX_ERROR_LINE - 3] + "...") + "\n")
+    if len(line) > MAX_ERROR_LINE:
+        line = line[: MAX_ERROR_LINE - 3] + "..."
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
     return code
 
@@ -331,7 +336,8 @@ MAX_ERROR_LINE = 4000
 
 def _cut_long_values(message: str) -> str:
     """Values click quotes back ('...') cut to a readable length (our own messages cut theirs)."""
-    return re.sub(r"'([^']{%d,})'" % (SHOWN_VALUE_LIMIT + 1), lambda m: f"'{shown(m.group(1))}'", message)
+    long_quoted = re.compile(r"'([^']{%d,})'" % (SHOWN_VALUE_LIMIT + 1))
+    return long_quoted.sub(lambda m: f"'{shown(m.group(1))}'", message)
 
 
 def _missing_value(root, exc, argv: list[str]) -> str:
@@ -361,8 +367,9 @@ def run(argv: list[str] | None = None) -> int:
         print(exc.format_message())
         return 2
     except click_exceptions.BadOptionUsage as exc:
-        if exc.ctx is None and exc.option_name:
-            return _fail(_missing_value(command, exc, sys.argv[1:] if argv is None else argv), exc.exit_code)
+        if exc.ctx is None and exc.option_name and "requires an argument" in exc.message:
+            given = sys.argv[1:] if argv is None else argv
+            return _fail(_missing_value(command, exc, given), exc.exit_code)
         return _fail(f"{PROG}: error: {_cut_long_values(exc.format_message())}", exc.exit_code)
     except click_exceptions.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else PROG

@@ -137,7 +137,7 @@ class Engine:
         if step.precheck():
             self.journal.append("step-in-place", migration=migration.id, step=spec.id)
         else:
-            crash_here("before-patch", spec.id)  # test-only fault injection (migrator/crashpoint.py)
+            crash_here("before-patch", spec.id)  # test-only fault points: migrator/crashpoint.py
             facts.update(step.apply())
             crash_here("after-patch", spec.id)
             migration.applied[spec.id] = facts

@@ -17,18 +17,21 @@ class PatroniApi:
         self.timeout = timeout
         self.session = tls_session(ca_file, cert_file, key_file, verify=verify_tls)
         # Basic auth on writes only: GETs need none, and the password stays off every read.
-        self.write_auth = (username, password) if username is not None and password is not None else None
+        has_auth = username is not None and password is not None
+        self.write_auth = (username, password) if has_auth else None
 
     def _request(self, method: str, api_url: str, path: str, member: str, **kwargs: Any) -> Any:
         try:
             auth = self.write_auth if method != "GET" else None
-            resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, auth=auth, **kwargs)
+            resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, auth=auth,
+                                        **kwargs)
         except requests.exceptions.SSLError as exc:
-            raise UnreachableError(tls_problem(member, f"Patroni REST API at {api_url}", exc, "rest_api")) from None
+            what = f"Patroni REST API at {api_url}"
+            raise UnreachableError(tls_problem(member, what, exc, "rest_api")) from None
         except requests.RequestException as exc:
             raise UnreachableError(f"{member}: Patroni REST API at {api_url} did not answer "
-                                   f"({_reason(exc, self.timeout)}); check that Patroni runs there and "
-                                   "the member's api_url in the inventory") from None
+                                   f"({_reason(exc, self.timeout)}); check that Patroni runs there "
+                                   "and the member's api_url in the inventory") from None
         if resp.status_code == 401:
             raise UnreachableError(f"{member}: Patroni REST API at {api_url} refused the credentials "
                                    "(401); check rest_api.username/password in the inventory")

@@ -88,9 +88,9 @@ class ProveReplicationAccess(Step):
                         # Nothing listens there: no pg_hba or password change would help.
                         raise PreflightError(
                             f"{from_name} cannot open a replication connection to {target.name} "
-                            f"({target.host}:{target.pg_port}): nothing accepts connections there; start "
-                            f"{target.name}'s Patroni (and so its PostgreSQL), or fix its host/pg_port in the "
-                            "inventory, then run again")
+                            f"({target.host}:{target.pg_port}): nothing accepts connections there; "
+                            f"start {target.name}'s Patroni (and so its PostgreSQL), or fix its "
+                            "host/pg_port in the inventory, then run again")
                     raise PreflightError(
                         f"{from_name} cannot open a replication connection to {target.name} "
                         f"({target.host}:{target.pg_port}) as {creds.username}: {reason}; check pg_hba.conf "
