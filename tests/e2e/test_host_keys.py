@@ -43,7 +43,8 @@ def test_unknown_host_keys_accepted_only_with_the_opt_in_and_every_report_says_s
     empty = tmp_path / "known_hosts_empty"
     empty.write_text("")
     without = tmp_path / "without.yml"
-    without.write_text(baseline.inventory_path.read_text().replace(str(baseline.ssh.known_hosts), str(empty)))
+    without.write_text(baseline.inventory_path.read_text()
+                       .replace(str(baseline.ssh.known_hosts), str(empty)))
     refused = migrate("check", "-i", str(without))
     assert "is not in" in refused.stdout + refused.stderr, explain(refused)
 
@@ -56,7 +57,8 @@ def test_unknown_host_keys_accepted_only_with_the_opt_in_and_every_report_says_s
     real = _fingerprints(baseline.ssh.known_hosts)
     for member in MEMBER_BY_NAME.values():
         host = f"[{member.host}]:2222"
-        assert f"WARNING: accepted unverified SSH host key {host} ssh-ed25519 {real[host]}" in check.stdout
+        accepted = f"WARNING: accepted unverified SSH host key {host} ssh-ed25519 {real[host]}"
+        assert accepted in check.stdout
     assert "is not in" not in check.stdout
     as_json = json.loads(migrate("check", "-i", inventory, "--json").stdout)
     for site in SITE_BY_NAME:
@@ -82,7 +84,8 @@ def test_a_changed_host_key_is_refused_even_with_the_opt_in(baseline, tmp_path):
     changed.write_text("\n".join([line for line in real if not line.startswith(f"[{dc1_a.host}]:")]
                                  + [f"[{dc1_a.host}]:2222 {fake}", ""]))
     inventory = _inventory(baseline, tmp_path, changed)
-    out = migrate("execute", "-i", inventory, "--dc", "dc2", "--yes", "--state-dir", str(tmp_path / "state"))
+    out = migrate("execute", "-i", inventory, "--dc", "dc2", "--yes",
+                  "--state-dir", str(tmp_path / "state"))
     assert out.returncode == 1, explain(out)
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr + out.stdout
     assert f"dc1-a: SSH host key of root@{dc1_a.host}:2222 does not match {changed}" in out.stderr

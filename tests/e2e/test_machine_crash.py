@@ -61,7 +61,8 @@ def _run(inventory: str, state: Path, target: str, crash_at: str | None, resume:
 @pytest.mark.slow
 def test_crash_on_either_side_of_the_patch_then_resume_decides_from_the_sites(baseline, tmp_path):
     inventory, state = str(baseline.inventory_path), tmp_path / "state"
-    with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_machine_crash") as ledger:
+    ledger = WriteLedger(baseline, table="ledger_machine_crash")
+    with WriterSampler(baseline) as sampler, ledger:
         for target, crashes in MIGRATIONS:
             seen = len(journal_records(state))
             for number, (point, step) in enumerate(crashes):
@@ -83,7 +84,8 @@ def test_crash_on_either_side_of_the_patch_then_resume_decides_from_the_sites(ba
                     assert events.count("step-applied") == 1 and "step-in-place" not in events, events
                 else:
                     # The change was there: the resume saw it on the site and did not send it again.
-                    assert events.count("step-applied") == 0 and events.count("step-in-place") == 1, events
+                    assert events.count("step-applied") == 0, events
+                    assert events.count("step-in-place") == 1, events
                 assert events[-1] == "step-done", events
         time.sleep(1)
     assert sampler.violations == []

@@ -34,7 +34,8 @@ def test_a_secret_copied_from_a_dynamic_config_is_masked_in_every_artifact(basel
                               "--out", str(out_file))
             assert shown.returncode == 0 and written.returncode == 0, explain(shown) + explain(written)
             outputs += [shown.stdout, shown.stderr, out_file.read_text()]
-        replica = next(m for m in SITE_BY_NAME["dc2"].members if baseline.patroni_state(m)["role"] == "replica")
+        replica = next(m for m in SITE_BY_NAME["dc2"].members
+                       if baseline.patroni_state(m)["role"] == "replica")
         state = tmp_path / "state"
         run = migrate("execute", "-i", _moved_to_nowhere(baseline, tmp_path, replica.name), "--dc", "dc2",
                       "--yes", "--state-dir", str(state))

@@ -121,7 +121,8 @@ def test_a_tls_mismatch_is_one_line_with_the_fix_and_changes_nothing(tls_bed, tm
 def test_a_certificate_for_another_host_is_one_line_with_the_fix_and_changes_nothing(tls_bed, tmp_path):
     """dc1's replica is given the certificate of dc1's primary (a reissue for the wrong host) and
     reloads it on SIGHUP; its PostgreSQL keeps running."""
-    primary = next(m for m in SITE_BY_NAME["dc1"].members if tls_bed.patroni_state(m)["role"] == "primary")
+    primary = next(m for m in SITE_BY_NAME["dc1"].members
+                   if tls_bed.patroni_state(m)["role"] == "primary")
     replica = next(m for m in SITE_BY_NAME["dc1"].members if m is not primary)
     own_cert, own_key = tls_bed.cert(replica.name)
     saved_cert, saved_key = tmp_path / "own.crt", tmp_path / "own.key"

@@ -35,7 +35,8 @@ def _snapshot(testbed) -> tuple[dict, dict]:
 
 
 def _by_role(testbed, site: str, role: str) -> str:
-    return next(m.name for m in SITE_BY_NAME[site].members if testbed.patroni_state(m).get("role") == role)
+    return next(m.name for m in SITE_BY_NAME[site].members
+                if testbed.patroni_state(m).get("role") == role)
 
 
 def _moved_to_nowhere(testbed, tmp_path, member_name: str) -> str:
@@ -66,7 +67,8 @@ def test_a_member_address_where_nothing_listens(baseline, tmp_path, site, role, 
     member = _by_role(baseline, site, role)
     before = _snapshot(baseline)
     inventory = _moved_to_nowhere(baseline, tmp_path, member)
-    out = migrate("execute", "-i", inventory, "--dc", "dc2", "--yes", "--state-dir", str(tmp_path / "state"))
+    out = migrate("execute", "-i", inventory, "--dc", "dc2", "--yes",
+                  "--state-dir", str(tmp_path / "state"))
     _assert_one_line_and_nothing_changed(baseline, out, before, member, fix)
     check = migrate("check", "-i", inventory)
     assert member in check.stdout and NOWHERE in check.stdout, explain(check)
@@ -82,7 +84,8 @@ def test_a_member_whose_patroni_is_stopped(baseline, tmp_path):
         out = migrate("execute", "-i", str(baseline.inventory_path), "--dc", "dc2", "--yes",
                       "--state-dir", str(tmp_path / "state"))
         _assert_one_line_and_nothing_changed(
-            baseline, out, before, replica.name, f"start {replica.name}'s Patroni (and so its PostgreSQL)")
+            baseline, out, before, replica.name,
+            f"start {replica.name}'s Patroni (and so its PostgreSQL)")
         assert "dc1 is still primary, nothing lost" in out.stderr
     finally:
         baseline.start_patroni(replica)

@@ -48,6 +48,7 @@ def test_the_scan_finds_a_planted_password_and_names_the_file_not_the_value(tmp_
     (state / "journal.jsonl").write_text('{"event": "x", "error": "auth failed for pw-Planted-123"}\n')
     (state / "plan-1.json").write_text('{"password": "********"}\n')
     (tmp_path / "secret").write_text("pw-Planted-123\n")  # the file that holds it: not a hit
-    result = secret_scan.scan(secret_scan.artifacts(tmp_path, tmp_path / "none"), {"#1": "pw-Planted-123"})
+    files = secret_scan.artifacts(tmp_path, tmp_path / "none")
+    result = secret_scan.scan(files, {"#1": "pw-Planted-123"})
     assert result.hits == [f"{state / 'journal.jsonl'}: contains #1"]
     assert result.scanned == {"journal": 1, "plan": 1}

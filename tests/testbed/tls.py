@@ -30,12 +30,13 @@ from .processes import chown_to_os_user, make_dir
 from .sshd import start_sshd
 from .testbed import HTTP_TIMEOUT, Testbed, wait_until
 from .topology import (
-    DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MEMBER_BY_NAME, REST_PORT, REST_USER, SITE_BY_NAME, SITES,
-    Member, Site,
+    DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MEMBER_BY_NAME,
+    REST_PORT, REST_USER, SITE_BY_NAME, SITES, Member, Site,
 )
 
 ETCD = "/usr/bin/etcd"
 DAYS = "2"
+EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -53,23 +54,26 @@ class Pki:
 
     def make_ca(self) -> Pki:
         make_dir(self.dir, 0o755)
-        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", str(self.ca_key), "-out", str(self.ca_cert), "-days", DAYS,
-                 "-subj", f"/CN={self.name} test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        _openssl("req", "-x509", *EC_KEY, "-nodes", "-keyout", str(self.ca_key),
+                 "-out", str(self.ca_cert), "-days", DAYS, "-subj", f"/CN={self.name} test CA",
+                 "-addext", "basicConstraints=critical,CA:TRUE",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
         return self
 
-    def issue(self, name: str, ips: list[str], usage: str = "serverAuth,clientAuth") -> tuple[Path, Path]:
-        """A certificate for `ips` (subjectAltName), readable by the OS user that runs the servers."""
-        cert, key, csr, ext = (self.dir / f"{name}.{suffix}" for suffix in ("crt", "key", "csr", "ext"))
+    def issue(self, name: str, ips: list[str], usage: str = "serverAuth,clientAuth"
+              ) -> tuple[Path, Path]:
+        """A certificate for `ips` (subjectAltName), readable by the OS user running the servers."""
+        cert, key, csr, ext = (self.dir / f"{name}.{end}" for end in ("crt", "key", "csr", "ext"))
         ext.write_text(
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyAgreement\n"
-            f"extendedKeyUsage={usage}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+            f"extendedKeyUsage={usage}\nsubjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid,issuer\n"
             + (f"subjectAltName={','.join(f'IP:{ip}' for ip in ips)}\n" if ips else ""))
-        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}", cwd=self.dir)
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_cert), "-CAkey", str(self.ca_key),
-                 "-CAcreateserial", "-out", str(cert), "-days", DAYS, "-extfile", str(ext), cwd=self.dir)
+        _openssl("req", *EC_KEY, "-nodes", "-keyout", str(key), "-out", str(csr),
+                 "-subj", f"/CN={name}", cwd=self.dir)
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(self.ca_cert),
+                 "-CAkey", str(self.ca_key), "-CAcreateserial", "-out", str(cert),
+                 "-days", DAYS, "-extfile", str(ext), cwd=self.dir)
         csr.unlink()
         ext.unlink()
         key.chmod(0o600)
@@ -81,7 +85,8 @@ class Pki:
 class TlsTestbed(Testbed):
     """The same two sites, with https for Patroni's REST API and for etcd."""
 
-    def __init__(self, base: Path = DEFAULT_BASE_DIR, patroni_version: str = DEFAULT_PATRONI_VERSION):
+    def __init__(self, base: Path = DEFAULT_BASE_DIR,
+                 patroni_version: str = DEFAULT_PATRONI_VERSION):
         super().__init__(base, patroni_version)
         self.pki = Pki(self.base / "tls", "testbed")
         self.rogue = Pki(self.base / "tls" / "rogue", "rogue")
@@ -109,7 +114,8 @@ class TlsTestbed(Testbed):
         if self.base.exists():
             shutil.rmtree(self.base)
         make_dir(self.base, 0o755)
-        (self.base / "layout.txt").write_text(f"patroni={self.patroni_version}\ndc2_cluster=True\ntls=True\n")
+        (self.base / "layout.txt").write_text(
+            f"patroni={self.patroni_version}\ndc2_cluster=True\ntls=True\n")
         self._make_passwords()
         self._make_certificates()
         start_sshd(self.base, self.registry)
@@ -127,8 +133,8 @@ class TlsTestbed(Testbed):
         for member in dc1.members[1:]:
             self.start_patroni(member)
         self.start_patroni(dc2.members[0])
-        wait_until(lambda: self.patroni_state(dc2.members[0]).get("role") == "standby_leader", timeout,
-                   "dc2's first member to become standby leader")
+        wait_until(lambda: self.patroni_state(dc2.members[0]).get("role") == "standby_leader",
+                   timeout, "dc2's first member to become standby leader")
         for member in dc2.members[1:]:
             self.start_patroni(member)
         self.wait_healthy(timeout)
@@ -160,7 +166,8 @@ class TlsTestbed(Testbed):
             make_dir(self.base / member.site, 0o755)
             for sub in ("sock", "pglog"):
                 make_dir(home / sub, 0o700, owned_by_os_user=True)
-            config = self.tls_config(patroni_config(self.base, site, member, self.passwords(), standby_of), member)
+            plain = patroni_config(self.base, site, member, self.passwords(), standby_of)
+            config = self.tls_config(plain, member)
             config_file = home / "patroni.yml"
             with open(config_file, "w") as fh:
                 yaml.dump(config, fh)
@@ -172,9 +179,11 @@ class TlsTestbed(Testbed):
         client_cert, client_key = self.cert("client")
         ca = str(self.pki.ca_cert)
         # Client certificates required on the REST API too: the tool must present the inventory's.
-        config["restapi"].update(certfile=str(cert), keyfile=str(key), cafile=ca, verify_client="required")
+        config["restapi"].update(certfile=str(cert), keyfile=str(key), cafile=ca,
+                                 verify_client="required")
         config["ctl"] = {"cacert": ca, "certfile": str(client_cert), "keyfile": str(client_key)}
-        config["etcd3"].update(protocol="https", cacert=ca, cert=str(client_cert), key=str(client_key))
+        config["etcd3"].update(protocol="https", cacert=ca, cert=str(client_cert),
+                               key=str(client_key))
         return config
 
     def _repair(self, timeout: float) -> None:
@@ -198,23 +207,29 @@ class TlsTestbed(Testbed):
         return state
 
     def etcd_healthy(self, site: Site) -> bool:
-        resp = self._session().get(f"https://{site.etcd_host}:{ETCD_CLIENT_PORT}/health", timeout=HTTP_TIMEOUT)
+        resp = self._session().get(f"https://{site.etcd_host}:{ETCD_CLIENT_PORT}/health",
+                                   timeout=HTTP_TIMEOUT)
         return resp.ok and resp.json().get("health") in ("true", True)
 
     def get_config(self, site: Site) -> dict[str, Any]:
-        return self._session().get(f"{self.api_url(self.live_member(site))}/config", timeout=HTTP_TIMEOUT).json()
+        url = f"{self.api_url(self.live_member(site))}/config"
+        return self._session().get(url, timeout=HTTP_TIMEOUT).json()
 
-    def patch_config(self, site: Site, patch: dict[str, Any], member: Member | None = None) -> requests.Response:
+    def patch_config(self, site: Site, patch: dict[str, Any],
+                     member: Member | None = None) -> requests.Response:
         target = member or self.live_member(site)
-        resp = self._session().patch(f"{self.api_url(target)}/config", json=patch, timeout=HTTP_TIMEOUT,
+        resp = self._session().patch(f"{self.api_url(target)}/config", json=patch,
+                                     timeout=HTTP_TIMEOUT,
                                      auth=(REST_USER, self.passwords()["restapi"]))
         resp.raise_for_status()
         return resp
 
     # ---- a certificate swapped under a running Patroni ------------------------------------------
-    def serve_rest_certificate(self, member: Member, cert: Path, key: Path, timeout: float = 30.0) -> None:
+    def serve_rest_certificate(self, member: Member, cert: Path, key: Path,
+                               timeout: float = 30.0) -> None:
         """Make `member`'s REST API present `cert`: copy it over the configured files and SIGHUP
-        Patroni, which reloads a certificate whose serial number changed (PostgreSQL keeps running)."""
+        Patroni, which reloads a certificate whose serial number changed (PostgreSQL keeps
+        running)."""
         own_cert, own_key = self.cert(member.name)
         pem = cert.read_text()
         own_cert.write_text(pem)
@@ -233,7 +248,8 @@ class TlsTestbed(Testbed):
                       rf"\1https://\2\n      ca_file: {ca}\n      cert_file: {client_cert}\n"
                       rf"      key_file: {client_key}\n", text)
         text = re.sub(r"(\n    rest_api:\n      username: \S+\n      password: \S+\n)",
-                      rf"\1      ca_file: {ca}\n      cert_file: {client_cert}\n      key_file: {client_key}\n", text)
+                      rf"\1      ca_file: {ca}\n      cert_file: {client_cert}\n"
+                      rf"      key_file: {client_key}\n", text)
         path.write_text(text)
         return path
 

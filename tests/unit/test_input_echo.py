@@ -93,9 +93,10 @@ def test_an_option_without_its_value_is_named_with_the_fix(capsys, argv, expecte
 
 @pytest.mark.parametrize(("old", "new", "path"), [
     ("    ssh:\n      port: 2222", "    ssh:\n      port: true", "sites.dc-west.ssh.port"),
-    ("      api_url: http://127.0.91.1:8008/", "      api_url: http://127.0.91.1:8008/\n      pg_port: false",
-     "sites.dc-east.members[0].pg_port"),
-    ("service: shop", "service: shop\ngates:\n  max_replay_lag_bytes: false", "gates.max_replay_lag_bytes"),
+    ("      api_url: http://127.0.91.1:8008/",
+     "      api_url: http://127.0.91.1:8008/\n      pg_port: false", "sites.dc-east.members[0].pg_port"),
+    ("service: shop", "service: shop\ngates:\n  max_replay_lag_bytes: false",
+     "gates.max_replay_lag_bytes"),
     ("service: shop", "service: shop\ngates:\n  catchup_timeout_seconds: true",
      "gates.catchup_timeout_seconds"),
 ])
