@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -80,9 +81,19 @@ def _not_blank(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_not_blank)]
-# strict: YAML's `true` is not the port 1 (pydantic's lax mode would take it as 1).
-Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+def _refuse_bool(error_type: str) -> BeforeValidator:
+    """YAML's `true` is not the number 1 (pydantic's lax mode would take it as 1)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(error_type, "a boolean is not a number")
+        return value
+
+    return BeforeValidator(check)
+
+
+Port = Annotated[int, _refuse_bool("int_type"), Field(ge=1, le=65535)]
+Seconds = Annotated[float, _refuse_bool("float_type"), Field(gt=0, allow_inf_nan=False)]
 
 
 def _check_host(value: str) -> str:
@@ -203,7 +214,7 @@ class Credentials(_Model):
 
 
 class Gates(_NoneMeansDefaults):
-    max_replay_lag_bytes: Annotated[int, Field(ge=0, strict=True)] = 16 * 1024 * 1024
+    max_replay_lag_bytes: Annotated[int, _refuse_bool("int_type"), Field(ge=0)] = 16 * 1024 * 1024
     lag_window_seconds: Seconds = 10
     cascade_timeout_seconds: Seconds = 300
     catchup_timeout_seconds: Seconds = 60

@@ -1,9 +1,9 @@
 """An unreachable member: one line naming the member and the fix, exit 1, and nothing changed on
 either site (issue 6, case 10: unreachable host). The TLS half of the case is in test_tls.py.
 
-Two real faults: a member address where nothing listens (the inventory names an unused loopback
-address for it, so REST, PostgreSQL and SSH are all refused), and a member whose Patroni (and with
-it its PostgreSQL) is stopped while its host and sshd stay up. A black-holed address (packets
+Three real faults: a member address where nothing listens (the inventory names an unused loopback
+address for it, so REST, PostgreSQL and SSH are all refused), a member whose Patroni (and with it
+its PostgreSQL) is stopped while its host and sshd stay up, and sshd stopped on every host. A black-holed address (packets
 dropped, every call running into its timeout) needs a firewall rule this testbed cannot set.
 """
 
@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.test_execute import explain, migrate
 from tests.testbed import MEMBER_BY_NAME, SITE_BY_NAME
+from tests.testbed.sshd import start_sshd
 from tests.testbed.topology import NET
 
 pytestmark = pytest.mark.testbed
@@ -90,3 +91,19 @@ def test_a_member_whose_patroni_is_stopped(baseline, tmp_path):
     finally:
         baseline.start_patroni(replica)
         baseline.wait_healthy(90)
+
+
+def test_every_host_without_sshd(baseline, tmp_path):
+    """The testbed's one sshd serves every member address: stopping it makes every host refuse
+    SSH while Patroni and PostgreSQL keep running (the token read and the replication access
+    proof need SSH)."""
+    baseline.registry.stop(["sshd"], timeout=10)
+    try:
+        before = _snapshot(baseline)
+        out = migrate("execute", "-i", str(baseline.inventory_path), "--dc", "dc2", "--yes",
+                      "--state-dir", str(tmp_path / "state"))
+        _assert_one_line_and_nothing_changed(baseline, out, before, "dc2-",
+                                             "check the host, the port and that sshd runs")
+        assert ":2222 over SSH (" in out.stderr
+    finally:
+        start_sshd(baseline.base, baseline.registry)
