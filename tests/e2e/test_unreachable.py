@@ -84,10 +84,12 @@ def test_a_member_whose_patroni_is_stopped(baseline, tmp_path):
         assert before[1][replica.name] is None
         out = migrate("execute", "-i", str(baseline.inventory_path), "--dc", "dc2", "--yes",
                       "--state-dir", str(tmp_path / "state"))
-        _assert_one_line_and_nothing_changed(
-            baseline, out, before, replica.name,
-            f"start {replica.name}'s Patroni (and so its PostgreSQL)")
-        assert "dc1 is still primary, nothing lost" in out.stderr
+        # Refused at preflight: its version is unknown, so the plan takes the pause path, which
+        # needs every dc1 member's REST API (check pause-path-reaches-source).
+        _assert_one_line_and_nothing_changed(baseline, out, before, replica.name,
+                                             "did not answer (connection refused); check that "
+                                             "Patroni runs there")
+        assert "pause-path-reaches-source" in out.stderr
     finally:
         baseline.start_patroni(replica)
         baseline.wait_healthy(90)
