@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -81,6 +81,8 @@ def _not_blank(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_not_blank)]
+
+
 def _refuse_bool(error_type: str) -> BeforeValidator:
     """YAML's `true` is not the number 1 (pydantic's lax mode would take it as 1)."""
 
