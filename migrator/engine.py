@@ -26,7 +26,7 @@ from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
 from migrator.inventory import Inventory
 from migrator.journal import Journal, write_private
 from migrator.plan import Plan
-from migrator.secrets import mask
+from migrator.plan_file import private_plan_json
 from migrator.steps import STEP_CLASSES
 from migrator.steps.base import Live, RunContext, Step
 
@@ -90,8 +90,8 @@ class Engine:
     def start(self, reverse_of: str | None = None) -> Outcome:
         migration_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         plan_file = self.state_dir / f"plan-{migration_id}.json"
-        # Masked like every report: the dynamic configs copied into a plan may hold a secret.
-        write_private(plan_file, mask(self.plan.to_json(pretty=True), self.inventory.secrets()))
+        # The dynamic configs copied into a plan may hold a secret: masked (steps left whole).
+        write_private(plan_file, private_plan_json(self.plan, self.inventory.secrets()))
         self.journal.append("migration-started", migration=migration_id, plan_file=str(plan_file),
                             fingerprint=self.plan.fingerprint, source=self.plan.source,
                             target=self.plan.target, steps=[s.id for s in self.plan.steps],
