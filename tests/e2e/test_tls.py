@@ -22,7 +22,8 @@ from tests.e2e.test_execute import assert_primary_site, explain, migrate
 from tests.testbed import MEMBER_BY_NAME, SITE_BY_NAME
 from tests.testbed.tls import TlsTestbed
 
-pytestmark = pytest.mark.testbed
+# Slow as a whole: the module builds the TLS testbed and rebuilds the plain one (about 35 s).
+pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,6 @@ def test_a_certificate_for_another_host_is_one_line_with_the_fix_and_changes_not
     assert _snapshot(tls_bed) == before
 
 
-@pytest.mark.slow
 def test_switchover_over_tls_loses_nothing(tls_bed, tmp_path):
     """One move, dc1 -> dc2, with every REST and etcd call over TLS; the plain testbed rebuilt after
     this module puts dc1 back, so the way back (the same code, mirrored) is not run here."""
