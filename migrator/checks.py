@@ -1040,6 +1040,27 @@ def target_wal_available(ctx: Context) -> Outcome:
             ctx.target, [leader.name])])
     return outcome(f"{ctx.target} resumes from {lsn_text(position)} ({where}); {leader.name} "
                    f"still has WAL from {lsn_text(oldest)}")
+@check("pause-path-reaches-source")
+def pause_path_reaches_source(ctx: Context) -> Outcome:
+    """The pause / clean stop path waits until every source member reports pause: one whose REST
+    API does not answer would make it time out and undo after a full gate, having changed the site
+    meanwhile. An unknown version alone already puts the plan on that path, so say it up front."""
+    if (na := ctx.not_applicable()) is not None:
+        return na
+    members = _all_members(ctx.involved)
+    graceful = all((v := version_tuple((m.patroni.version if m.patroni else None) or (
+        m.host_facts.patroni_version if m.host_facts else None))) is not None
+        and v[:2] >= GRACEFUL_DEMOTE_VERSION for m in members)
+    if graceful:
+        return outcome("graceful demote path: no member needs to report pause")
+    silent = [m for m in ctx.src.members if m.patroni is None]
+    issues = [block(
+        f"the plan takes the pause / clean stop path, which waits for every {ctx.source} member to "
+        f"report pause, and {m.name}'s Patroni REST API does not answer ({short(m.patroni_error)})",
+        f"make {m.name}'s REST API answer (start its Patroni, or fix rest_api / its api_url in the "
+        "inventory), then run again", ctx.source, [m.name]) for m in silent]
+    return outcome(f"every {ctx.source} member answers on its REST API, as the pause path needs",
+                   issues)
 
 
 # --- running them -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -20,7 +21,9 @@ import typer
 from typer.main import get_command
 
 from migrator import __version__
-from migrator.errors import MigratorError, NotImplementedYet, UsageError, one_line
+from migrator.errors import (
+    SHOWN_VALUE_LIMIT, MigratorError, NotImplementedYet, UsageError, one_line, shown,
+)
 from migrator.inventory import Inventory, load_inventory
 from migrator.journal import write_private
 
@@ -199,13 +202,15 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     source, target = direction(inventory, state, dc)
     findings = run_checks(inventory, state, source, target)
     findings = _seed_checks_if_empty(inventory, state, source, target, findings)
+    warnings = _trust_warnings(inventory)
     if json_output:
         print(json.dumps({"service": inventory.service, "source": source, "target": target,
                           "observed_at": state.observed_at,
                           "findings": [f.model_dump(mode="json") for f in findings],
-                          "blocking": len(blocking(findings))}, indent=2))
+                          "blocking": len(blocking(findings)), "warnings": warnings}, indent=2))
     else:
         sys.stdout.write(render_findings(findings, source, target, color=sys.stdout.isatty()))
+        sys.stdout.write("".join(f"{w}\n" for w in warnings))
     return 1 if blocking(findings) else 0
 
 
@@ -245,6 +250,7 @@ def run_execute(
     from migrator.execution import execute
 
     console = _console()
+    _print_trust_warnings(console, inventory)
     outcome = execute(inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"),
                       _progress(console), until)
     if isinstance(outcome, str):
@@ -257,8 +263,23 @@ def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
     from migrator.execution import rollback
 
     console = _console()
+    _print_trust_warnings(console, inventory)
     outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
     return _finish(console, inventory, state_dir, outcome)
+
+
+def _trust_warnings(inventory: Inventory) -> list[str]:
+    from migrator.adapters.ssh import accepted_unverified_keys
+    from migrator.trust import insecure_ssh_sites, unknown_host_key_warnings
+
+    accepted = [f"WARNING: accepted unverified SSH host key {key}"
+                for key in accepted_unverified_keys]
+    return unknown_host_key_warnings(insecure_ssh_sites(inventory)) + accepted
+
+
+def _print_trust_warnings(console, inventory: Inventory) -> None:
+    for warning in _trust_warnings(inventory):
+        console.print(warning, style="bold yellow", highlight=False, markup=False)
 
 
 def _console():
@@ -300,6 +321,9 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
     directory = state_dir_for(state_dir, inventory.service)
     journal = Journal(directory, inventory.secrets())
     text, markdown = render_outcome(journal, outcome)
+    if warnings := _trust_warnings(inventory):
+        text = "\n".join([*warnings, text])
+        markdown = markdown.replace("\n\n", "\n\n" + "".join(f"**{w}**\n\n" for w in warnings), 1)
     report_file = directory / f"report-{outcome.migration}.md"
     write_private(report_file, mask(markdown, inventory.secrets()))
     console.print(mask(text, inventory.secrets()), highlight=False, markup=False)
@@ -315,9 +339,36 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
 
 def _fail(line: str, code: int) -> int:
     # Plain write, not rich: rich wraps at the terminal width and the contract is one line.
-    sys.stderr.write(one_line(line) + "\n")
+    line = one_line(line)
+    if len(line) > MAX_ERROR_LINE:
+        line = line[: MAX_ERROR_LINE - 3] + "..."
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
     return code
+
+
+# A last bound on the one error line; values in it are cut where they are quoted (errors.shown).
+MAX_ERROR_LINE = 4000
+
+
+def _cut_long_values(message: str) -> str:
+    """Values click quotes back ('...') cut to a readable length (our own messages cut theirs)."""
+    long_quoted = re.compile(r"'([^']{%d,})'" % (SHOWN_VALUE_LIMIT + 1))
+    return long_quoted.sub(lambda m: f"'{shown(m.group(1))}'", message)
+
+
+def _missing_value(root, exc, argv: list[str]) -> str:
+    """`--dc` given last, with no value: name the option, what it wants and the fix. (click
+    raises this before it knows the subcommand, so it would point at `migrate --help`.)"""
+    name = exc.option_name
+    sub = next((root.commands[a] for a in argv if a in getattr(root, "commands", {})), None)
+    where = f"{PROG} {sub.name}" if sub is not None else PROG
+    option = next((p for p in (sub.params if sub is not None else []) if name in p.opts), None)
+    metavar = (option.metavar if option is not None and option.metavar else "VALUE")
+    help_text = option.help.rstrip(".") if option is not None and option.help else ""
+    what = f" ({help_text[:1].lower()}{help_text[1:]})" if help_text else ""
+    return (f"{PROG}: error: option {name} needs a value{what}; write {name} {metavar} "
+            f"(see '{where} --help')")
 
 
 def _debug() -> bool:
@@ -332,13 +383,18 @@ def run(argv: list[str] | None = None) -> int:
     except click_exceptions.NoArgsIsHelpError as exc:
         print(exc.format_message())
         return 2
+    except click_exceptions.BadOptionUsage as exc:
+        if exc.ctx is None and exc.option_name and "requires an argument" in exc.message:
+            given = sys.argv[1:] if argv is None else argv
+            return _fail(_missing_value(command, exc, given), exc.exit_code)
+        return _fail(f"{PROG}: error: {_cut_long_values(exc.format_message())}", exc.exit_code)
     except click_exceptions.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else PROG
         # Typer passes pydantic-style "Value error, ..." through for bad choices; drop the label.
-        message = exc.format_message().replace("Value error, ", "")
+        message = _cut_long_values(exc.format_message().replace("Value error, ", ""))
         return _fail(f"{PROG}: error: {message} (see '{where} --help')", exc.exit_code)
     except click_exceptions.ClickException as exc:
-        return _fail(f"{PROG}: error: {exc.format_message()}", exc.exit_code)
+        return _fail(f"{PROG}: error: {_cut_long_values(exc.format_message())}", exc.exit_code)
     except NotImplementedYet as exc:
         # Not the user's mistake, so no "error:" label; the message names the command.
         return _fail(str(exc), exc.exit_code)

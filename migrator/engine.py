@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from migrator.crashpoint import crash_here
 from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
 from migrator.inventory import Inventory
 from migrator.journal import Journal, write_private
 from migrator.plan import Plan, PlanStep
+from migrator.plan_file import private_plan_json
 from migrator.steps import STEP_CLASSES
 from migrator.steps.base import Live, RunContext, Step
 
@@ -91,7 +93,8 @@ class Engine:
     def start(self, reverse_of: str | None = None) -> Outcome:
         migration_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         plan_file = self.state_dir / f"plan-{migration_id}.json"
-        write_private(plan_file, self.plan.to_json(pretty=True))
+        # The dynamic configs copied into a plan may hold a secret: masked (steps left whole).
+        write_private(plan_file, private_plan_json(self.plan, self.inventory.secrets()))
         self.journal.append("migration-started", migration=migration_id, plan_file=str(plan_file),
                             fingerprint=self.plan.fingerprint, source=self.plan.source,
                             target=self.plan.target, steps=[s.id for s in self.plan.steps],
@@ -159,7 +162,9 @@ class Engine:
         if step.precheck():
             self.journal.append("step-in-place", migration=migration.id, step=spec.id)
         else:
+            crash_here("before-patch", spec.id)  # test-only fault points: migrator/crashpoint.py
             facts.update(step.apply())
+            crash_here("after-patch", spec.id)
             migration.applied[spec.id] = facts
             self.journal.append("step-applied", migration=migration.id, step=spec.id, facts=facts)
         ctx.facts[spec.id] = facts  # what apply learned, for this step's own gate

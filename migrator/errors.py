@@ -8,9 +8,29 @@ and the change was rolled back, 4 stopped in an unsafe state.
 from __future__ import annotations
 
 
+# How much of a value the user gave is quoted back in a message.
+SHOWN_VALUE_LIMIT = 60
+
+
 def one_line(text: str) -> str:
-    """Collapse every run of whitespace (newlines included) into one space."""
-    return " ".join(str(text).split())
+    """Collapse every run of whitespace (newlines included) into one space, and escape any other
+    character a terminal would act on (ESC, BEL, NUL, bidi overrides) instead of printing it."""
+    return escape_controls(" ".join(str(text).split()))
+
+
+def escape_controls(text: str) -> str:
+    """Unprintable characters as Python escapes (\\x1b, \\u202e); spaces and letters stay."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
+def shown(value: object, limit: int = SHOWN_VALUE_LIMIT) -> str:
+    """A value quoted back in a message: newlines and control characters escaped, and cut with
+    '...' past `limit` characters (a 100 KB value must not flood the terminal or a log)."""
+    text = escape_controls(str(value))
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
 
 
 class MigratorError(Exception):

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -32,7 +33,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from migrator.errors import InventoryError, UsageError
+from migrator.errors import InventoryError, UsageError, shown
 from migrator.secrets import SecretRef, checks_local_files, readable_file_error, resolve_local_path
 from migrator.yamlio import YamlShapeError, plain
 
@@ -46,7 +47,7 @@ def _matching(pattern: str, what: str, hint: str) -> AfterValidator:
         if not compiled.fullmatch(value):
             raise PydanticCustomError(
                 "bad_name", "{what} '{value}' is not valid; {hint}",
-                {"what": what, "value": value, "hint": hint},
+                {"what": what, "value": shown(value), "hint": hint},
             )
         return value
 
@@ -80,15 +81,28 @@ def _not_blank(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_not_blank)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _refuse_bool(error_type: str) -> BeforeValidator:
+    """YAML's `true` is not the number 1 (pydantic's lax mode would take it as 1)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(error_type, "a boolean is not a number")
+        return value
+
+    return BeforeValidator(check)
+
+
+Port = Annotated[int, _refuse_bool("int_type"), Field(ge=1, le=65535)]
+Seconds = Annotated[float, _refuse_bool("float_type"), Field(gt=0, allow_inf_nan=False)]
 
 
 def _check_host(value: str) -> str:
     if not value or any(c.isspace() for c in value) or "/" in value:
         raise PydanticCustomError(
             "bad_host", "host '{value}' is not a host name or IP address; write it without "
-            "scheme, port or path", {"value": value},
+            "scheme, port or path", {"value": shown(value)},
         )
     return value
 
@@ -111,7 +125,7 @@ def _check_http_url(value: str) -> str:
     if problem:
         raise PydanticCustomError(
             "bad_url", "'{value}' is not a usable URL: {problem}; write it like "
-            "http://10.0.0.1:8008", {"value": value, "problem": problem},
+            "http://db1.example.net:8008", {"value": shown(value), "problem": problem},
         )
     # Stored without a trailing slash so that callers can append "/cluster" and the like.
     return value.strip().rstrip("/")
@@ -137,14 +151,14 @@ def _check_remote_path(value: str) -> str:
     if not value.startswith("/"):
         raise PydanticCustomError(
             "remote_path_relative", "'{value}' is not an absolute path; paths on the database "
-            "hosts must start with /", {"value": value},
+            "hosts must start with /", {"value": shown(value)},
         )
     unknown = set(re.findall(r"\{[^}]*\}", value)) - {MEMBER_PLACEHOLDER}
     if unknown:
         raise PydanticCustomError(
             "remote_path_placeholder", "unknown placeholder {found} in '{value}'; only "
             "{placeholder} is expanded (to the member name)",
-            {"found": ", ".join(sorted(unknown)), "value": value,
+            {"found": shown(", ".join(sorted(unknown))), "value": shown(value),
              "placeholder": MEMBER_PLACEHOLDER},
         )
     return value
@@ -202,7 +216,7 @@ class Credentials(_Model):
 
 
 class Gates(_NoneMeansDefaults):
-    max_replay_lag_bytes: Annotated[int, Field(ge=0)] = 16 * 1024 * 1024
+    max_replay_lag_bytes: Annotated[int, _refuse_bool("int_type"), Field(ge=0)] = 16 * 1024 * 1024
     lag_window_seconds: Seconds = 10
     cascade_timeout_seconds: Seconds = 300
     catchup_timeout_seconds: Seconds = 60
@@ -326,7 +340,7 @@ class Site(_Model):
         if not inner or any(c.isspace() for c in inner):
             raise PydanticCustomError(
                 "bad_namespace", "namespace '{value}' is not usable; write it like /service/",
-                {"value": value},
+                {"value": shown(value)},
             )
         # Patroni joins namespace and scope as-is, so /service and service/ must both become
         # /service/ to name the same keys in the DCS.
@@ -437,7 +451,7 @@ class Inventory(_Model):
             return self.sites[name]
         except KeyError:
             raise UsageError(
-                f"no site '{name}' in the inventory; sites: {', '.join(self.sites)}"
+                f"no site '{shown(name)}' in the inventory; sites: {', '.join(self.sites)}"
             ) from None
 
     def member(self, name: str) -> tuple[str, Site, Member]:
@@ -446,7 +460,7 @@ class Inventory(_Model):
                 if member.name == name:
                     return site_name, site, member
         names = ", ".join(m.name for s in self.sites.values() for m in s.members)
-        raise UsageError(f"no member '{name}' in the inventory; members: {names}")
+        raise UsageError(f"no member '{shown(name)}' in the inventory; members: {names}")
 
     def secrets(self) -> list[str]:
         """Every secret value the inventory refers to, for masking logs and reports."""
@@ -597,7 +611,7 @@ def _yaml_path(loc: tuple[Any, ...]) -> str:
         elif re.fullmatch(r"[A-Za-z0-9_-]+", str(part)):
             path += f".{part}" if path else str(part)
         else:
-            path += f"[{str(part)!r}]"
+            path += f"['{shown(part)}']"
     return path
 
 
@@ -629,8 +643,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"'{shown}'"
+        return f"'{shown(value, 40)}'"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
@@ -663,7 +676,7 @@ def _describe_error(error: Any, loc: tuple[Any, ...]) -> str:
     if kind == "extra_forbidden":
         model = _model_at(loc[:-1])
         allowed = f"; allowed keys here: {', '.join(model.model_fields)}" if model else ""
-        return f"unknown key '{loc[-1]}'{allowed}"
+        return f"unknown key '{shown(loc[-1])}'{allowed}"
     if kind in _EXPECTED:
         if value is None:
             return f"no value given; write {_EXPECTED[kind]} after the colon"

@@ -14,9 +14,10 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
 from migrator.findings import Finding, Verdict, blocking
+from migrator.trust import unknown_host_key_warnings
 
 PLAN_FORMAT = 1
 
@@ -119,6 +120,19 @@ class Plan(_Frozen):
     write_unavailability: WriteUnavailability | None = None  # None for a no-op plan
     insecure_ssh_sites: tuple[str, ...] = ()  # sites whose inventory accepts unknown host keys
     fingerprint: str
+
+    @computed_field  # in the JSON plan too, so a machine reader cannot miss it
+    @property
+    def warnings(self) -> list[str]:
+        return unknown_host_key_warnings(self.insecure_ssh_sites)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # `warnings` is derived, not stored: a plan read back from its JSON recomputes it.
+        if isinstance(data, dict) and "warnings" in data:
+            data = {k: v for k, v in data.items() if k != "warnings"}
+        return data
 
     # --- fingerprint ----------------------------------------------------------------------
 

@@ -149,12 +149,7 @@ def _step_view(number: int, step: PlanStep) -> dict[str, Any]:
 def report_view(plan: Plan) -> dict[str, Any]:
     """Everything a report shows, as plain strings and lists, in the order shown."""
     findings = plan.ordered_findings()
-    warnings = [
-        f"WARNING: site {site} accepts unknown SSH host keys (ssh.accept_unknown_host_keys: true "
-        "in the inventory): a host key is trusted on first use, so an impostor host would not "
-        "be noticed; pin the keys in known_hosts and remove the option"
-        for site in plan.insecure_ssh_sites
-    ]
+    warnings = plan.warnings
     unavailability = None
     if plan.write_unavailability is not None:
         w = plan.write_unavailability

@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationInfo
 from pydantic_core import PydanticCustomError, core_schema
 
+from migrator.errors import shown
+
 MASK = "********"
 ENV_PREFIX = "env:"
 FILE_PREFIX = "file:"
@@ -161,7 +163,7 @@ class SecretRef:
             raise PydanticCustomError(
                 "secret_ref_empty",
                 "'{ref}' names nothing; write env:NAME or file:PATH",
-                {"ref": value},
+                {"ref": shown(value)},
             )
         if kind == "file":
             path = resolve_local_path(target, info)

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from tests.e2e import secret_scan
 from tests.testbed import Testbed
 
 
@@ -21,6 +22,7 @@ def testbed():
         else:
             seconds = bed.up()
             print(f"\ntestbed up in {seconds:.1f}s (Patroni {bed.patroni_version}, base {bed.base})")
+        secret_scan.remember(bed)
         yield bed
     finally:
         if os.environ.get("MIGRATOR_KEEP_TESTBED") != "1":
@@ -32,4 +34,10 @@ def baseline(testbed):
     """The testbed as every scenario expects to find it: dc1 primary, dc2 a standby cluster of dc1,
     all members streaming. Repairs what an earlier test changed; rebuilds only when it must."""
     testbed.restore_baseline()
+    secret_scan.remember(testbed)  # a rebuild draws new passwords; the final scan looks for all
     return testbed
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests of a module that sets RUN_LAST = True run after all others (the artifact scan)."""
+    items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RUN_LAST", False)))

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import etcd3gw
-import requests
 
+from migrator.adapters.tls import is_tls_failure, tls_problem, tls_session
 from migrator.errors import UnreachableError
 
 
@@ -52,7 +52,8 @@ class Etcd3Dcs:
     def _client(self, endpoint: str) -> etcd3gw.client:
         url = urlsplit(endpoint)
         ca, cert, key = self.tls
-        session = requests.Session()
+        # etcd3gw applies ca_cert/cert_* only to a session it makes itself: ours carries them.
+        session = tls_session(ca, cert, key)
         client = etcd3gw.client(host=url.hostname, port=url.port or 2379, protocol=url.scheme,
                                 ca_cert=ca, cert_cert=cert, cert_key=key, timeout=self.timeout,
                                 api_path="/v3/", session=session)
@@ -71,7 +72,10 @@ class Etcd3Dcs:
                 client.status()
                 return endpoint, client
             except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
-                errors.append(f"{endpoint}: {_short(exc)}")
+                if is_tls_failure(exc):
+                    errors.append(tls_problem(endpoint, "etcd", exc, "dcs"))
+                else:
+                    errors.append(f"{endpoint}: {_short(exc)}")
         raise UnreachableError("no etcd endpoint answered (" + "; ".join(errors) + ")")
 
     def client(self) -> Any:
@@ -91,5 +95,5 @@ class Etcd3Dcs:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
+    text = (getattr(exc, "detail_text", None) or str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

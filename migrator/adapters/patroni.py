@@ -6,6 +6,7 @@ from typing import Any
 
 import requests
 
+from migrator.adapters.tls import tls_problem, tls_session
 from migrator.errors import UnreachableError
 
 
@@ -14,23 +15,23 @@ class PatroniApi:
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
                  verify_tls: bool = True):
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.trust_env = False  # a proxy from the environment must not sit between us and Patroni
-        if username is not None and password is not None:
-            self.session.auth = (username, password)
-        self.session.verify = ca_file if (verify_tls and ca_file) else verify_tls
-        if cert_file:
-            self.session.cert = (cert_file, key_file) if key_file else cert_file
+        self.session = tls_session(ca_file, cert_file, key_file, verify=verify_tls)
+        # Basic auth on writes only: GETs need none, and the password stays off every read.
+        has_auth = username is not None and password is not None
+        self.write_auth = (username, password) if has_auth else None
 
     def _request(self, method: str, api_url: str, path: str, member: str, **kwargs: Any) -> Any:
         try:
-            resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, **kwargs)
+            auth = self.write_auth if method != "GET" else None
+            resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, auth=auth,
+                                        **kwargs)
         except requests.exceptions.SSLError as exc:
-            raise UnreachableError(f"{member}: TLS verification of {api_url} failed ({_short(exc)}); "
-                                   "check rest_api.ca_file in the inventory") from None
+            what = f"Patroni REST API at {api_url}"
+            raise UnreachableError(tls_problem(member, what, exc, "rest_api")) from None
         except requests.RequestException as exc:
             raise UnreachableError(f"{member}: Patroni REST API at {api_url} did not answer "
-                                   f"({_short(exc)}); check that Patroni runs and the address") from None
+                                   f"({_reason(exc, self.timeout)}); check that Patroni runs there "
+                                   "and the member's api_url in the inventory") from None
         if resp.status_code == 401:
             raise UnreachableError(f"{member}: Patroni REST API at {api_url} refused the credentials "
                                    "(401); check rest_api.username/password in the inventory")
@@ -46,6 +47,20 @@ class PatroniApi:
 
     def patch_config(self, api_url: str, patch: dict[str, Any], member: str) -> Any:
         return self._request("PATCH", api_url, "/config", member, json=patch)
+
+
+def _reason(exc: Exception, timeout: float) -> str:
+    """The usual causes in plain words instead of urllib3's retry wrapper."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
+        return f"no answer within {timeout:g}s"
+    text = str(exc)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return "host name not found"
+    if "No route to host" in text:
+        return "no route to host"
+    return _short(exc)
 
 
 def _short(exc: Exception) -> str:

@@ -9,8 +9,9 @@ written anywhere.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
-import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,13 +43,22 @@ class SshResult:
         return self.exit_code == 0
 
 
+# Host keys accepted unverified in this process ("host key-type SHA256:..."), for the reports.
+# (Not a Python warning: that would print two lines of source location on stderr, whose contract
+# is one line.)
+accepted_unverified_keys: list[str] = []
+
+
 class _AcceptForThisRunOnly(paramiko.MissingHostKeyPolicy):
-    """The explicit opt-in: accept an unknown key without storing it, and say so."""
+    """The explicit opt-in: accept an unknown key without storing it, and say so. Only a host
+    absent from known_hosts gets here: paramiko refuses a key that differs from a known one
+    (BadHostKeyException) before asking this policy."""
 
     def missing_host_key(self, client, hostname, key):  # noqa: ANN001 - paramiko's signature
-        warnings.warn(f"accepting unverified SSH host key of {hostname} "
-                      f"({key.get_name()} {key.get_fingerprint().hex()}) because the inventory "
-                      "sets accept_unknown_host_keys", stacklevel=2)
+        digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+        entry = f"{hostname} {key.get_name()} SHA256:{digest}"
+        if entry not in accepted_unverified_keys:
+            accepted_unverified_keys.append(entry)
 
 
 class SshSession:

@@ -84,6 +84,13 @@ class ProveReplicationAccess(Step):
                 result = self.live.ssh(from_name, command, stdin=creds.password.reveal() + "\n")
                 if not result.ok:
                     reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+                    if "Connection refused" in result.stderr or "Is the server running" in reason:
+                        # Nothing listens there: no pg_hba or password change would help.
+                        raise PreflightError(
+                            f"{from_name} cannot open a replication connection to {target.name} "
+                            f"({target.host}:{target.pg_port}): nothing accepts connections there; "
+                            f"start {target.name}'s Patroni (and so its PostgreSQL), or fix its "
+                            "host/pg_port in the inventory, then run again")
                     raise PreflightError(
                         f"{from_name} cannot open a replication connection to {target.name} "
                         f"({target.host}:{target.pg_port}) as {creds.username}: {reason}; check pg_hba.conf "

@@ -354,6 +354,7 @@ out_of_range_port = st.one_of(
 not_port_number = st.one_of(
     text.map(lambda s: "x" + s), containers,
     st.floats().filter(lambda f: not (f.is_integer() and 1 <= f <= 65535)),
+    st.booleans(),  # `port: true` is not port 1
 )
 positive_float_bad = st.one_of(
     st.floats(max_value=0), st.sampled_from([float("nan"), float("inf"), float("-inf")]),
