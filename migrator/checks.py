@@ -35,6 +35,7 @@ from typing import Any
 from migrator.errors import UsageError, one_line
 from migrator.findings import Finding, Verdict
 from migrator.inventory import Inventory, default_slot_name
+from migrator.standby_follow import stray_upstream
 from migrator.state import MemberState, ServiceState, SiteState, lsn_text
 
 # The first Patroni release whose demote-cluster does a fast shutdown (see patroni-facts.md).
@@ -545,6 +546,14 @@ def target_follows_source_leader(ctx: Context) -> Outcome:
         issues.append(block(
             f"{ctx.source}'s leader is unknown: cannot tell whether {standby.name} follows it",
             "make the source's members reachable and observe again", ctx.source))
+    elif stray := stray_upstream(ctx.state, ctx.source, ctx.target):
+        # Cascading from a replica works; the plan re-points the target before the cut-over.
+        issues.append(warn(
+            f"{standby.name} streams from {ctx.source}'s replica {stray.name} ({stray.host}), "
+            f"not from its leader {leader.name} ({leader.host})",
+            f"the plan re-points {ctx.target} at every {ctx.source} member first (step "
+            f"repoint-target-at-source-leader); by hand: runbooks/standby-follows-replica.md",
+            ctx.target, [standby.name, stray.name, leader.name]))
     elif not streams_from(ctx.state, standby, leader):
         issues.append(block(
             f"{standby.name} streams from "
@@ -652,7 +661,12 @@ def slot_for_target(ctx: Context) -> Outcome:
             f"WAL needed by slot {slot} on {src} is about to be removed (wal_status unreserved "
             f"on {leader.name})", f"let {ctx.target} catch up now or raise max_slot_wal_keep_size "
             f"on {src}; otherwise re-seed the target", *at))
-    if not found.active:
+    if not found.active and (stray := stray_upstream(ctx.state, ctx.source, ctx.target)):
+        issues.append(warn(
+            f"slot {slot} on {src} is inactive: {ctx.target} streams from {stray.name}, a replica",
+            f"the plan re-points {ctx.target} at {src}'s leader first (step "
+            "repoint-target-at-source-leader), which makes the slot active", *at))
+    elif not found.active:
         issues.append(block(
             f"slot {slot} on {src} is inactive: {ctx.target}'s standby leader does not consume it",
             f"check {ctx.target}'s standby_cluster (host list, primary_slot_name {slot}) and its "

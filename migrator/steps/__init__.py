@@ -10,6 +10,7 @@ from migrator.steps.paused import PauseSite, ResumeAsStandby, StopPostgres, Wait
 from migrator.steps.preseed import (
     EnsurePermanentSlot, ProveReplicationAccess, RunPreflight, ValidateStandbyCluster,
 )
+from migrator.steps.repoint_target import RepointStandbyCluster
 from migrator.steps.switchover import DemoteSite, PromoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken
 
 STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
@@ -17,4 +18,5 @@ STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
     DemoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken, PromoteSite, WaitRepoint,
     VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible,
     PauseSite, StopPostgres, WaitPatroniStopped, ResumeAsStandby,
+    RepointStandbyCluster,
 )}

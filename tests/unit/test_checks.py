@@ -128,10 +128,10 @@ BLOCKS: dict[str, tuple[Callable[[ServiceState], ServiceState], str, list[str]]]
     "writable members in both sites": (
         lambda s: with_member(s, "dc2-a", postgres={"in_recovery": False}),
         "single-writer", ["several sites", "dc1-a (dc1)", "dc2-a (dc2)"]),
-    "target standby leader streams from a source replica": (
-        lambda s: streaming_from(s, "dc2-a", "dc1-b"),
+    "target standby leader streams from a member outside the source": (
+        lambda s: streaming_from(s, "dc2-a", "dc2-b"),
         "target-follows-source-leader",
-        ["dc2-a streams from dc1-b (127.0.1.2", "not from dc1's leader dc1-a (127.0.1.1)"]),
+        ["dc2-a streams from dc2-b (127.0.2.2", "not from dc1's leader dc1-a (127.0.1.1)"]),
     "target standby leader not streaming": (
         lambda s: with_member(s, "dc2-a", postgres={"wal_receiver": {"status": "waiting"}}),
         "target-follows-source-leader", ["dc2-a's WAL receiver is waiting, not streaming"]),
@@ -229,7 +229,7 @@ def test_split_brain_names_both_members_in_the_finding_fields():
 
 
 def test_following_a_replica_points_at_the_fixed_address_trap():
-    found = finding(streaming_from(load_baseline(), "dc2-a", "dc1-b"),
+    found = finding(streaming_from(load_baseline(), "dc2-a", "dc2-b"),
                     "target-follows-source-leader")
     assert "session is read-only" in found.fix and "standby_cluster.host" in found.fix
 
@@ -304,6 +304,10 @@ WARNINGS: dict[str, tuple[Callable[[ServiceState], ServiceState], str, list[str]
     "a member missing from the inventory": (
         lambda s: with_site(s, "dc2", dcs={"members": {"dc2-z": {"role": "replica"}}}),
         "unique-member-names", ["member dc2-z, which is not in the inventory"]),
+    "target standby leader streams from a source replica": (
+        lambda s: streaming_from(s, "dc2-a", "dc1-b"),
+        "target-follows-source-leader",
+        ["dc2-a streams from dc1's replica dc1-b (127.0.1.2)", "not from its leader dc1-a"]),
 }
 
 
