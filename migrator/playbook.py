@@ -67,6 +67,7 @@ STEP_KINDS = frozenset({
     "verify_slots_active",       # the new standby leader's slot is active on the new primary
     "verify_write_visible",      # a WAL record written on the target is replayed in the source
     "repoint_standby_cluster",   # the target's standby_cluster.host -> every source member
+    "set_dynamic_config",        # top-level dynamic-config keys (synchronous mode) of a site
 })
 
 # How a completed step is undone (the engine's undo classes); "none" when nothing is to undo.
@@ -78,6 +79,7 @@ UNDO_KINDS = frozenset({
     "start_postgres",            # pg_ctl start on the stopped primary, wait until writable
     "reverse_switchover",        # past promotion: the same protocol with the sites swapped
     "restore_standby_cluster",   # PATCH back the standby_cluster host/port a step replaced
+    "restore_dynamic_config",    # PATCH back the dynamic-config keys a step replaced
 })
 
 _ID = r"[a-z][a-z0-9-]*"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from migrator.steps.base import Step
+from migrator.steps.dynamic_config import SetDynamicConfig
 from migrator.steps.follow import (
     VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible, WaitCascade, WaitRepoint,
 )
@@ -18,5 +19,5 @@ STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
     DemoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken, PromoteSite, WaitRepoint,
     VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible,
     PauseSite, StopPostgres, WaitPatroniStopped, ResumeAsStandby,
-    RepointStandbyCluster,
+    RepointStandbyCluster, SetDynamicConfig,
 )}
