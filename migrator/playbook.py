@@ -68,6 +68,7 @@ STEP_KINDS = frozenset({
     "verify_write_visible",      # a WAL record written on the target is replayed in the source
     "repoint_standby_cluster",   # the target's standby_cluster.host -> every source member
     "set_dynamic_config",        # top-level dynamic-config keys (synchronous mode) of a site
+    "verify_promotion_point",    # the new primary's timeline forked after the token
 })
 
 # How a completed step is undone (the engine's undo classes); "none" when nothing is to undo.

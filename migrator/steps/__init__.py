@@ -12,6 +12,7 @@ from migrator.steps.preseed import (
     EnsurePermanentSlot, ProveReplicationAccess, RunPreflight, ValidateStandbyCluster,
 )
 from migrator.steps.repoint_target import RepointStandbyCluster
+from migrator.steps.standby_leader import VerifyPromotionPoint
 from migrator.steps.switchover import DemoteSite, PromoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken
 
 STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
@@ -19,5 +20,5 @@ STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
     DemoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken, PromoteSite, WaitRepoint,
     VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible,
     PauseSite, StopPostgres, WaitPatroniStopped, ResumeAsStandby,
-    RepointStandbyCluster, SetDynamicConfig,
+    RepointStandbyCluster, SetDynamicConfig, VerifyPromotionPoint,
 )}
