@@ -1052,6 +1052,34 @@ def synchronous_mode_target(ctx: Context) -> Outcome:
         ctx.target, [m.name for m in replicas])])
 
 
+@check("orphaned-standby")
+def orphaned_standby(ctx: Context) -> Outcome:
+    """A member whose Patroni agent does not answer while its PostgreSQL still streams over its
+    site's slot (agent killed, PostgreSQL left running): it keeps the slot active on the followed
+    site, so the member that took the leader key cannot stream ('replication slot ... is active
+    for PID'), and the site falls behind for as long as the orphan lives."""
+    issues = []
+    for site in ctx.sites:
+        if not is_standby(site):
+            continue
+        slot = ctx.slot_of(site.name)
+        for m in site.members:
+            receiver = m.postgres.wal_receiver if m.postgres else None
+            if m.patroni is not None or receiver is None or receiver.status != "streaming" or (
+                    receiver.slot_name != slot):
+                continue
+            leader = leader_of(site)
+            others = f"; {site.name}'s leader {leader.name} cannot stream" if (
+                leader is not None and leader.name != m.name) else ""
+            issues.append(block(
+                f"{m.name}'s Patroni does not answer while its "
+                f"PostgreSQL streams from {sender_text(ctx.state, receiver.sender_host)} over slot "
+                f"{slot}{others}",
+                f"start Patroni on {m.name} (or stop its PostgreSQL), then observe again "
+                "(runbooks/standby-leader-changes.md)", site.name, [m.name]))
+    return outcome("no standby member streams without its Patroni agent", issues)
+
+
 # --- running them -----------------------------------------------------------------------------
 
 CHECK_IDS: tuple[str, ...] = tuple(check_id for check_id, _ in CHECKS)

@@ -21,6 +21,7 @@ from migrator.state import lsn_text, lsn_value
 from migrator.steps.base import Live, Step
 
 HISTORY_QUERY = "SELECT pg_read_file(%s)"
+RECEIVER_SLOT = "SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver"
 
 
 def own_role(live: Live, member: str) -> str | None:
@@ -49,6 +50,26 @@ def confirmed_standby_leader(live: Live, site: str, expected: str) -> tuple[str 
         return None, (f"Patroni of {', '.join(silent)} does not answer: waiting until {site} has "
                       "one answering standby leader (a dead agent's leader key expires after ttl)")
     return None, f"{site} has standby leader(s) {leaders or 'none'}"
+
+
+def orphaned_slot_user(live: Live, site: str, roles: dict[str, str | None], slot: str,
+                       hosts: dict[str, str]) -> str | None:
+    """A member whose Patroni is silent while its PostgreSQL still streams over the site's slot:
+    killed agent, orphaned PostgreSQL. It keeps the slot active on the followed site, so whichever
+    member takes the leader key cannot stream ('replication slot ... is active for PID'), and
+    nothing but its owner can end that. The operator's next step, or None."""
+    for member in (name for name, role in roles.items() if role is None):
+        try:
+            rows = live.query(member, RECEIVER_SLOT)
+        except UnreachableError:
+            continue
+        if rows and rows[0][0] == "streaming" and rows[0][2] == slot:
+            upstream = hosts.get(rows[0][1], rows[0][1])
+            return (f"{member}'s Patroni does not answer while its PostgreSQL still streams from "
+                    f"{upstream} over slot {slot}, so no other {site} member can use that slot: "
+                    f"start Patroni on {member} (or stop its PostgreSQL), then run the move again "
+                    "(runbooks/standby-leader-changes.md)")
+    return None
 
 
 def fork_point(history: str) -> int | None:

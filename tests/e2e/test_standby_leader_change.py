@@ -95,3 +95,45 @@ def test_standby_leader_killed_in_the_catch_up_gate_the_tool_promotes_its_succes
             os.kill(startup, signal.SIGCONT)
         if not baseline.patroni_alive(old_leader):
             baseline.start_patroni(old_leader)
+
+
+def test_standby_leader_agent_killed_in_the_cascade_gate_names_the_orphan_and_changes_nothing(
+        baseline, tmp_path):
+    """Killed in the cascade gate, before anything user-visible changed: the agent's PostgreSQL
+    keeps streaming over slot dc2, so no successor could use the slot. The gate times out naming
+    the orphan and the next step; nothing changed on any cluster (exit 3)."""
+    inventory = str(inventory_with_gates(baseline, tmp_path / "inventory.yml", lag_window_seconds=30,
+                                         cascade_timeout_seconds=6))
+    state = tmp_path / "state"
+    old_leader = member_with_role(baseline, DC2, "standby_leader")
+    configs = {site.name: baseline.get_config(site) for site in (DC1, DC2)}
+    try:
+        with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_cascade_kill") as ledger:
+            proc = subprocess.Popen([*MIGRATE, "execute", "-i", inventory, "--dc", "dc2", "--yes",
+                                     "--state-dir", str(state)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                wait_until(lambda: any(r["event"] == "step-started" and r["step"] == "wait-cascade"
+                                       for r in journal_records(state)), 120, "the cascade gate",
+                           interval=0.005)
+                baseline.kill_patroni(old_leader)
+                stdout, stderr = proc.communicate(timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+            assert out.returncode == 3, explain(out)
+            print(f"\n{out.stderr}")
+            assert out.stderr.count("\n") == 1, explain(out)
+            for words in (f"{old_leader.name}'s Patroni does not answer", f"over slot {DC2.slot}",
+                          f"start Patroni on {old_leader.name}", "dc1 is still primary, nothing lost"):
+                assert words in out.stderr, explain(out)
+            assert_primary_site(baseline, DC1)
+            assert {site.name: baseline.get_config(site) for site in (DC1, DC2)} == configs
+            baseline.start_patroni(old_leader)
+            baseline.wait_healthy(60)
+        assert sampler.violations == []
+        assert_no_acknowledged_commit_lost(baseline, ledger)
+    finally:
+        if not baseline.patroni_alive(old_leader):
+            baseline.start_patroni(old_leader)
