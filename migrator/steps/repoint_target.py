@@ -33,7 +33,8 @@ class RepointStandbyCluster(Step):
         if not section:
             raise UnsafeStateError(
                 f"{self.args['site']} is no longer a standby cluster, so it is not re-pointed; "
-                "look with `migrate status` before anything else (runbooks/standby-follows-replica.md)")
+                "look with `migrate status` before anything else "
+                "(runbooks/standby-follows-replica.md)")
         previous = {"host": section.get("host"), "port": section.get("port")}
         # Nested keys merge in PATCH /config: only host and port change, slot and methods stay.
         self.live.patch_config(self.args["site"], {"standby_cluster": self.args["standby_cluster"]})
@@ -52,7 +53,8 @@ class RepointStandbyCluster(Step):
             rows = self.live.query(leaders[0], RECEIVER)
             status, sender, used_slot = (rows[0][:3] if rows else ("absent", None, None))
             upstream = _hosts(self, source).get(sender, sender)
-            seen["why"] = f"{leaders[0]} WAL receiver {status} from {upstream} over slot {used_slot}"
+            seen["why"] = (f"{leaders[0]} WAL receiver {status} from {upstream} "
+                           f"over slot {used_slot}")
             if status != "streaming" or upstream != writers[0] or used_slot != slot:
                 return False
             active = self.live.query(writers[0], ACTIVE_SLOT, (slot,))
@@ -72,6 +74,7 @@ class RepointStandbyCluster(Step):
         if not self._section():
             raise UnsafeStateError(
                 f"{self.args['site']} is no longer a standby cluster, so its old standby_cluster "
-                "host is not put back; look with `migrate status` (runbooks/standby-follows-replica.md)")
+                "host is not put back; look with `migrate status` "
+                "(runbooks/standby-follows-replica.md)")
         self.live.patch_config(self.args["site"], {"standby_cluster": previous})
         return True

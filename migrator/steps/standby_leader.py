@@ -105,7 +105,8 @@ class VerifyPromotionPoint(Step):
         fork = found["fork"]
         if fork <= token:
             raise UnsafeStateError(
-                f"{primary} was promoted at {lsn_text(fork)}, not after the token {lsn_text(token)}: "
+                f"{primary} was promoted at {lsn_text(fork)}, not after the token "
+                f"{lsn_text(token)}: "
                 f"commits of {self.ctx.plan.source} between them may be missing on it; stop the "
                 f"traffic to {primary} and follow runbooks/standby-leader-changes.md, 'promoted "
                 "before the token'")

@@ -35,7 +35,8 @@ def receiver(testbed: Testbed, member: Member) -> tuple | None:
     return rows[0] if rows else None
 
 
-def wait_streams_from(testbed: Testbed, standby: Member, upstream: Member, timeout: float = 60) -> float:
+def wait_streams_from(testbed: Testbed, standby: Member, upstream: Member,
+                      timeout: float = 60) -> float:
     """Wait until `standby` streams from `upstream`; returns the seconds it took."""
     began = time.monotonic()
     wait_until(lambda: (receiver(testbed, standby) or ("",))[:2] == ("streaming", upstream.host),
@@ -52,7 +53,8 @@ def in_site_switchover(testbed: Testbed, site: Site, candidate: Member) -> None:
                          json={"leader": leader.name, "candidate": candidate.name},
                          auth=(REST_USER, testbed.passwords()["restapi"]),
                          timeout=SWITCHOVER_HTTP_TIMEOUT)
-    assert resp.status_code == 200, f"switchover to {candidate.name}: {resp.status_code} {resp.text}"
+    assert resp.status_code == 200, (f"switchover to {candidate.name}: {resp.status_code} "
+                                      f"{resp.text}")
     wait_until(lambda: _role(testbed, candidate) == "primary"
                and _role(testbed, leader) == "replica", 60, f"{candidate.name} to lead {site.name}")
 

@@ -41,7 +41,8 @@ def planned_steps(inventory: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_single_host_on_a_replica_is_repointed_and_a_host_list_reattaches_by_itself(baseline, tmp_path):
+def test_single_host_on_a_replica_is_repointed_and_a_host_list_reattaches_by_itself(
+        baseline, tmp_path):
     inventory = str(baseline.inventory_path)
     old_primary = member_with_role(baseline, DC1, "primary")
     new_primary = next(m for m in DC1.members if m != old_primary)
@@ -53,7 +54,8 @@ def test_single_host_on_a_replica_is_repointed_and_a_host_list_reattaches_by_its
     # A 1 s lag window instead of 5 s: the gates are the same, the scenario is shorter.
     quick = str(inventory_with_gates(baseline, tmp_path / "quick.yml", lag_window_seconds=1))
     try:
-        with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_stray") as ledger:
+        with WriterSampler(baseline) as sampler, \
+                WriteLedger(baseline, table="ledger_stray") as ledger:
             in_site_switchover(baseline, DC1, new_primary)
             # dc2 keeps cascading from the old primary, now a replica: legal in PostgreSQL.
             wait_streams_from(baseline, standby_leader, old_primary)
@@ -94,7 +96,8 @@ def test_single_host_on_a_replica_is_repointed_and_a_host_list_reattaches_by_its
             assert out.returncode == 0, explain(out)
             assert "dc2 is primary; dc1 follows it" in out.stdout
             assert_primary_site(baseline, DC2)
-            done = [r for r in journal_records(state) if r["event"] == "step-done" and r["step"] == STEP]
+            done = [r for r in journal_records(state)
+                    if r["event"] == "step-done" and r["step"] == STEP]
             assert len(done) == 1 and new_primary.name in done[0]["facts"]["follows"], done
 
             out = migrate("rollback", "-i", quick, "--yes", "--state-dir", str(state))
@@ -117,7 +120,8 @@ def test_single_host_on_a_replica_is_repointed_and_a_host_list_reattaches_by_its
             wait_until(lambda: findings(inventory)[1]["target-follows-source-leader"]["verdict"]
                        == "ok", 30, "target-follows-source-leader ok", interval=1)
             code, found = findings(inventory)
-            assert code == 0 and found["slot-for-target"]["verdict"] == "ok", found["slot-for-target"]
+            slot = found["slot-for-target"]
+            assert code == 0 and slot["verdict"] == "ok", slot
             assert STEP not in [s["id"] for s in planned_steps(inventory)]
         assert sampler.violations == []
         assert_no_acknowledged_commit_lost(baseline, ledger)

@@ -36,24 +36,27 @@ def step_facts(state, step: str) -> dict:
     return done[0]["facts"]
 
 
-def test_standby_leader_killed_in_the_catch_up_gate_the_tool_promotes_its_successor(baseline, tmp_path):
+def test_standby_leader_killed_in_the_catch_up_gate_the_tool_promotes_its_successor(
+        baseline, tmp_path):
     # ttl is 20 s on the testbed: the successor takes the leader key 20-25 s after the kill.
     inventory = str(inventory_with_gates(baseline, tmp_path / "inventory.yml", lag_window_seconds=1,
                                          catchup_timeout_seconds=90))
     state = tmp_path / "state"
     old_leader = member_with_role(baseline, DC2, "standby_leader")
     successor = next(m for m in DC2.members if m != old_leader)
-    startup = baseline.sql(old_leader, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")[0][0]
+    startup = baseline.sql(old_leader, "SELECT pid FROM pg_stat_activity "
+                                       "WHERE backend_type = 'startup'")[0][0]
     stopped = False
     try:
-        with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_leader_change") as ledger:
+        with WriterSampler(baseline) as sampler, \
+                WriteLedger(baseline, table="ledger_leader_change") as ledger:
             proc = subprocess.Popen([*MIGRATE, "execute", "-i", inventory, "--dc", "dc2", "--yes",
                                      "--state-dir", str(state)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
             try:
                 wait_until(lambda: any(r["event"] == "step-started" and r["step"] == "demote-source"
-                                       for r in journal_records(state)), 120, "the demotion to start",
-                           interval=0.005)
+                                       for r in journal_records(state)),
+                           120, "the demotion to start", interval=0.005)
                 os.kill(startup, signal.SIGSTOP)
                 stopped = True
                 baseline.kill_patroni(old_leader)
@@ -75,15 +78,16 @@ def test_standby_leader_killed_in_the_catch_up_gate_the_tool_promotes_its_succes
             assert f"caught up: {successor.name} replayed past the token" in out.stdout
             # The orphan never wrote: still in recovery, replay frozen before the token.
             assert baseline.sql(old_leader, "SELECT pg_is_in_recovery()") == [(True,)]
-            replay = baseline.sql(old_leader, "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint")[0][0]
+            replay = baseline.sql(old_leader,
+                                  "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint")[0][0]
             assert replay <= token
 
             # Repair the faults, let Patroni take the orphan back as a replica, then move back.
             os.kill(startup, signal.SIGCONT)
             stopped = False
             baseline.start_patroni(old_leader)
-            wait_until(lambda: baseline.patroni_state(old_leader).get("replication_state") == "streaming",
-                       90, f"{old_leader.name} streaming again", interval=0.5)
+            wait_until(lambda: baseline.patroni_state(old_leader).get("replication_state")
+                       == "streaming", 90, f"{old_leader.name} streaming again", interval=0.5)
             out = migrate("rollback", "-i", inventory, "--yes", "--state-dir", str(state))
             assert out.returncode == 0, explain(out)
             assert_primary_site(baseline, DC1)
@@ -102,13 +106,14 @@ def test_standby_leader_agent_killed_in_the_cascade_gate_names_the_orphan_and_ch
     """Killed in the cascade gate, before anything user-visible changed: the agent's PostgreSQL
     keeps streaming over slot dc2, so no successor could use the slot. The gate times out naming
     the orphan and the next step; nothing changed on any cluster (exit 3)."""
-    inventory = str(inventory_with_gates(baseline, tmp_path / "inventory.yml", lag_window_seconds=30,
-                                         cascade_timeout_seconds=6))
+    inventory = str(inventory_with_gates(baseline, tmp_path / "inventory.yml",
+                                         lag_window_seconds=30, cascade_timeout_seconds=6))
     state = tmp_path / "state"
     old_leader = member_with_role(baseline, DC2, "standby_leader")
     configs = {site.name: baseline.get_config(site) for site in (DC1, DC2)}
     try:
-        with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_cascade_kill") as ledger:
+        with WriterSampler(baseline) as sampler, \
+                WriteLedger(baseline, table="ledger_cascade_kill") as ledger:
             proc = subprocess.Popen([*MIGRATE, "execute", "-i", inventory, "--dc", "dc2", "--yes",
                                      "--state-dir", str(state)], stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True)
@@ -126,7 +131,8 @@ def test_standby_leader_agent_killed_in_the_cascade_gate_names_the_orphan_and_ch
             print(f"\n{out.stderr}")
             assert out.stderr.count("\n") == 1, explain(out)
             for words in (f"{old_leader.name}'s Patroni does not answer", f"over slot {DC2.slot}",
-                          f"start Patroni on {old_leader.name}", "dc1 is still primary, nothing lost"):
+                          f"start Patroni on {old_leader.name}",
+                          "dc1 is still primary, nothing lost"):
                 assert words in out.stderr, explain(out)
             assert_primary_site(baseline, DC1)
             assert {site.name: baseline.get_config(site) for site in (DC1, DC2)} == configs

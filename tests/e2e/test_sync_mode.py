@@ -55,16 +55,19 @@ def findings(inventory: str) -> dict[str, dict]:
 
 
 def test_synchronous_mode_moves_with_the_primary_there_and_back(baseline, tmp_path):
-    inventory = str(inventory_with_gates(baseline, tmp_path / "inventory.yml", lag_window_seconds=1))
+    inventory = str(inventory_with_gates(baseline, tmp_path / "inventory.yml",
+                                         lag_window_seconds=1))
     state = str(tmp_path / "state")
     baseline.patch_config(DC1, {"synchronous_mode": True})
     try:
         wait_synchronous_standby_in_site(baseline, DC1)
-        with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_sync") as ledger:
+        with WriterSampler(baseline) as sampler, \
+                WriteLedger(baseline, table="ledger_sync") as ledger:
             found = findings(inventory)
             assert found["synchronous-mode"]["verdict"] == "ok", found["synchronous-mode"]
             assert "carries it to dc2" in found["synchronous-mode"]["finding"]
-            assert found["synchronous-mode-target"]["verdict"] == "ok", found["synchronous-mode-target"]
+            target = found["synchronous-mode-target"]
+            assert target["verdict"] == "ok", target
 
             out = migrate("plan", "-i", inventory, "--dc", "dc2", "--format", "json")
             assert out.returncode == 0, explain(out)
@@ -109,11 +112,12 @@ def test_synchronous_mode_moves_with_the_primary_there_and_back(baseline, tmp_pa
             baseline.stop_patroni(replica)
             try:
                 wait_until(lambda: replication(baseline, primary) == (
-                    "*", f"{standby_leader.name}:sync"), 30, "'*' satisfied by dc2's standby leader",
-                    interval=0.5)
+                    "*", f"{standby_leader.name}:sync"), 30,
+                    "'*' satisfied by dc2's standby leader", interval=0.5)
                 finding = findings(inventory)["synchronous-mode"]
                 assert finding["verdict"] == "warn", finding
-                assert f"synchronous standby is {standby_leader.name}, outside dc1" in finding["finding"]
+                outside = f"synchronous standby is {standby_leader.name}, outside dc1"
+                assert outside in finding["finding"], finding
             finally:
                 baseline.start_patroni(replica)
             wait_synchronous_standby_in_site(baseline, DC1)

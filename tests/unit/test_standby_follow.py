@@ -11,7 +11,8 @@ from migrator.playbook import switchover_playbook
 from migrator.standby_follow import stray_upstream, target_repoint
 from migrator.state import ServiceState
 from tests.unit.snapshots import (
-    example_inventory, load_baseline, streaming_from, with_config, with_member, with_site, with_slot,
+    example_inventory, load_baseline, streaming_from, with_config, with_member, with_site,
+    with_slot,
 )
 
 STEP = "repoint-target-at-source-leader"

@@ -15,9 +15,12 @@ from migrator.steps.base import RunContext
 from migrator.steps.standby_leader import (
     VerifyPromotionPoint, confirmed_standby_leader, fork_point, orphaned_slot_user,
 )
-from tests.unit.snapshots import example_inventory, load_baseline, unreachable, with_member, with_site
+from tests.unit.snapshots import (
+    example_inventory, load_baseline, unreachable, with_member, with_site,
+)
 
-HISTORY = "1\t0/3000060\tno recovery target specified\n\n2\t0/51A2B38\tno recovery target specified\n"
+HISTORY = ("1\t0/3000060\tno recovery target specified\n\n"
+           "2\t0/51A2B38\tno recovery target specified\n")
 
 
 class FakeLive:
@@ -51,10 +54,12 @@ def test_the_planned_standby_leader_is_asked_first_and_kept():
 
 
 def test_a_silent_standby_leader_counts_for_nobody_until_a_successor_holds_the_key():
-    leader, why = confirmed_standby_leader(FakeLive({"dc2-a": None, "dc2-b": "replica"}), "dc2", "dc2-a")
+    silent = FakeLive({"dc2-a": None, "dc2-b": "replica"})
+    leader, why = confirmed_standby_leader(silent, "dc2", "dc2-a")
     assert leader is None and "Patroni of dc2-a does not answer" in why
     live = FakeLive({"dc2-a": None, "dc2-b": "standby_leader"})
-    assert confirmed_standby_leader(live, "dc2", "dc2-a") == ("dc2-b", "the standby leader is now dc2-b")
+    assert confirmed_standby_leader(live, "dc2", "dc2-a") == (
+        "dc2-b", "the standby leader is now dc2-b")
 
 
 def test_an_orphan_streaming_over_the_slot_is_named_with_the_next_step():
@@ -86,7 +91,8 @@ def test_a_timeline_forked_after_the_token_is_proof():
 
 # A promotion before the token is exactly what the tool prevents, so the testbed cannot show one.
 def test_a_timeline_forked_at_or_before_the_token_stops_the_run():
-    with pytest.raises(UnsafeStateError, match="promoted at 0/51A2B38, not after the token 0/51A2B38"):
+    with pytest.raises(UnsafeStateError,
+                       match="promoted at 0/51A2B38, not after the token 0/51A2B38"):
         verify_step(HISTORY, "0/51A2B38").gate()
 
 
