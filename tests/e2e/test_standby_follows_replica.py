@@ -11,7 +11,8 @@ move back).
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import signal
+import subprocess
 
 import pytest
 
@@ -19,7 +20,9 @@ from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_
 from tests.e2e.site_moves import (
     in_site_switchover, inventory_with_gates, member_with_role, receiver, wait_streams_from,
 )
-from tests.e2e.test_execute import assert_primary_site, explain, journal_records, migrate
+from tests.e2e.test_execute import (
+    MIGRATE, assert_primary_site, explain, journal_records, migrate,
+)
 from tests.testbed import SITE_BY_NAME, wait_until
 
 pytestmark = pytest.mark.testbed
@@ -92,8 +95,24 @@ def test_single_host_on_a_replica_is_repointed_and_a_host_list_reattaches_by_its
             assert baseline.get_config(DC2)["standby_cluster"]["host"] == old_primary.host
             assert_primary_site(baseline, DC1)
 
-            out = migrate("execute", "-i", quick, "--dc", "dc2", "--yes", "--state-dir", str(state))
-            assert out.returncode == 0, explain(out)
+            # The real run is killed right after the promotion was sent, then resumed: the done
+            # re-point must still hold although dc2 has no standby_cluster any more.
+            proc = subprocess.Popen([*MIGRATE, "execute", "-i", quick, "--dc", "dc2", "--yes",
+                                     "--state-dir", str(state)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            try:
+                wait_until(lambda: any(r["event"] == "step-applied" and r["step"] == "promote-target"
+                                       for r in journal_records(state)), 120,
+                           "the promotion to be sent", interval=0.005)
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+            out = migrate("execute", "-i", quick, "--dc", "dc2", "--resume", "--yes",
+                          "--state-dir", str(state))
+            assert out.returncode == 0, explain(out)  # exit 4 if the done re-point did not hold
+            started = [r for r in journal_records(state)
+                       if r["event"] == "step-started" and r["step"] == STEP]
+            assert len(started) == 1, "the re-point ran again on resume"
             assert "dc2 is primary; dc1 follows it" in out.stdout
             assert_primary_site(baseline, DC2)
             done = [r for r in journal_records(state)
