@@ -35,7 +35,9 @@ from typing import Any
 from migrator.errors import UsageError, one_line
 from migrator.findings import Finding, Verdict
 from migrator.inventory import Inventory, default_slot_name
+from migrator.standby_follow import stray_upstream
 from migrator.state import MemberState, ServiceState, SiteState, lsn_text, lsn_value
+from migrator.sync_mode import settings_text, sync_mode_carry
 
 # The first Patroni release whose demote-cluster does a fast shutdown (see patroni-facts.md).
 GRACEFUL_DEMOTE_VERSION = (4, 1)
@@ -545,6 +547,14 @@ def target_follows_source_leader(ctx: Context) -> Outcome:
         issues.append(block(
             f"{ctx.source}'s leader is unknown: cannot tell whether {standby.name} follows it",
             "make the source's members reachable and observe again", ctx.source))
+    elif stray := stray_upstream(ctx.state, ctx.source, ctx.target):
+        # Cascading from a replica works; the plan re-points the target before the cut-over.
+        issues.append(warn(
+            f"{standby.name} streams from {ctx.source}'s replica {stray.name} ({stray.host}), "
+            f"not from its leader {leader.name} ({leader.host})",
+            f"the plan re-points {ctx.target} at every {ctx.source} member first (step "
+            f"repoint-target-at-source-leader); by hand: runbooks/standby-follows-replica.md",
+            ctx.target, [standby.name, stray.name, leader.name]))
     elif not streams_from(ctx.state, standby, leader):
         issues.append(block(
             f"{standby.name} streams from "
@@ -652,7 +662,12 @@ def slot_for_target(ctx: Context) -> Outcome:
             f"WAL needed by slot {slot} on {src} is about to be removed (wal_status unreserved "
             f"on {leader.name})", f"let {ctx.target} catch up now or raise max_slot_wal_keep_size "
             f"on {src}; otherwise re-seed the target", *at))
-    if not found.active:
+    if not found.active and (stray := stray_upstream(ctx.state, ctx.source, ctx.target)):
+        issues.append(warn(
+            f"slot {slot} on {src} is inactive: {ctx.target} streams from {stray.name}, a replica",
+            f"the plan re-points {ctx.target} at {src}'s leader first (step "
+            "repoint-target-at-source-leader), which makes the slot active", *at))
+    elif not found.active:
         issues.append(block(
             f"slot {slot} on {src} is inactive: {ctx.target}'s standby leader does not consume it",
             f"check {ctx.target}'s standby_cluster (host list, primary_slot_name {slot}) and its "
@@ -744,20 +759,38 @@ def synchronous_mode(ctx: Context) -> Outcome:
         return outcome("", issues)
     sync = [r.application_name for r in leader.postgres.replication
             if r.sync_state in ("sync", "quorum")]
+    carried = f"the plan carries it to {ctx.target} (in force from its first commit as primary)"
     if strict and not sync:
-        issues.append(block(
-            f"{ctx.source} has synchronous_mode_strict and no synchronous standby in "
-            f"{leader.name}'s pg_stat_replication: commits wait and demotion may block",
-            f"bring a synchronous standby back in {ctx.source}, or set synchronous_mode_strict: "
-            "false for the move", ctx.source, [leader.name]))
-    else:
-        standbys = ", ".join(sync) or "none"
+        # Observed on Patroni 4.1.5: the demotion does not block. Patroni empties
+        # synchronous_standby_names before the demote-cluster shutdown, which releases the
+        # waiting commits (acknowledged while on the leader only); the catch-up gate then waits
+        # for the target to replay them like every other commit.
         issues.append(warn(
-            f"{ctx.source} uses synchronous_mode {mode} (synchronous standby: {standbys}): "
-            "demotion may block if no synchronous standby is left",
-            f"keep a synchronous standby streaming in {ctx.source} during the move, or turn "
-            "synchronous_mode off for it", ctx.source, sync))
-    return outcome("", issues)
+            f"{ctx.source} has synchronous_mode_strict and no synchronous standby in "
+            f"{leader.name}'s pg_stat_replication: its commits wait now; at the demotion Patroni "
+            "empties synchronous_standby_names and they are acknowledged with no standby having "
+            "them", f"bring a synchronous standby back in {ctx.source} before the move (patronictl "
+            f"list {ctx.src.scope}), or accept that the target's catch-up is their only copy; "
+            + carried, ctx.source, [leader.name]))
+    elif not sync:
+        issues.append(warn(
+            f"{ctx.source} uses synchronous_mode {mode} but {leader.name} has no synchronous "
+            "standby: its commits are asynchronous now",
+            f"find out why no {ctx.source} replica is synchronous (patronictl list "
+            f"{ctx.src.scope}); {carried}", ctx.source, [leader.name]))
+    else:
+        local = {m.name for m in ctx.src.members}
+        foreign = [name for name in sync if name not in local]
+        if foreign:
+            issues.append(warn(
+                f"{ctx.source}'s synchronous standby is {', '.join(foreign)}, outside "
+                f"{ctx.source} ('*' in synchronous_standby_names when no {ctx.source} replica "
+                "qualifies): every commit waits for the other site",
+                f"bring a {ctx.source} replica back so Patroni names it; {carried}", ctx.source,
+                foreign))
+    standbys = ", ".join(sync) or "none"
+    return outcome(f"{ctx.source} uses synchronous_mode {mode}{' (strict)' if strict else ''} "
+                   f"with synchronous standby {standbys}; {carried}", issues)
 
 
 @check("nofailover-target")
@@ -1061,6 +1094,68 @@ def pause_path_reaches_source(ctx: Context) -> Outcome:
         "inventory), then run again", ctx.source, [m.name]) for m in silent]
     return outcome(f"every {ctx.source} member answers on its REST API, as the pause path needs",
                    issues)
+@check("synchronous-mode-target")
+def synchronous_mode_target(ctx: Context) -> Outcome:
+    """The plan carries the source's synchronous settings to the target; once promoted, the target
+    needs streaming replicas to name synchronous. Without them, strict mode makes its commits wait
+    until a standby streams ('*' then accepts any, even the other site's standby leader), and
+    plain synchronous mode runs asynchronously."""
+    if skipped := ctx.not_applicable():
+        return skipped
+    carry = sync_mode_carry(config_of(ctx.src), config_of(ctx.dst))
+    if carry is None:
+        return outcome(f"{ctx.source} does not use synchronous_mode: nothing to carry")
+    settings = carry["settings"]
+    strict = truthy(settings.get("synchronous_mode_strict"))
+    needed = int(settings.get("synchronous_node_count") or 1)
+    standby = leader_of(ctx.dst)
+    replicas = [m for m in ctx.dst.members if standby is None or m.name != standby.name]
+    able = [m for m in replicas if m.postgres is not None and m.postgres.wal_receiver is not None
+            and m.postgres.wal_receiver.status == "streaming"
+            and not truthy((m.patroni.tags if m.patroni else {}).get("nosync"))]
+    if len(able) >= needed:
+        return outcome(f"{ctx.target} gets {settings_text(settings)} at the promotion; "
+                       f"{names(able)} can be its "
+                       "synchronous standby")
+    text = (f"{ctx.target} has {len(able)} streaming replica(s) that can be synchronous "
+            f"({names(able) or 'none'}), synchronous_node_count needs {needed}")
+    if strict:
+        text += (f": after the promotion, commits on {ctx.target} wait until a standby streams "
+                 "(the write gap grows by that time)")
+    else:
+        text += f": {ctx.target} commits asynchronously after the promotion until one streams"
+    return outcome("", [warn(
+        text, f"bring {ctx.target}'s replicas back to streaming before the move (patronictl list "
+        f"{ctx.dst.scope}), or set synchronous_mode_strict: false on {ctx.source} for it",
+        ctx.target, [m.name for m in replicas])])
+
+
+@check("orphaned-standby")
+def orphaned_standby(ctx: Context) -> Outcome:
+    """A member whose Patroni agent does not answer while its PostgreSQL still streams over its
+    site's slot (agent killed, PostgreSQL left running): it keeps the slot active on the followed
+    site, so the member that took the leader key cannot stream ('replication slot ... is active
+    for PID'), and the site falls behind for as long as the orphan lives."""
+    issues = []
+    for site in ctx.sites:
+        if not is_standby(site):
+            continue
+        slot = ctx.slot_of(site.name)
+        for m in site.members:
+            receiver = m.postgres.wal_receiver if m.postgres else None
+            if m.patroni is not None or receiver is None or receiver.status != "streaming" or (
+                    receiver.slot_name != slot):
+                continue
+            leader = leader_of(site)
+            others = f"; {site.name}'s leader {leader.name} cannot stream" if (
+                leader is not None and leader.name != m.name) else ""
+            issues.append(block(
+                f"{m.name}'s Patroni does not answer while its "
+                f"PostgreSQL streams from {sender_text(ctx.state, receiver.sender_host)} over slot "
+                f"{slot}{others}",
+                f"start Patroni on {m.name} (or stop its PostgreSQL), then observe again "
+                "(runbooks/standby-leader-changes.md)", site.name, [m.name]))
+    return outcome("no standby member streams without its Patroni agent", issues)
 
 
 # --- running them -----------------------------------------------------------------------------

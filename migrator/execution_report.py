@@ -34,8 +34,10 @@ def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
             "write unavailability: " + (f"{window:.3f} s (source read-only -> target writable)"
                                         if window is not None else "none (no demotion and promotion in this run)")]
     head += _facts_line(data["facts"])
+    # A run that stopped before any step (a resumed run whose done step no longer holds) journals
+    # its failure without a step: it has no row.
     rows = [(s["step"], s.get("started", "-")[11:23], s.get("done", "-")[11:23],
-             f"{s['seconds']:.3f}" if "seconds" in s else "-") for s in data["steps"]]
+             f"{s['seconds']:.3f}" if "seconds" in s else "-") for s in data["steps"] if s["step"]]
     width = max([len(r[0]) for r in rows] + [4])
     text_rows = [f"  {r[0]:<{width}}  {r[1]:>12}  {r[2]:>12}  {r[3]:>8}" for r in rows]
     text = "\n".join(head + [f"  {'step':<{width}}  {'started':>12}  {'done':>12}  {'seconds':>8}"] + text_rows)

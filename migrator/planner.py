@@ -42,6 +42,8 @@ from migrator.playbook import (
 )
 from migrator.state import MemberState, ServiceState, SiteState
 from migrator.remote import prefix_for
+from migrator.standby_follow import target_repoint
+from migrator.sync_mode import configs_with_sync_mode_carried, sync_mode_carry
 
 GRACEFUL_DEMOTE_MIN_PATRONI = (4, 1)
 NO_LEADER = "(no leader observed)"
@@ -563,6 +565,10 @@ def plan(
     source_standby_cluster = standby_cluster_following(inventory, source, target)
     after_configs = configs_after(inventory, state, source, target, source_standby_cluster)
     context = build_context(inventory, state, source, target, source_standby_cluster, graceful)
+    context["target_repoint"] = target_repoint(inventory, state, source, target)
+    carry = sync_mode_carry(configs_before[source], configs_before[target])
+    context["sync_mode_carry"] = carry
+    after_configs = configs_with_sync_mode_carried(after_configs, source, target, carry)
     resolver = _Resolver(playbook, context)
     steps = tuple(s for s in (resolver.step(spec) for spec in playbook.steps) if s is not None)
     all_findings = tuple(findings) + tuple(_planner_findings(inventory, state, source, target))

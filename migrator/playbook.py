@@ -84,6 +84,9 @@ STEP_KINDS = frozenset({
     "start_seed_leader",         # seeding: Patroni on the first member, base backup, standby leader
     "start_seed_replicas",       # seeding: the other members one by one, cascading
     "wipe_target",               # re-seeding: stop the target, data aside, DCS keys removed
+    "repoint_standby_cluster",   # the target's standby_cluster.host -> every source member
+    "set_dynamic_config",        # top-level dynamic-config keys (synchronous mode) of a site
+    "verify_promotion_point",    # the new primary's timeline forked after the token
 })
 
 # How a completed step is undone (the engine's undo classes); "none" when nothing is to undo.
@@ -96,6 +99,8 @@ UNDO_KINDS = frozenset({
     "reverse_switchover",        # past promotion: the same protocol with the sites swapped
     "restore_patroni_configs",   # seeding: back-ups back in place, written files moved aside
     "unseed_members",            # seeding: stop Patroni, data directories moved aside
+    "restore_standby_cluster",   # PATCH back the standby_cluster host/port a step replaced
+    "restore_dynamic_config",    # PATCH back the dynamic-config keys a step replaced
 })
 
 _ID = r"[a-z][a-z0-9-]*"

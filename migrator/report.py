@@ -393,6 +393,9 @@ _RUNBOOK_KIND_FAILURES: dict[str, tuple[str, ...]] = {
     "verify_single_writer": ("two-primaries", "promotion-not-confirmed"),
     "verify_slots_active": ("follows-a-replica", "promotion-not-confirmed"),
     "verify_write_visible": ("promotion-not-confirmed",),
+    "repoint_standby_cluster": ("follows-a-replica",),
+    "set_dynamic_config": ("undo-failed",),
+    "verify_promotion_point": ("promotion-not-confirmed",),
 }
 
 

@@ -93,6 +93,10 @@ def seed_plan(inventory: Inventory, state: ServiceState, seed: Playbook, switcho
     context = build_context(inventory, state, source, target, source_standby_cluster, graceful)
     _predicted_target(context)
     context["seed"] = _seed_context(inventory, source, target, dcs, reseed)
+    # A site being built follows the source's host list from its first start and has no dynamic
+    # config of its own to carry synchronous settings into: the later cut-over plan does both.
+    context["target_repoint"] = None
+    context["sync_mode_carry"] = None
 
     steps = [s for s in (_Resolver(seed, context).step(spec) for spec in seed.steps) if s]
     taken = {s.id for s in steps}

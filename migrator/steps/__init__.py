@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from migrator.steps.base import Step
+from migrator.steps.dynamic_config import SetDynamicConfig
 from migrator.steps.follow import (
     VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible, WaitCascade, WaitRepoint,
 )
@@ -13,6 +14,8 @@ from migrator.steps.preseed import (
 from migrator.steps.seed import (
     RunSeedPreflight, StartSeedLeader, StartSeedReplicas, WipeTarget, WritePatroniConfigs,
 )
+from migrator.steps.repoint_target import RepointStandbyCluster
+from migrator.steps.standby_leader import VerifyPromotionPoint
 from migrator.steps.switchover import DemoteSite, PromoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken
 
 STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
@@ -21,4 +24,5 @@ STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
     VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible,
     PauseSite, StopPostgres, WaitPatroniStopped, ResumeAsStandby,
     RunSeedPreflight, WritePatroniConfigs, StartSeedLeader, StartSeedReplicas, WipeTarget,
+    RepointStandbyCluster, SetDynamicConfig, VerifyPromotionPoint,
 )}

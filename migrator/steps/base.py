@@ -263,6 +263,8 @@ class Step:
                 next_report = now + 1.0
             if now >= deadline:
                 reason = f"; last: {last_error}" if last_error else ""
+                if not reason and describe is not None:
+                    reason = f"; last seen: {describe()}"  # the operator's next step starts here
                 raise GateTimeout(f"step {self.spec.id}: gave up after {limit:.0f}s waiting for {what}{reason}")
             time.sleep(interval)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from migrator.errors import PreflightError, UnreachableError
 from migrator.steps.base import Step
+from migrator.steps.standby_leader import orphaned_slot_user
 
 RECEIVER = ("SELECT status, sender_host, slot_name, received_tli, "
             "(pg_last_wal_replay_lsn() - '0/0')::bigint FROM pg_stat_wal_receiver")
@@ -23,6 +24,9 @@ class _StreamingGate(Step):
 
     def _streaming(self, follower: str, followed: str, slot: str, timeline: int | None) -> tuple[bool, str]:
         roles = self.live.site_roles(follower)
+        if None in roles.values() and (orphan := orphaned_slot_user(
+                self.live, follower, roles, slot, _hosts(self, followed))):
+            return False, orphan
         leaders = [n for n, r in roles.items() if r == "standby_leader"]
         writers = self.live.writable(followed)
         if len(leaders) != 1 or len(writers) != 1:

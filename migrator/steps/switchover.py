@@ -3,6 +3,7 @@ promote the target. Each poll is tens of milliseconds on a kept-open connection.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from migrator.adapters.pg import TIMELINE_QUERY
@@ -12,6 +13,7 @@ from migrator.journal import utc_now
 from migrator.observe import parse_controldata
 from migrator.state import lsn_text as lsn, lsn_value
 from migrator.steps.base import Step
+from migrator.steps.standby_leader import confirmed_standby_leader
 
 # A clean shutdown leaves pg_control "shut down"; a standby shut down cleanly says "... in
 # recovery". Patroni restarts the old primary as a standby within a second or two, after which it
@@ -19,6 +21,7 @@ from migrator.steps.base import Step
 # the first restartpoint, recognisable because a shutdown checkpoint's REDO is the record itself.
 CLEAN_STATES = ("shut down", "shut down in recovery")
 RESTARTED_STATES = ("in archive recovery",)
+LEADER_RECHECK_SECONDS = 1.0  # how often a catch-up gate that waits asks who leads the target
 
 
 class DemoteSite(Step):
@@ -124,10 +127,22 @@ class WaitReplayPastToken(Step):
                     state["member"] = leaders[0]
                 raise
             state["replayed"] = value
-            return value is not None and value > token
+            behind = value is None or value <= token
+            if behind and time.monotonic() < state.get("next_leader_check", 0.0):
+                return False
+            # Only the member Patroni would promote counts, and the standby leader can change
+            # here (agent killed: its PostgreSQL replays on, or stalls, orphaned). While behind,
+            # look again once a second; once past the token, confirm before it counts.
+            state["next_leader_check"] = time.monotonic() + LEADER_RECHECK_SECONDS
+            leader, state["why"] = confirmed_standby_leader(self.live, site, state["member"])
+            if leader != state["member"]:
+                state["member"] = leader or state["member"]
+                return False
+            return not behind
 
         self.wait(replayed_past, f"{site} to replay past the token {lsn(token)}", interval=0.01,
-                  describe=lambda: f"{state['member']} replayed {lsn(state['replayed'])}")
+                  describe=lambda: f"{state['member']} replayed {lsn(state['replayed'])}"
+                                   + (f"; {state['why']}" if state.get("why") else ""))
         return {"caught_up_member": state["member"], "replayed": state["replayed"], "caught_up_at": utc_now()}
 
 
