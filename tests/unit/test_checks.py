@@ -257,7 +257,7 @@ WARNINGS: dict[str, tuple[Callable[[ServiceState], ServiceState], str, list[str]
         lambda s: with_config(s, "dc2", {"standby_cluster": {"host": "127.0.1.1"}}),
         "target-follows-source-leader", ["single address 127.0.1.1 (dc1-a)"]),
     "standby_cluster.host list leaves a member out": (
-        lambda s: with_config(s, "dc2", {"standby_cluster": {"host": "127.0.1.1,10.9.9.9"}}),
+        lambda s: with_config(s, "dc2", {"standby_cluster": {"host": "127.0.1.1,127.0.91.9"}}),
         "target-follows-source-leader", ["leaves out dc1-b (127.0.1.2)"]),
     "older Patroni on the source leader": (
         lambda s: with_member(s, "dc1-a", patroni={"version": "3.3.11"}),
@@ -361,7 +361,7 @@ def test_patroni_versions_compare_numerically():
 def test_standby_leader_behind_a_vip_is_matched_by_application_name():
     # sender_host is an address no member has (a VIP): dc1-a's pg_stat_replication decides.
     state = with_member(load_baseline(), "dc2-a",
-                        postgres={"wal_receiver": {"sender_host": "10.0.0.99"}})
+                        postgres={"wal_receiver": {"sender_host": "127.0.91.99"}})
     assert finding(state, "target-follows-source-leader").verdict is Verdict.OK
     state = with_replication(state, "dc1-a", application_name="someone-else")
     assert finding(state, "target-follows-source-leader").verdict is Verdict.BLOCK

@@ -282,8 +282,8 @@ def test_config_diff_of_an_unchanged_config_is_empty():
 
 
 def test_standby_cluster_renders_optional_settings_only_when_given():
-    plain = render_standby_cluster(["10.0.0.1", "10.0.0.2"], 5433, "west")
-    assert plain == {"host": "10.0.0.1,10.0.0.2", "port": 5433, "primary_slot_name": "west",
+    plain = render_standby_cluster(["127.0.91.1", "127.0.91.2"], 5433, "west")
+    assert plain == {"host": "127.0.91.1,127.0.91.2", "port": 5433, "primary_slot_name": "west",
                      "create_replica_methods": ["basebackup"]}
     full = render_standby_cluster(["h"], 5432, "east", restore_command="cp '/a/%f' \"%p\"",
                                   recovery_min_apply_delay="5min")
