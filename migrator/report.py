@@ -399,6 +399,31 @@ _RUNBOOK_KIND_FAILURES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Phases and step kinds with a runbook page of their own, besides the switchover runbook's sections.
+_PHASE_PAGES = {"seed": "runbooks/seed.md", "wipe": "runbooks/slot-or-wal-gone.md"}
+_KIND_PAGES = {
+    "wipe_target": "runbooks/slot-or-wal-gone.md",
+    "repoint_standby_cluster": "runbooks/standby-follows-replica.md",
+    "set_dynamic_config": "runbooks/synchronous-mode.md",
+    "verify_promotion_point": "runbooks/standby-leader-changes.md",
+}
+
+
+def _step_links(phase: str, kind: str) -> list[dict[str, str]]:
+    """Where the runbooks say what to do when this step fails: the phase's section (or its own
+    page), the switchover runbook's failure sections for the kind, then the kind's own page."""
+    if phase in _PHASE_PAGES:
+        links = [{"target": _PHASE_PAGES[phase], "title": f"phase {phase}"}]
+    else:
+        links = [{"target": f"{RUNBOOK_DOC}#phase-{phase}", "title": f"phase {phase}"}]
+    links += [{"target": f"{RUNBOOK_DOC}#{a}", "title": _RUNBOOK_TITLES.get(a, a)}
+              for a in _RUNBOOK_KIND_FAILURES.get(kind, ())]
+    page = _KIND_PAGES.get(kind)
+    if page and all(link["target"] != page for link in links):
+        links.append({"target": page, "title": page.removeprefix("runbooks/")})
+    return links
+
+
 def _engine_step_kinds() -> frozenset[str] | None:
     """The step kinds `migrate execute` can run; None when the engine cannot be imported here."""
     try:
@@ -422,10 +447,8 @@ def runbook_view(plan: Plan) -> dict[str, Any]:
         else:
             on_failure = ("on failure: the tool undoes what this run changed, newest first "
                           "(exit 3 for a gate that timed out, 1 otherwise)")
-        anchors = (f"phase-{step.phase}", *_RUNBOOK_KIND_FAILURES.get(step.kind, ()))
-        links = [{"anchor": a, "title": _RUNBOOK_TITLES.get(a, f"phase {step.phase}")}
-                 for a in anchors]
-        steps.append({**shown, "on_failure": on_failure, "links": links,
+        steps_links = _step_links(step.phase, step.kind)
+        steps.append({**shown, "on_failure": on_failure, "links": steps_links,
                       "manual_only": engine_kinds is not None and step.kind not in engine_kinds})
     return {
         **view,

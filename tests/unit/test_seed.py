@@ -201,3 +201,27 @@ def test_until_a_phase_that_does_not_exist_is_refused_before_anything_is_contact
     with pytest.raises(UsageError, match="--until cascde: not a phase"):
         execute(example_inventory(), "dc2", tmp_path, None, False, lambda plan: True,
                 lambda text: None, until="cascde")
+
+
+def test_the_reseed_runbook_links_each_step_to_a_page_and_section_that_exist():
+    import re
+    from pathlib import Path
+
+    from migrator.report import render_runbook
+    from migrator.seed_checks import needs_reseed, reseed_findings
+
+    inventory, state = example_inventory(), wal_gone(16 * MIB)
+    switchover = run_checks(inventory, state, "dc1", "dc2")
+    found = reseed_findings(inventory, state, facts(entries=20), "dc1", "dc2", switchover,
+                            needs_reseed(switchover))
+    plan = seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                     load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2", found, reseed=True)
+    runbook = render_runbook(plan)
+    root = Path(__file__).resolve().parents[2]
+    targets = set(re.findall(r"`(runbooks/[a-z-]+\.md(?:#[a-z0-9-]+)?)`", runbook))
+    assert {"runbooks/seed.md", "runbooks/slot-or-wal-gone.md"} <= targets
+    for target in targets:
+        page, _, anchor = target.partition("#")
+        assert (root / page).is_file(), target
+        if anchor:
+            assert f'<a id="{anchor}"></a>' in (root / page).read_text(), target
