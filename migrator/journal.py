@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from migrator.secrets import mask
+from migrator.secrets import mask_values
 
 
 def utc_now() -> str:
@@ -37,6 +37,11 @@ def state_dir_for(base: Path, service: str) -> Path:
     return path
 
 
+# Record fields written from the tool's own identifiers (ids, names, the state-dir path).
+IDENTIFIERS = frozenset({"ts", "event", "migration", "step", "kind", "plan_file", "source",
+                         "target", "reverse_of", "reverse_to", "until", "outcome", "resume"})
+
+
 class Journal:
     FILE = "journal.jsonl"
 
@@ -46,7 +51,12 @@ class Journal:
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"ts": utc_now(), "event": event, **fields}
-        line = mask(json.dumps(record, sort_keys=True, default=str), self._secrets)
+        # The fields resume reads back are the tool's own identifiers and never hold a secret;
+        # masking them would let a password that equals, say, a step id or a path change what a
+        # resume does. Everything else is masked value by value, after which it is still JSON.
+        masked = {key: value if key in IDENTIFIERS else mask_values(value, self._secrets)
+                  for key, value in json.loads(json.dumps(record, default=str)).items()}
+        line = json.dumps(masked, sort_keys=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, (line + "\n").encode())

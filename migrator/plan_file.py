@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
 
 from migrator.plan import Plan
-from migrator.secrets import mask
+from migrator.secrets import mask_values
 
 DESCRIPTIVE = ("config_before", "config_after", "config_diff", "findings", "topology_before",
                "topology_after", "warnings")
-
-
-def _masked(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        return mask(value, secrets)
-    if isinstance(value, dict):
-        return {key: _masked(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_masked(item, secrets) for item in value]
-    return value
 
 
 def private_plan_json(plan: Plan, secrets: Iterable[str]) -> str:
@@ -34,5 +23,5 @@ def private_plan_json(plan: Plan, secrets: Iterable[str]) -> str:
     data = plan.model_dump(mode="json")
     for key in DESCRIPTIVE:
         if key in data:
-            data[key] = _masked(data[key], values)
+            data[key] = mask_values(data[key], values)
     return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -187,6 +187,18 @@ class SecretRef:
         return cls(value)
 
 
+def mask_values(value: Any, secrets: list[str]) -> Any:
+    """`value` (JSON-shaped) with every string in it masked; keys and non-strings stay as they are,
+    so the shape, and whatever reads it back, survive a secret that equals a key or a number."""
+    if isinstance(value, str):
+        return mask(value, secrets)
+    if isinstance(value, dict):
+        return {key: mask_values(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [mask_values(item, secrets) for item in value]
+    return value
+
+
 def mask(text: str, secrets: Iterable[str]) -> str:
     """Replace every occurrence of each non-empty secret value in `text` with `********`."""
     # Longest first, so a secret that contains another one is hidden whole.
