@@ -27,7 +27,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
 import requests
 
 from tests.e2e.ledger import WriteLedger

@@ -7,7 +7,6 @@ etcd, Patroni (and through it PostgreSQL) run as the `postgres` OS user.
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import pwd

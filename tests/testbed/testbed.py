@@ -80,6 +80,16 @@ class Testbed:
     def passwords(self) -> dict[str, str]:
         return {n: (self.secrets_dir / n).read_text().strip() for n in SECRET_NAMES}
 
+    # What a variant of the testbed (tls.py) changes in `up`; the plain one has no certificates.
+    def _layout(self, dc2_cluster: bool) -> str:
+        return f"patroni={self.patroni_version}\ndc2_cluster={dc2_cluster}\n"
+
+    def _make_certificates(self) -> None:
+        pass
+
+    def _start_etcd(self, site: Site) -> None:
+        start_etcd(self.base, site, self.registry)
+
     def _make_passwords(self) -> None:
         make_dir(self.secrets_dir, 0o700)
         for name in SECRET_NAMES:
@@ -98,11 +108,12 @@ class Testbed:
             shutil.rmtree(self.base)
         make_dir(self.base, 0o755)
         self.dc2_cluster = dc2_cluster
-        (self.base / "layout.txt").write_text(f"patroni={self.patroni_version}\ndc2_cluster={dc2_cluster}\n")
+        (self.base / "layout.txt").write_text(self._layout(dc2_cluster))
         self._make_passwords()
+        self._make_certificates()
         start_sshd(self.base, self.registry)
         for site in SITES:
-            start_etcd(self.base, site, self.registry)
+            self._start_etcd(site)
         for site in SITES:
             self._prepare_site(site, with_cluster=site.name == "dc1" or dc2_cluster)
         self.write_inventory(self.inventory_path)

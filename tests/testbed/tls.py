@@ -12,11 +12,9 @@ after it.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import ssl
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,7 @@ from ruamel.yaml import YAML
 
 from .etcd import etcd_dir, etcd_process_name
 from .patroni_config import member_dir, patroni_config
-from .patroni_install import ensure_patroni
 from .processes import chown_to_os_user, make_dir
-from .sshd import start_sshd
 from .testbed import HTTP_TIMEOUT, Testbed, wait_until
 from .topology import (
     DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MEMBER_BY_NAME,
@@ -106,39 +102,12 @@ class TlsTestbed(Testbed):
         self.rogue.make_ca()
         self.rogue.issue("client", [], usage="clientAuth")
 
-    # ---- life cycle --------------------------------------------------------------------------
+    # ---- life cycle: the plain testbed's, with certificates and https etcd ---------------------
     def up(self, dc2_cluster: bool = True, timeout: float = 120.0) -> float:
-        started = time.monotonic()
-        ensure_patroni(self.patroni_version)
-        self.down()
-        if self.base.exists():
-            shutil.rmtree(self.base)
-        make_dir(self.base, 0o755)
-        (self.base / "layout.txt").write_text(
-            f"patroni={self.patroni_version}\ndc2_cluster=True\ntls=True\n")
-        self._make_passwords()
-        self._make_certificates()
-        start_sshd(self.base, self.registry)
-        for site in SITES:
-            self._start_etcd(site)
-        for site in SITES:
-            self._prepare_site(site, with_cluster=True)
-        self.write_inventory(self.inventory_path)
-        for site in SITES:
-            wait_until(lambda s=site: self.etcd_healthy(s), 30, f"etcd of {site.name} over https")
-        dc1, dc2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
-        self.start_patroni(dc1.members[0])
-        wait_until(lambda: self.patroni_state(dc1.members[0]).get("role") == "primary", timeout,
-                   "dc1's first member to become primary")
-        for member in dc1.members[1:]:
-            self.start_patroni(member)
-        self.start_patroni(dc2.members[0])
-        wait_until(lambda: self.patroni_state(dc2.members[0]).get("role") == "standby_leader",
-                   timeout, "dc2's first member to become standby leader")
-        for member in dc2.members[1:]:
-            self.start_patroni(member)
-        self.wait_healthy(timeout)
-        return time.monotonic() - started
+        return super().up(dc2_cluster=True, timeout=timeout)
+
+    def _layout(self, dc2_cluster: bool) -> str:
+        return super()._layout(dc2_cluster) + "tls=True\n"
 
     def _start_etcd(self, site: Site) -> None:
         work = make_dir(etcd_dir(self.base, site), 0o700, owned_by_os_user=True)

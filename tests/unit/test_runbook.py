@@ -5,7 +5,6 @@ secret, and no link to a section the runbook does not have."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
