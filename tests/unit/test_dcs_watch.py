@@ -1,0 +1,61 @@
+"""Which steps hold for which site's DCS, and how a hold is shown (pure: plans from the baseline
+snapshot, output into a buffer)."""
+
+from __future__ import annotations
+
+import io
+
+from migrator.dcs_watch import Countdown, deadline_seconds, sites_needed
+from tests.unit.test_planner import make_plan
+
+
+def needed(target: str = "dc2") -> dict[str, list[str]]:
+    plan = make_plan() if target == "dc2" else make_plan(target=target)
+    return {s.id: sites_needed(s, plan.target) for s in plan.steps}
+
+
+def test_demotion_waits_for_both_sites_dcs_and_promotion_for_the_targets_only():
+    by_step = needed()
+    assert by_step["demote-source"] == ["dc1", "dc2"]
+    assert by_step["promote-target"] == ["dc2"]
+    assert by_step["wait-cascade"] == ["dc1", "dc2"]
+    assert by_step["wait-repoint"] == ["dc1"]
+    assert by_step["slot-for-target-on-source"] == ["dc1"]
+    assert by_step["slot-for-source-on-target"] == ["dc2"]
+
+
+def test_steps_inside_the_window_before_the_promotion_need_no_dcs():
+    # They read PostgreSQL and pg_control only: a DCS outage there must not stretch the window.
+    by_step = needed()
+    for step in ("source-read-only", "read-token", "catch-up", "verify-single-writer"):
+        assert by_step[step] == [], step
+
+
+def test_a_hold_lasts_at_most_the_steps_own_gate_deadline():
+    plan = make_plan()
+    steps = {s.id: s for s in plan.steps}
+    assert deadline_seconds(steps["promote-target"], 5) == steps["promote-target"].gate.timeout_seconds
+    assert deadline_seconds(steps["wait-repoint"], 5) == steps["wait-repoint"].gate.timeout_seconds
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_countdown_on_a_terminal_rewrites_one_line_and_erases_it():
+    stream, lines = _Terminal(), []
+    countdown = Countdown(lines.append, stream)
+    countdown.show("HOLD 9s left")
+    countdown.show("HOLD 8s left")
+    countdown.clear()
+    assert lines == []
+    assert stream.getvalue() == "\r\033[KHOLD 9s left\r\033[KHOLD 8s left\r\033[K"
+
+
+def test_countdown_without_a_terminal_is_a_plain_line_every_few_seconds():
+    stream, lines = io.StringIO(), []
+    countdown = Countdown(lines.append, stream)
+    for left in range(10, 0, -1):
+        countdown.show(f"HOLD {left}s left")  # called in quick succession: one line only
+    assert lines == ["HOLD 10s left"] and stream.getvalue() == ""
