@@ -63,7 +63,7 @@ def etcd_problem(live: Any, site_name: str) -> str | None:
     try:
         site_dcs(site, live.timeout).client()
     except UnreachableError as exc:
-        return f"{site_name}'s etcd ({', '.join(str(e) for e in site.dcs.endpoints)}) does not answer ({exc})"
+        return f"{site_name}'s etcd does not answer ({exc})"
     return None
 
 
@@ -84,18 +84,20 @@ class Countdown:
     (and erased afterwards); without one, a plain progress line every few seconds, so a log
     shows the hold without a line per second and stderr keeps only the final one-line verdict."""
 
-    def __init__(self, progress: Any, stream: IO[str] | None = None):
+    def __init__(self, progress: Any, stream: IO[str] | None = None, clock: Any = time.monotonic):
         self.progress = progress
         self.stream = stream or sys.stderr
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._next_plain = 0.0
+        self.clock = clock
+        # The hold's opening line was just printed: the first plain line follows a period later.
+        self._next_plain = clock() + PLAIN_LINE_EVERY_SECONDS
 
     def show(self, text: str) -> None:
         if self.live:
             self.stream.write("\r\033[K" + text)
             self.stream.flush()
             return
-        now = time.monotonic()
+        now = self.clock()
         if now >= self._next_plain:
             self.progress(text)
             self._next_plain = now + PLAIN_LINE_EVERY_SECONDS
@@ -125,8 +127,8 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
             left = deadline - time.monotonic()
             if left <= 0:
                 record("dcs-hold-expired", before=before, problems=problems)
-                raise DcsUnavailable(f"{'; '.join(problems)}: held {seconds:.0f}s before {before} "
-                                     "without the DCS coming back, so it was not started")
+                raise DcsUnavailable(f"{'; '.join(problems)}: held {seconds:.0f}s before {before}, the DCS did "
+                                     "not come back, so that step was not started (runbooks/dcs-outage.md)")
             countdown.show(f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: {'; '.join(problems)}")
             ctx.journal_sample(step=before, waiting_for="dcs", detail="; ".join(problems),
                                seconds_left=round(left, 1))

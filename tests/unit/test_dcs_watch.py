@@ -54,8 +54,11 @@ def test_countdown_on_a_terminal_rewrites_one_line_and_erases_it():
 
 
 def test_countdown_without_a_terminal_is_a_plain_line_every_few_seconds():
+    now = [100.0]
     stream, lines = io.StringIO(), []
-    countdown = Countdown(lines.append, stream)
-    for left in range(10, 0, -1):
-        countdown.show(f"HOLD {left}s left")  # called in quick succession: one line only
-    assert lines == ["HOLD 10s left"] and stream.getvalue() == ""
+    countdown = Countdown(lines.append, stream, clock=lambda: now[0])
+    for second in range(12):  # one call a second, as the hold polls
+        now[0] = 100.0 + second
+        countdown.show(f"HOLD {12 - second}s left")
+    # The hold printed its opening line itself: the first plain line comes five seconds later.
+    assert lines == ["HOLD 7s left", "HOLD 2s left"] and stream.getvalue() == ""
