@@ -127,8 +127,8 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
             left = deadline - time.monotonic()
             if left <= 0:
                 record("dcs-hold-expired", before=before, problems=problems)
-                raise DcsUnavailable(f"{'; '.join(problems)}: held {seconds:.0f}s before {before}, the DCS did "
-                                     "not come back, so that step was not started (runbooks/dcs-outage.md)")
+                raise DcsUnavailable(f"{'; '.join(problems)}: held {seconds:.0f}s before {before} and it did not "
+                                     "recover, so that step was not started (runbooks/dcs-outage.md)")
             countdown.show(f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: {'; '.join(problems)}")
             ctx.journal_sample(step=before, waiting_for="dcs", detail="; ".join(problems),
                                seconds_left=round(left, 1))

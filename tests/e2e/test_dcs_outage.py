@@ -55,6 +55,8 @@ def test_source_dcs_down_holds_before_the_demotion_and_after_the_promotion(basel
     and not back: dc1 is promoted (that needs only dc1's DCS), the repoint holds until its deadline,
     exit 4 naming `--resume`; with the etcd back, `--resume` finishes."""
     inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", **GATES)
+    # The hold before the repoint lasts its deadline; the resume's repoint took about 1 s.
+    short = inventory_with_gates(baseline, tmp_path / "short.yml", **{**GATES, "repoint_timeout_seconds": 15})
     state = tmp_path / "state"
     try:
         with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_dcs_source") as ledger:
@@ -75,7 +77,7 @@ def test_source_dcs_down_holds_before_the_demotion_and_after_the_promotion(basel
             assert_primary_site(baseline, DC2)
 
             target_leader = member_with_role(baseline, DC1, "standby_leader")
-            run = Run(state, "execute", "-i", inventory, "--dc", "dc1", "--yes")
+            run = Run(state, "execute", "-i", short, "--dc", "dc1", "--yes")
             run.wait_for("step-started", "demote-source")
             with replay_frozen(baseline, target_leader):
                 run.wait_for("step-started", "catch-up")
@@ -90,7 +92,7 @@ def test_source_dcs_down_holds_before_the_demotion_and_after_the_promotion(basel
             assert ("step-done", "promote-target") in events(run)
             start_etcd_again(baseline, DC2)
             member_with_role(baseline, DC2, "standby_leader")
-            out = migrate("execute", "-i", inventory, "--dc", "dc1", "--resume", "--yes", "--state-dir", str(state))
+            out = migrate("execute", "-i", short, "--dc", "dc1", "--resume", "--yes", "--state-dir", str(state))
             assert out.returncode == 0, explain(out)
             assert_primary_site(baseline, DC1)
     finally:
@@ -147,23 +149,30 @@ def test_target_dcs_down_before_the_promotion_undoes_or_holds(baseline, tmp_path
     assert_no_acknowledged_commit_lost(baseline, ledger)
 
 
+# failsafe_mode, the step at whose start dc1's etcd stops, the step the run holds before. With
+# failsafe_mode on dc1 keeps streaming to dc2 without its etcd, so the cascade gate (lag window
+# 4 s) passes and the hold is right before the demotion; with it off dc1 stops writing, and the
+# etcd is stopped earlier so that the hold comes before the cascade.
+STAYS_DOWN = [(True, "wait-cascade", "demote-source"), (False, BEFORE_DEMOTION, "wait-cascade")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("failsafe", [True, False], ids=["failsafe-on", "failsafe-off"])
-def test_source_dcs_that_stays_down_is_never_demoted_and_the_verdict_says_who_writes(baseline, tmp_path,
-                                                                                   failsafe):
+@pytest.mark.parametrize("failsafe,stop_at,held_before", STAYS_DOWN, ids=["failsafe-on", "failsafe-off"])
+def test_source_dcs_that_stays_down_is_never_demoted_and_the_verdict_says_who_writes(
+        baseline, tmp_path, failsafe, stop_at, held_before):
     """dc1's etcd stops before the demotion and stays down past the deadline: nothing is demoted,
     exit 3. With failsafe_mode on, Patroni keeps dc1's primary writing all along and the verdict
     says dc1 is still primary; with it off, Patroni made dc1 read-only by itself and the verdict
     says so, and dc1 is primary again once its etcd is back."""
-    inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml",
-                                     **{**GATES, "cascade_timeout_seconds": 12})
+    inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", **{
+        **GATES, "lag_window_seconds": 4, "cascade_timeout_seconds": 12, "promote_timeout_seconds": 10})
     state = tmp_path / "state"
     if failsafe:
         set_failsafe_mode(baseline, True)
     try:
         with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_dcs_stays_down") as ledger:
             run = Run(state, "execute", "-i", inventory, "--dc", "dc2", "--yes")
-            run.wait_for("step-started", BEFORE_DEMOTION)
+            run.wait_for("step-started", stop_at)
             stop_etcd(baseline, DC1)
             out = run.finish()
             writers_during_outage = writable(baseline)
@@ -171,7 +180,9 @@ def test_source_dcs_that_stays_down_is_never_demoted_and_the_verdict_says_who_wr
             wait_until(lambda: [w[:3] for w in writable(baseline)] == ["dc1"], 60, "dc1 primary again")
         assert out.returncode == 3, explain(out)
         line = one_line(out.stderr)
-        assert "dc1's etcd" in line and "before wait-cascade" in line and "nothing had changed" in line, line
+        deadline = {"demote-source": 10, "wait-cascade": 12}[held_before]  # that step's gate deadline
+        assert "dc1's etcd does not answer" in line and f"held {deadline}s before {held_before} " in line, line
+        assert "nothing had changed" in line, line
         assert ("step-started", "demote-source") not in events(run)
         if failsafe:
             assert [w[:3] for w in writers_during_outage] == ["dc1"]
