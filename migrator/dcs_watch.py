@@ -34,6 +34,9 @@ DCS_NEEDED_BY_KIND: dict[str, tuple[str, ...]] = {
     "demote_site": ("site", "@target"),
     "promote_site": ("site",),
     "wait_repoint": ("site",),
+    # The older path's config changes (pause, resume as a standby) go through the DCS as well.
+    "pause_site": ("site",),
+    "resume_as_standby": ("site",),
 }
 POLL_SECONDS = 1.0
 PLAIN_LINE_EVERY_SECONDS = 5.0
@@ -127,9 +130,11 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
             left = deadline - time.monotonic()
             if left <= 0:
                 record("dcs-hold-expired", before=before, problems=problems)
-                raise DcsUnavailable(f"{'; '.join(problems)}: held {seconds:.0f}s before {before} and it did not "
-                                     "recover, so that step was not started (runbooks/dcs-outage.md)")
-            countdown.show(f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: {'; '.join(problems)}")
+                raise DcsUnavailable(f"{'; '.join(problems)}: held {seconds:.0f}s before {before} and it "
+                                     "did not recover, so that step was not started "
+                                     "(runbooks/dcs-outage.md)")
+            countdown.show(f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: "
+                           f"{'; '.join(problems)}")
             ctx.journal_sample(step=before, waiting_for="dcs", detail="; ".join(problems),
                                seconds_left=round(left, 1))
             time.sleep(min(POLL_SECONDS, max(left, 0.05)))
@@ -138,8 +143,8 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
         countdown.clear()
     held = round(time.monotonic() - started, 1)
     record("dcs-back", before=before, held_seconds=held)
-    ctx.progress(f"the DCS of {', '.join(sites)} answers again after {held:.1f}s; continuing from fresh "
-                 "observation")
+    ctx.progress(f"the DCS of {', '.join(sites)} answers again after {held:.1f}s; continuing from "
+                 "fresh observation")
     return held
 
 
@@ -157,8 +162,8 @@ def hold_before_step(spec: PlanStep, ctx: Any, journal: Any, migration_id: str) 
     def record(event: str, **fields: Any) -> None:
         journal.append(event, migration=migration_id, step=spec.id, **fields)
 
-    return hold_for_dcs(ctx, sites, deadline_seconds(spec, ctx.inventory.gates.connect_timeout_seconds),
-                        spec.id, record)
+    seconds = deadline_seconds(spec, ctx.inventory.gates.connect_timeout_seconds)
+    return hold_for_dcs(ctx, sites, seconds, spec.id, record)
 
 
 def source_after_undo(live: Any, source: str) -> str:
@@ -170,13 +175,15 @@ def source_after_undo(live: Any, source: str) -> str:
     except Exception:  # noqa: BLE001 - the verdict must be written whatever the sites answer
         writers = []
     if len(writers) == 1:
-        return f"{source} is still primary, nothing lost: back where it started ({writers[0]} takes writes)"
+        return (f"{source} is still primary, nothing lost: back where it started "
+                f"({writers[0]} takes writes)")
     if writers:
-        return f"{source} has {len(writers)} writable members ({', '.join(writers)}): see runbooks/switchover.md, 'two primaries'"
+        return (f"{source} has {len(writers)} writable members ({', '.join(writers)}): see "
+                "runbooks/switchover.md, 'two primaries'")
     problem = etcd_problem(live, source)
     if problem:
-        return (f"no site was promoted, nothing lost; {source} takes no writes while {problem} (Patroni keeps "
-                f"its primary read-only without its DCS when failsafe_mode is off) and is primary again once "
-                f"its etcd is back: see runbooks/dcs-outage.md")
-    return (f"no site was promoted, nothing lost, but no {source} member takes writes yet: check `migrate status` "
-            "(runbooks/switchover.md, 'undo failed')")
+        return (f"no site was promoted, nothing lost; {source} takes no writes while {problem} "
+                "(Patroni keeps its primary read-only without its DCS when failsafe_mode is off) and "
+                "is primary again once its etcd is back: see runbooks/dcs-outage.md")
+    return (f"no site was promoted, nothing lost, but no {source} member takes writes yet: check "
+            "`migrate status` (runbooks/switchover.md, 'undo failed')")
