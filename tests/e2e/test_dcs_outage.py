@@ -72,6 +72,7 @@ def test_source_dcs_down_holds_before_the_demotion_and_after_the_promotion(basel
             assert out.returncode == 0, explain(out)
             assert "HOLD before wait-cascade" in out.stdout and "answers again" in out.stdout, out.stdout
             assert "dc2 is primary; dc1 follows it" in out.stdout
+            assert "for the DCS before wait-cascade, then continued" in out.stdout  # in the report too
             steps = events(run)
             assert steps.index(("dcs-back", "wait-cascade")) < steps.index(("step-applied", "demote-source"))
             assert_primary_site(baseline, DC2)
