@@ -62,3 +62,20 @@ def test_countdown_without_a_terminal_is_a_plain_line_every_few_seconds():
         countdown.show(f"HOLD {12 - second}s left")
     # The hold printed its opening line itself: the first plain line comes five seconds later.
     assert lines == ["HOLD 7s left", "HOLD 2s left"] and stream.getvalue() == ""
+
+
+def test_the_end_of_run_report_lists_each_hold_and_how_it_ended(tmp_path):
+    from migrator.execution_report import _holds
+    from migrator.journal import Journal
+
+    journal = Journal(tmp_path)
+    journal.append("dcs-hold", migration="m1", step="wait-cascade", before="wait-cascade",
+                   problems=["dc1's etcd does not answer (...)"], seconds=90)
+    journal.append("dcs-back", migration="m1", step="wait-cascade", before="wait-cascade", held_seconds=11.2)
+    journal.append("dcs-hold-expired", migration="m1", step="wait-repoint", before="wait-repoint",
+                   problems=["dc2's etcd does not answer (...)"])
+    journal.append("dcs-back", migration="other", step="wait-cascade", before="wait-cascade", held_seconds=3)
+    assert _holds(journal, "m1") == [
+        "held 11.2 s for the DCS before wait-cascade, then continued",
+        "held for the DCS before wait-repoint until the deadline: dc2's etcd does not answer (...)",
+    ]
