@@ -135,7 +135,7 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
                                      "(runbooks/dcs-outage.md)")
             countdown.show(f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: "
                            f"{'; '.join(problems)}")
-            ctx.journal_sample(step=before, waiting_for="dcs", detail="; ".join(problems),
+            ctx.journal_sample(before=before, waiting_for="dcs", detail="; ".join(problems),
                                seconds_left=round(left, 1))
             time.sleep(min(POLL_SECONDS, max(left, 0.05)))
             problems = _problems(live, sites)

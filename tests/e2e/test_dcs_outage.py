@@ -102,23 +102,46 @@ def test_source_dcs_down_holds_before_the_demotion_and_after_the_promotion(basel
     assert_no_acknowledged_commit_lost(baseline, ledger)
 
 
+def move_and_stop_etcd_before_the_promotion(testbed, state, inventory: str, *sites) -> Run:
+    """Start a move to dc2 and stop the etcd of `sites` while dc2's standby leader is held back
+    from replaying the token, so they are surely down when the promotion comes next."""
+    target_leader = member_with_role(testbed, DC2, "standby_leader")
+    run = Run(state, "execute", "-i", inventory, "--dc", "dc2", "--yes")
+    run.wait_for("step-started", "demote-source")
+    with replay_frozen(testbed, target_leader):
+        run.wait_for("step-started", "catch-up")
+        for site in sites:
+            stop_etcd(testbed, site)
+    return run
+
+
 @pytest.mark.slow
 def test_target_dcs_down_before_the_promotion_undoes_or_holds(baseline, tmp_path):
     """(c) dc1 -> dc2 with dc2's etcd stopped just before the promotion. Not back within the
     deadline: the promotion is never started, the demotion is undone (dc2 could not have been
     promoted: its DCS is down and every member answers as a standby), exit 3, back where it
-    started. Back within the deadline: the run holds, then promotes and finishes."""
+    started; when dc1's etcd is down too the undo cannot be sent: exit 4, and `migrate rollback`
+    completes once both are back. Back within the deadline: the run holds, then finishes."""
     state = tmp_path / "state"
-    short = inventory_with_gates(baseline, tmp_path / "short.yml", **{**GATES, "promote_timeout_seconds": 10})
+    short = inventory_with_gates(baseline, tmp_path / "short.yml", **{**GATES, "promote_timeout_seconds": 8})
     inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", **GATES)
     try:
         with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_dcs_target") as ledger:
-            target_leader = member_with_role(baseline, DC2, "standby_leader")
-            run = Run(state, "execute", "-i", short, "--dc", "dc2", "--yes")
-            run.wait_for("step-started", "demote-source")
-            with replay_frozen(baseline, target_leader):
-                run.wait_for("step-started", "catch-up")
-                stop_etcd(baseline, DC2)
+            run = move_and_stop_etcd_before_the_promotion(baseline, state, short, DC2, DC1)
+            out = run.finish()
+            assert out.returncode == 4, explain(out)
+            line = one_line(out.stderr)
+            assert "held 8s before promote-target" in line and "undoing failed too (dc1's etcd" in line, line
+            assert "then `migrate rollback`" in line, line
+            assert writable(baseline) == []  # both sites standby: safe, and no site takes writes
+            start_etcd_again(baseline, DC1)
+            start_etcd_again(baseline, DC2)
+            out = migrate("rollback", "-i", short, "--yes", "--state-dir", str(state))
+            assert out.returncode == 0, explain(out)
+            assert "rolled back (demote-source" in out.stdout, out.stdout
+            baseline.wait_healthy(90)
+
+            run = move_and_stop_etcd_before_the_promotion(baseline, state, short, DC2)
             out = run.finish()
             assert out.returncode == 3, explain(out)
             line = one_line(out.stderr)
@@ -129,12 +152,7 @@ def test_target_dcs_down_before_the_promotion_undoes_or_holds(baseline, tmp_path
             start_etcd_again(baseline, DC2)
             baseline.wait_healthy(90)  # dc2 follows dc1 again: its config was never changed
 
-            target_leader = member_with_role(baseline, DC2, "standby_leader")
-            run = Run(state, "execute", "-i", inventory, "--dc", "dc2", "--yes")
-            run.wait_for("step-started", "demote-source")
-            with replay_frozen(baseline, target_leader):
-                run.wait_for("step-started", "catch-up")
-                stop_etcd(baseline, DC2)
+            run = move_and_stop_etcd_before_the_promotion(baseline, state, inventory, DC2)
             run.wait_for("dcs-hold", "promote-target")
             start_etcd_again(baseline, DC2)
             out = run.finish()
@@ -166,7 +184,7 @@ def test_source_dcs_that_stays_down_is_never_demoted_and_the_verdict_says_who_wr
     says dc1 is still primary; with it off, Patroni made dc1 read-only by itself and the verdict
     says so, and dc1 is primary again once its etcd is back."""
     inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", **{
-        **GATES, "lag_window_seconds": 4, "cascade_timeout_seconds": 12, "promote_timeout_seconds": 10})
+        **GATES, "lag_window_seconds": 4, "cascade_timeout_seconds": 8, "promote_timeout_seconds": 8})
     state = tmp_path / "state"
     if failsafe:
         set_failsafe_mode(baseline, True)
@@ -181,7 +199,7 @@ def test_source_dcs_that_stays_down_is_never_demoted_and_the_verdict_says_who_wr
             wait_until(lambda: [w[:3] for w in writable(baseline)] == ["dc1"], 60, "dc1 primary again")
         assert out.returncode == 3, explain(out)
         line = one_line(out.stderr)
-        deadline = {"demote-source": 10, "wait-cascade": 12}[held_before]  # that step's gate deadline
+        deadline = 8  # the gate deadline of the step held before (demote-source or wait-cascade)
         assert "dc1's etcd does not answer" in line and f"held {deadline}s before {held_before} " in line, line
         assert "nothing had changed" in line, line
         assert ("step-started", "demote-source") not in events(run)
