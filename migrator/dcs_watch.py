@@ -17,6 +17,7 @@ anything without its DCS, failsafe_mode or not (failsafe_mode only keeps a runni
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import IO, Any
@@ -97,7 +98,9 @@ class Countdown:
 
     def show(self, text: str) -> None:
         if self.live:
-            self.stream.write("\r\033[K" + text)
+            # One physical line, or the erase sequence leaves the wrapped part behind.
+            width = shutil.get_terminal_size().columns - 1
+            self.stream.write("\r\033[K" + (text if len(text) <= width else text[:width - 3] + "..."))
             self.stream.flush()
             return
         now = self.clock()

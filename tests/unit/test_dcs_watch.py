@@ -79,3 +79,13 @@ def test_the_end_of_run_report_lists_each_hold_and_how_it_ended(tmp_path):
         "held 11.2 s for the DCS before wait-cascade, then continued",
         "held for the DCS before wait-repoint until the deadline: dc2's etcd does not answer (...)",
     ]
+
+
+def test_countdown_on_a_terminal_never_wraps(monkeypatch):
+    import os
+    import shutil
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a, **k: os.terminal_size((40, 24)))
+    stream = _Terminal()
+    Countdown(lambda text: None, stream).show("HOLD before wait-cascade: 5s left: " + "x" * 80)
+    assert stream.getvalue() == "\r\033[K" + ("HOLD before wait-cascade: 5s left: " + "x" * 80)[:36] + "..."
