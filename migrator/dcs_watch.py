@@ -115,7 +115,7 @@ class Countdown:
 
 
 def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
-                 record: Any = lambda event, **fields: None) -> float:
+                 record: Any = lambda event, **fields: None, state: str = "") -> float:
     """Return at once when every named site's DCS answers; otherwise hold, counting down, until
     they all do (returns the seconds held) or `seconds` passed (DcsUnavailable)."""
     live = ctx.live
@@ -134,7 +134,7 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
             if left <= 0:
                 record("dcs-hold-expired", before=before, problems=problems)
                 raise DcsUnavailable(f"{'; '.join(problems)}: held {seconds:.0f}s before {before} and it "
-                                     "did not recover, so that step was not started "
+                                     f"did not recover, so that step was not started{state} "
                                      "(runbooks/dcs-outage.md)")
             countdown.show(f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: "
                            f"{'; '.join(problems)}")
@@ -166,7 +166,11 @@ def hold_before_step(spec: PlanStep, ctx: Any, journal: Any, migration_id: str) 
         journal.append(event, migration=migration_id, step=spec.id, **fields)
 
     seconds = deadline_seconds(spec, ctx.inventory.gates.connect_timeout_seconds)
-    return hold_for_dcs(ctx, sites, seconds, spec.id, record)
+    state = ""
+    if spec.kind == "wait_repoint":  # it follows the promotion's gate, which saw the new primary
+        state = (f" ({ctx.plan.target} is primary and takes writes; {', '.join(sites)} stays read-only "
+                 "and follows it once its DCS is back)")
+    return hold_for_dcs(ctx, sites, seconds, spec.id, record, state)
 
 
 def source_after_undo(live: Any, source: str) -> str:

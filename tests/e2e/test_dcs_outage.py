@@ -88,6 +88,7 @@ def test_source_dcs_down_holds_before_the_demotion_and_after_the_promotion(basel
             line = one_line(out.stderr)
             assert "dc2's etcd" in line and "wait-repoint" in line, line
             assert "migrate execute --resume --dc dc1" in line, line
+            assert "dc1 is primary and takes writes; dc2 stays read-only" in line, line
             # Promoted without dc2's DCS, which nothing in dc2 can act without: one writer, in dc1.
             assert [w[:3] for w in writable(baseline)] == ["dc1"]
             assert ("step-done", "promote-target") in events(run)
