@@ -17,6 +17,11 @@ from tests.testbed import SITE_BY_NAME, wait_until
 from tests.testbed.etcd import etcd_process_name, start_etcd
 from tests.testbed.topology import Member, Site
 
+# Gate deadlines of the fault tests: short, so that holds that expire do so quickly; the
+# one-second lag window keeps the cascade phase short.
+GATES = {"lag_window_seconds": 1, "cascade_timeout_seconds": 90, "catchup_timeout_seconds": 30,
+         "promote_timeout_seconds": 30, "repoint_timeout_seconds": 25}
+
 
 def inventory_with_gates(testbed, path: Path, **gates: float) -> str:
     """The testbed's inventory with some gate deadlines replaced (short ones keep faults fast)."""
@@ -98,3 +103,18 @@ def set_failsafe_mode(testbed, on: bool) -> None:
         testbed.patch_config(site, {"failsafe_mode": True if on else None})
     wait_until(lambda: all(bool(testbed.get_config(s).get("failsafe_mode")) == on for s in SITE_BY_NAME.values()),
                30, f"failsafe_mode {'on' if on else 'off'} in both sites")
+
+
+def ensure_etcd_running(testbed) -> None:
+    for site in SITE_BY_NAME.values():
+        if not testbed.registry.alive(etcd_process_name(site)):
+            start_etcd_again(testbed, site)
+
+
+def events(run: Run) -> list[tuple[str, str | None]]:
+    return [(r["event"], r.get("step")) for r in run.records()]
+
+
+def one_line(stderr: str) -> str:
+    assert stderr.count("\n") == 1, f"stderr is not one line: {stderr!r}"
+    return stderr

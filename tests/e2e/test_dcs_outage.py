@@ -13,39 +13,19 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.faults import (
-    Run, inventory_with_gates, member_with_role, replay_frozen, set_failsafe_mode, start_etcd_again,
-    stop_etcd,
+    GATES, Run, ensure_etcd_running, events, inventory_with_gates, member_with_role, one_line,
+    replay_frozen, set_failsafe_mode, start_etcd_again, stop_etcd,
 )
 from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import assert_primary_site, explain, migrate, writable
 from tests.testbed import SITE_BY_NAME, wait_until
-from tests.testbed.etcd import etcd_process_name
 
 pytestmark = pytest.mark.testbed
 
 DC1, DC2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
-# Short deadlines so that holds that expire do so quickly; the one-second lag window keeps the
-# cascade phase short.
-GATES = {"lag_window_seconds": 1, "cascade_timeout_seconds": 90, "catchup_timeout_seconds": 30,
-         "promote_timeout_seconds": 30, "repoint_timeout_seconds": 25}
 # The step during which the source's etcd is stopped "before the demotion": replication access is
 # proven over SSH for seconds, so the etcd is surely down when the next step that needs it comes.
-BEFORE_DEMOTION = "replication-access-source-from-target"
-
-
-def events(run: Run) -> list[tuple[str, str | None]]:
-    return [(r["event"], r.get("step")) for r in run.records()]
-
-
-def one_line(stderr: str) -> str:
-    assert stderr.count("\n") == 1, f"stderr is not one line: {stderr!r}"
-    return stderr
-
-
-def ensure_etcd_running(testbed) -> None:
-    for site in (DC1, DC2):
-        if not testbed.registry.alive(etcd_process_name(site)):
-            start_etcd_again(testbed, site)
+BEFORE_DEMOTION = "replication-access-target-from-source"
 
 
 @pytest.mark.slow
