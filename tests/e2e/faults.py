@@ -99,10 +99,15 @@ def replay_frozen(testbed, member: Member) -> Iterator[int]:
 
 
 def set_failsafe_mode(testbed, on: bool) -> None:
+    """Both sites; retried, because a Patroni whose etcd just came back may not answer /config
+    for a few seconds (its REST calls time out meanwhile)."""
+    def applied(site: Site) -> bool:
+        if bool(testbed.get_config(site).get("failsafe_mode")) != on:
+            testbed.patch_config(site, {"failsafe_mode": True if on else None})
+        return bool(testbed.get_config(site).get("failsafe_mode")) == on
+
     for site in SITE_BY_NAME.values():
-        testbed.patch_config(site, {"failsafe_mode": True if on else None})
-    wait_until(lambda: all(bool(testbed.get_config(s).get("failsafe_mode")) == on for s in SITE_BY_NAME.values()),
-               30, f"failsafe_mode {'on' if on else 'off'} in both sites")
+        wait_until(lambda s=site: applied(s), 60, f"failsafe_mode {'on' if on else 'off'} in {site.name}")
 
 
 def ensure_etcd_running(testbed) -> None:
