@@ -40,6 +40,7 @@ DCS_NEEDED_BY_KIND: dict[str, tuple[str, ...]] = {
     "resume_as_standby": ("site",),
 }
 POLL_SECONDS = 1.0
+SETTLED_PROBES = 2
 PLAIN_LINE_EVERY_SECONDS = 5.0
 
 
@@ -128,20 +129,26 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
     ctx.progress(f"HOLD before {before}: {'; '.join(problems)}; nothing is changed while it lasts, "
                  f"giving up in {seconds:.0f}s")
     countdown = Countdown(ctx.progress)
+    clean_probes = 0
+    last = problems
     try:
-        while problems:
+        # Back means answering on SETTLED_PROBES probes in a row: right after etcd returns,
+        # Patroni may answer a GET /config while its writes still hang for a few seconds.
+        while clean_probes < SETTLED_PROBES:
             left = deadline - time.monotonic()
             if left <= 0:
-                record("dcs-hold-expired", before=before, problems=problems)
-                raise DcsUnavailable(f"{'; '.join(problems)}: held {seconds:.0f}s before {before} and it "
+                record("dcs-hold-expired", before=before, problems=last)
+                raise DcsUnavailable(f"{'; '.join(last)}: held {seconds:.0f}s before {before} and it "
                                      f"did not recover, so that step was not started{state} "
                                      "(runbooks/dcs-outage.md)")
             countdown.show(f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: "
-                           f"{'; '.join(problems)}")
-            ctx.journal_sample(before=before, waiting_for="dcs", detail="; ".join(problems),
+                           f"{'; '.join(problems) or 'answering again, settling'}")
+            ctx.journal_sample(before=before, waiting_for="dcs", detail="; ".join(problems) or "settling",
                                seconds_left=round(left, 1))
             time.sleep(min(POLL_SECONDS, max(left, 0.05)))
             problems = _problems(live, sites)
+            clean_probes = 0 if problems else clean_probes + 1
+            last = problems or last
     finally:
         countdown.clear()
     held = round(time.monotonic() - started, 1)

@@ -7,7 +7,7 @@ from typing import Any
 
 from migrator.adapters.pg import TIMELINE_QUERY
 from migrator.dcs_watch import etcd_problem, hold_for_dcs
-from migrator.errors import PreflightError, UnreachableError, UnsafeStateError
+from migrator.errors import GateTimeout, PreflightError, UnreachableError, UnsafeStateError
 from migrator.hooks import HookFailed, run_hook
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
@@ -32,7 +32,8 @@ class DemoteSite(Step):
     def apply(self) -> dict[str, Any]:
         self._planned_leader_writes()
         self.warm_up_switchover_connections()
-        self.live.patch_config(self.args["site"], {"standby_cluster": self.args["standby_cluster"]})
+        send_config_patch(self, self.args["site"], {"standby_cluster": self.args["standby_cluster"]},
+                          lambda config: bool(config.get("standby_cluster")))
         return {"demote_sent_at": utc_now()}
 
     def _planned_leader_writes(self) -> None:
@@ -78,6 +79,33 @@ class DemoteSite(Step):
         # then either (Patroni needs its DCS to promote, and the run never sent the promotion):
         # it is safe when every target member answers as a standby.
         return any(self.live.in_recovery(m.name) is not True for m in self.live.site(target).members)
+
+
+def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any) -> None:
+    """PATCH a site's dynamic config; when no member answered, look whether it landed anyway
+    before calling it failed. Right after a site's etcd came back, Patroni answered GET /config
+    while a PATCH hung for seconds and then took effect (the next member's PATCH got 409), so a
+    PATCH without an answer may still land. The step was going to make this change: while the
+    config does not show it, send it again, until the step's deadline."""
+    try:
+        step.live.patch_config(site, patch)
+        return
+    except UnreachableError as exc:
+        if "did not answer" not in str(exc):
+            raise  # every member answered (401, 409...): nothing is pending in any Patroni
+        error = exc
+
+    def in_place() -> bool:
+        if landed(step.live.config(site)):
+            return True
+        step.live.patch_config(site, patch)
+        return landed(step.live.config(site))
+
+    try:
+        step.wait(in_place, f"{site}'s dynamic config to show the change (the PATCH got no answer: {error})",
+                  interval=0.5)
+    except GateTimeout:
+        raise error from None
 
 
 class ProveNotWritable(Step):
@@ -186,7 +214,8 @@ class PromoteSite(Step):
             # A failure here stops the run before the promotion: the demotion is undone.
             facts["before_promote_output"] = run_hook("before_promote", hooks.before_promote,
                                                       hooks.timeout_seconds, self._hook_env())
-        self.live.patch_config(self.args["site"], {"standby_cluster": None})
+        send_config_patch(self, self.args["site"], {"standby_cluster": None},
+                          lambda config: not config.get("standby_cluster"))
         return {**facts, "promote_sent_at": utc_now()}
 
     def _hook_env(self, primary: str | None = None) -> dict[str, str]:
