@@ -89,3 +89,73 @@ def test_countdown_on_a_terminal_never_wraps(monkeypatch):
     stream = _Terminal()
     Countdown(lambda text: None, stream).show("HOLD before wait-cascade: 5s left: " + "x" * 80)
     assert stream.getvalue() == "\r\033[K" + ("HOLD before wait-cascade: 5s left: " + "x" * 80)[:36] + "..."
+
+
+# --- a config PATCH that got no answer ---------------------------------------------------------
+# On the testbed this happened once right after dc2's etcd came back (a PATCH hung, then took
+# effect, and the next member's PATCH got 409): a race it cannot produce on demand, so these tests
+# replay it with a stand-in for the live connections.
+
+class _SitesAfterEtcdReturned:
+    def __init__(self, answers: list[str], lands_after: int):
+        self.answers = list(answers)  # per PATCH: "lost" (no answer) or "ok"
+        self.lands_after = lands_after  # config reads before the lost PATCH shows
+        self.reads = 0
+        self.patches = 0
+
+    def patch_config(self, site, patch):
+        from migrator.errors import UnreachableError
+
+        self.patches += 1
+        if self.answers.pop(0) == "lost":
+            raise UnreachableError("no member of dc2 accepted PATCH /config: dc2-a: Patroni REST API at "
+                                   "http://127.0.91.1:8008 did not answer (Read timed out.)")
+
+    def config(self, site):
+        self.reads += 1
+        return {} if self.reads > self.lands_after else {"standby_cluster": {"host": "127.0.91.1"}}
+
+
+def _promote_step(live):
+    from migrator.steps.base import RunContext
+    from migrator.steps.switchover import PromoteSite
+
+    plan = make_plan()
+    spec = next(s for s in plan.steps if s.id == "promote-target")
+    return PromoteSite(spec, RunContext(inventory=None, plan=plan, live=live))
+
+
+def test_a_promotion_patch_without_an_answer_that_landed_is_not_a_failure():
+    from migrator.steps.switchover import send_config_patch
+
+    live = _SitesAfterEtcdReturned(["lost"], lands_after=0)
+    send_config_patch(_promote_step(live), "dc2", {"standby_cluster": None},
+                      lambda config: not config.get("standby_cluster"))
+    assert live.patches == 1  # it had landed: not sent again
+
+
+def test_a_promotion_patch_without_an_answer_that_did_not_land_is_sent_again():
+    from migrator.steps.switchover import send_config_patch
+
+    live = _SitesAfterEtcdReturned(["lost", "ok"], lands_after=2)
+    send_config_patch(_promote_step(live), "dc2", {"standby_cluster": None},
+                      lambda config: not config.get("standby_cluster"))
+    assert live.patches == 2
+
+
+def test_a_patch_every_member_refused_fails_at_once():
+    import pytest
+
+    from migrator.errors import UnreachableError
+    from migrator.steps.switchover import send_config_patch
+
+    class Refusing(_SitesAfterEtcdReturned):
+        def patch_config(self, site, patch):
+            self.patches += 1
+            raise UnreachableError("dc2-a: Patroni REST API at http://127.0.91.1:8008 refused the credentials (401)")
+
+    live = Refusing([], lands_after=0)
+    with pytest.raises(UnreachableError, match="401"):
+        send_config_patch(_promote_step(live), "dc2", {"standby_cluster": None},
+                          lambda config: not config.get("standby_cluster"))
+    assert live.patches == 1 and live.reads == 0
