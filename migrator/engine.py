@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from migrator.crashpoint import crash_here
+from migrator.dcs_watch import hold_before_step, source_after_undo
 from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
 from migrator.inventory import Inventory
 from migrator.journal import Journal, write_private
@@ -155,6 +156,7 @@ class Engine:
     def _run_step(self, step: Step, ctx: RunContext, migration: Migration) -> None:
         spec = step.spec
         self.progress(f"[{spec.phase}] {spec.title}")
+        hold_before_step(spec, ctx, self.journal, migration.id)  # never start on a DCS that is down
         self.journal.append("step-started", migration=migration.id, step=spec.id, kind=spec.kind,
                             phase=spec.phase)
         migration.started.add(spec.id)
@@ -210,7 +212,7 @@ class Engine:
         self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
         what = f"undone: {', '.join(undone)}" if undone else "nothing had changed"
         code = 3 if isinstance(exc, GateTimeout) else 1
-        return Outcome(code, f"{error}; {what}; {self.plan.source} is still primary, nothing lost",
+        return Outcome(code, f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}",
                        migration.id, "rolled-back")
 
     def undo(self, ctx: RunContext, migration: Migration) -> list[str]:

@@ -26,6 +26,21 @@ def _facts_line(facts: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _holds(journal: Journal, migration: str) -> list[str]:
+    """Each time the run held for a DCS, and how that ended (see migrator/dcs_watch.py)."""
+    lines = []
+    for record in journal.records():
+        if record.get("migration") != migration:
+            continue
+        if record["event"] == "dcs-back":
+            lines.append(f"held {record['held_seconds']} s for the DCS before {record['before']}, "
+                         "then continued")
+        elif record["event"] == "dcs-hold-expired":
+            lines.append(f"held for the DCS before {record['before']} until the deadline: "
+                         + "; ".join(record.get("problems", [])))
+    return lines
+
+
 def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
     data = summary(journal, outcome.migration)
     window = data["write_unavailable_seconds"]
@@ -34,6 +49,7 @@ def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
             "write unavailability: " + (f"{window:.3f} s (source read-only -> target writable)"
                                         if window is not None else "none (no demotion and promotion in this run)")]
     head += _facts_line(data["facts"])
+    head += _holds(journal, outcome.migration)
     # A run that stopped before any step (a resumed run whose done step no longer holds) journals
     # its failure without a step: it has no row.
     rows = [(s["step"], s.get("started", "-")[11:23], s.get("done", "-")[11:23],

@@ -38,8 +38,9 @@ def state_dir_for(base: Path, service: str) -> Path:
 
 
 # Record fields written from the tool's own identifiers (ids, names, the state-dir path).
-IDENTIFIERS = frozenset({"ts", "event", "migration", "step", "kind", "plan_file", "source",
-                         "target", "reverse_of", "reverse_to", "until", "outcome", "resume"})
+IDENTIFIERS = frozenset({"ts", "event", "migration", "step", "kind", "phase", "plan_file",
+                         "source", "target", "reverse_of", "reverse_to", "until", "outcome",
+                         "resume"})
 
 
 class Journal:

@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 from migrator.adapters.pg import TIMELINE_QUERY
-from migrator.errors import PreflightError, UnreachableError, UnsafeStateError
+from migrator.dcs_watch import etcd_problem, hold_for_dcs
+from migrator.errors import GateTimeout, PreflightError, UnreachableError, UnsafeStateError
 from migrator.hooks import HookFailed, run_hook
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
@@ -32,9 +33,25 @@ class DemoteSite(Step):
         return bool(self.live.config(self.args["site"]).get("standby_cluster"))
 
     def apply(self) -> dict[str, Any]:
+        self._planned_leader_writes()
         self.warm_up_switchover_connections()
-        self.live.patch_config(self.args["site"], {"standby_cluster": self.args["standby_cluster"]})
+        send_config_patch(self, self.args["site"], {"standby_cluster": self.args["standby_cluster"]},
+                          lambda config: bool(config.get("standby_cluster")))
         return {"demote_sent_at": utc_now()}
+
+    def _planned_leader_writes(self) -> None:
+        """The token is read from the planned leader's pg_control, so the demotion is only sent
+        while that member is the site's one writer. After a DCS outage (Patroni demotes a primary
+        without its DCS when failsafe_mode is off) it takes writes again a few seconds after the
+        DCS is back; another member taking over means the plan is stale."""
+        site, leader = self.args["site"], self.args["leader"]
+        writers = self.wait(lambda: self.live.writable(site), f"{site} to have a writable primary ({leader})",
+                            interval=0.1)
+        if writers != [leader]:
+            raise PreflightError(
+                f"{site}'s writable member is now {', '.join(writers)}, not {leader} as planned (a failover or a "
+                f"DCS outage since the plan); {site} was not demoted: run `migrate execute` again to plan from "
+                "the current state")
 
     def gate(self) -> dict[str, Any]:
         leader = self.args["leader"]
@@ -45,14 +62,53 @@ class DemoteSite(Step):
     def undo(self, facts: dict[str, Any]) -> bool:
         """Make the source primary again: safe only while the target was never promoted."""
         target = self.ctx.plan.target
-        if not self.live.config(target).get("standby_cluster") or self.live.writable(target):
+        if self._target_may_be_promoted(target):
             raise UnsafeStateError(
                 f"{target} may have been promoted, so {self.args['site']} is not made primary again "
                 f"(that would give two writable sites); run `migrate execute --resume` to finish the move")
+        # The PATCH goes through the source's DCS: wait for it if it is down, as before any step.
+        hold_for_dcs(self.ctx, [self.args["site"]], self.timeout, f"undoing {self.spec.id}")
         self.live.patch_config(self.args["site"], {"standby_cluster": None})
         self.wait(lambda: self.live.writable(self.args["site"]),
                   f"{self.args['site']} to accept writes again", interval=0.1)
         return True
+
+    def _target_may_be_promoted(self, target: str) -> bool:
+        if self.live.writable(target):
+            return True
+        if etcd_problem(self.live, target) is None:
+            return not self.live.config(target).get("standby_cluster")
+        # The target's config cannot be read while its etcd is down, but nothing can promote it
+        # then either (Patroni needs its DCS to promote, and the run never sent the promotion):
+        # it is safe when every target member answers as a standby.
+        return any(self.live.in_recovery(m.name) is not True for m in self.live.site(target).members)
+
+
+def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any) -> None:
+    """PATCH a site's dynamic config; when no member answered, look whether it landed anyway
+    before calling it failed. Right after a site's etcd came back, Patroni answered GET /config
+    while a PATCH hung for seconds and then took effect (the next member's PATCH got 409), so a
+    PATCH without an answer may still land. The step was going to make this change: while the
+    config does not show it, send it again, until the step's deadline."""
+    try:
+        step.live.patch_config(site, patch)
+        return
+    except UnreachableError as exc:
+        if "did not answer" not in str(exc):
+            raise  # every member answered (401, 409...): nothing is pending in any Patroni
+        error = exc
+
+    def in_place() -> bool:
+        if landed(step.live.config(site)):
+            return True
+        step.live.patch_config(site, patch)
+        return landed(step.live.config(site))
+
+    try:
+        step.wait(in_place, f"{site}'s dynamic config to show the change (the PATCH got no answer: {error})",
+                  interval=0.5)
+    except GateTimeout:
+        raise error from None
 
 
 class ProveNotWritable(Step):
@@ -173,7 +229,8 @@ class PromoteSite(Step):
             # A failure here stops the run before the promotion: the demotion is undone.
             facts["before_promote_output"] = run_hook("before_promote", hooks.before_promote,
                                                       hooks.timeout_seconds, self._hook_env())
-        self.live.patch_config(self.args["site"], {"standby_cluster": None})
+        send_config_patch(self, self.args["site"], {"standby_cluster": None},
+                          lambda config: not config.get("standby_cluster"))
         return {**facts, "promote_sent_at": utc_now()}
 
     def _hook_env(self, primary: str | None = None) -> dict[str, str]:
