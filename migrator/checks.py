@@ -41,7 +41,9 @@ from migrator.sync_mode import settings_text, sync_mode_carry
 
 # The first Patroni release whose demote-cluster does a fast shutdown (see patroni-facts.md).
 GRACEFUL_DEMOTE_VERSION = (4, 1)
-MAX_ERROR_CHARS = 160
+# A probe's error quoted in a finding: long enough for the adapters' own one-line diagnoses (the
+# TLS ones end with the inventory key to fix), short enough to cut a foreign library's essay.
+MAX_ERROR_CHARS = 320
 
 _SEVERITY = {Verdict.OK: 0, Verdict.WARN: 1, Verdict.BLOCK: 2}
 
