@@ -237,6 +237,7 @@ class StartSeedLeader(_SeedMembers):
         self._forget_site()
         return changed
 
+
 class StartSeedReplicas(_SeedMembers):
     """The other members, one at a time: each clones the standby leader and must stream from it
     before the next one starts (two base backups at once would halve the speed of both)."""
