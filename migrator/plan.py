@@ -44,7 +44,7 @@ class MemberView(_Frozen):
 class SiteView(_Frozen):
     name: str
     scope: str
-    role: Literal["primary", "standby"]
+    role: Literal["primary", "standby", "unknown"]  # unknown: no config and no member observed
     follows: str | None = None  # the site a standby cluster replicates from
     leader: str | None = None  # None: not known yet (see leader_note)
     leader_note: str | None = None

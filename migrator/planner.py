@@ -244,6 +244,14 @@ def _member_view(member: MemberState, primary_lsn: int | None) -> MemberView:
     )
 
 
+def _site_role(site: SiteState) -> str:
+    if site.is_standby_cluster:
+        return "standby"
+    if site.dynamic_config is None and site.leader is None:
+        return "unknown"  # nothing answered: an empty site waiting to be seeded, or one that is down
+    return "primary"
+
+
 def topology_before(
     inventory: Inventory, state: ServiceState, primary_lsn: int | None
 ) -> dict[str, SiteView]:
@@ -254,7 +262,7 @@ def topology_before(
         members = tuple(_member_view(m, primary_lsn) for m in site.members)
         views[name] = SiteView(
             name=name, scope=site.scope,
-            role="standby" if site.is_standby_cluster else "primary",
+            role=_site_role(site),
             follows=_follows(inventory, name, site),
             leader=leader.name if leader else None,
             leader_note=None if leader else "no leader observed",

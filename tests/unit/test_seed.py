@@ -121,6 +121,8 @@ def test_the_seed_plan_seeds_then_streams_and_stops_before_any_cut_over():
     leader = plan.steps[4]
     assert leader.args["member"] == "dc2-a" and leader.args["start_command"].endswith("start dc2-a")
     assert plan.topology_after["dc2"].role == "standby" and plan.topology_after["dc2"].leader == "dc2-a"
+    # Before: nothing answered in dc2, which the report must not call a primary.
+    assert (plan.topology_before["dc2"].role, plan.topology_before["dc2"].leader) == ("unknown", None)
     assert "dc2-b patroni.yml" in plan.config_diff
     assert "promote" not in {s.phase for s in plan.steps}
 
