@@ -4,6 +4,7 @@ journal: every step with its start, end and duration, the measured write-unavail
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from migrator.engine import Outcome, summary
@@ -41,13 +42,37 @@ def _holds(journal: Journal, migration: str) -> list[str]:
     return lines
 
 
+def _without_promotion(journal: Journal, migration: str) -> str:
+    """The window when no target became writable: a demotion this run undid (the source read-only
+    until the undo was confirmed), one left in place, or none at all."""
+    read_only: tuple[str, str] | None = None
+    for record in journal.records():
+        if record.get("migration") != migration:
+            continue
+        at = (record.get("facts") or {}).get("source_read_only_at")
+        if record["event"] in ("step-applied", "step-done") and at and read_only is None:
+            read_only = (record["step"], at)
+        elif read_only and record["event"] == "undo-done" and record.get("step") == read_only[0]:
+            seconds = _seconds_between(read_only[1], record["ts"])
+            return f"{seconds:.3f} s (source read-only -> writable again once the undo was confirmed)"
+    if read_only:
+        return (f"from {read_only[1]} on: the source was made read-only and no site was confirmed "
+                "writable in this run")
+    return "none (no demotion in this run)"
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return datetime.fromisoformat(end).timestamp() - datetime.fromisoformat(start).timestamp()
+
+
 def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
     data = summary(journal, outcome.migration)
     window = data["write_unavailable_seconds"]
     head = [f"migration {outcome.migration}: {outcome.outcome} (exit {outcome.exit_code})",
             outcome.message,
             "write unavailability: " + (f"{window:.3f} s (source read-only -> target writable)"
-                                        if window is not None else "none (no demotion and promotion in this run)")]
+                                        if window is not None
+                                        else _without_promotion(journal, outcome.migration))]
     head += _facts_line(data["facts"])
     head += _holds(journal, outcome.migration)
     # A run that stopped before any step (a resumed run whose done step no longer holds) journals
