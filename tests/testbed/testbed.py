@@ -90,6 +90,9 @@ class Testbed:
     def _start_etcd(self, site: Site) -> None:
         start_etcd(self.base, site, self.registry)
 
+    def _member_config(self, config: dict[str, Any], member: Member) -> dict[str, Any]:
+        return config
+
     def _make_passwords(self) -> None:
         make_dir(self.secrets_dir, 0o700)
         for name in SECRET_NAMES:
@@ -148,7 +151,8 @@ class Testbed:
                 continue  # the host exists (address, ssh, directory) but runs no cluster yet
             config_file = home / "patroni.yml"
             with open(config_file, "w") as fh:
-                yaml.dump(patroni_config(self.base, site, member, self.passwords(), standby_of), fh)
+                yaml.dump(self._member_config(
+                    patroni_config(self.base, site, member, self.passwords(), standby_of), member), fh)
             config_file.chmod(0o600)
             chown_to_os_user(config_file)
 

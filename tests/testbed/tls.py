@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from ruamel.yaml import YAML
 
 from .etcd import etcd_dir, etcd_process_name
-from .patroni_config import member_dir, patroni_config
 from .processes import chown_to_os_user, make_dir
 from .testbed import HTTP_TIMEOUT, Testbed, wait_until
 from .topology import (
     DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, ETCD_CLIENT_PORT, ETCD_PEER_PORT, MEMBER_BY_NAME,
-    REST_PORT, REST_USER, SITE_BY_NAME, SITES, Member, Site,
+    REST_PORT, REST_USER, SITES, Member, Site,
 )
 
 ETCD = "/usr/bin/etcd"
@@ -126,24 +124,7 @@ class TlsTestbed(Testbed):
             "--logger", "zap", "--log-outputs", "stderr", "--unsafe-no-fsync",
         ], work / "etcd.log", as_os_user=True)
 
-    def _prepare_site(self, site: Site, with_cluster: bool) -> None:
-        standby_of = None if site.name == "dc1" else SITE_BY_NAME["dc1"]
-        yaml = YAML()
-        yaml.default_flow_style = False
-        for member in site.members:
-            home = make_dir(member_dir(self.base, member), 0o700, owned_by_os_user=True)
-            make_dir(self.base / member.site, 0o755)
-            for sub in ("sock", "pglog"):
-                make_dir(home / sub, 0o700, owned_by_os_user=True)
-            plain = patroni_config(self.base, site, member, self.passwords(), standby_of)
-            config = self.tls_config(plain, member)
-            config_file = home / "patroni.yml"
-            with open(config_file, "w") as fh:
-                yaml.dump(config, fh)
-            config_file.chmod(0o600)
-            chown_to_os_user(config_file)
-
-    def tls_config(self, config: dict[str, Any], member: Member) -> dict[str, Any]:
+    def _member_config(self, config: dict[str, Any], member: Member) -> dict[str, Any]:
         cert, key = self.cert(member.name)
         client_cert, client_key = self.cert("client")
         ca = str(self.pki.ca_cert)
