@@ -14,7 +14,7 @@ RECEIVER = ("SELECT status, sender_host, slot_name, received_tli, "
 HEAD = "SELECT (pg_current_wal_lsn() - '0/0')::bigint"
 
 
-def _hosts(step: Step, site: str) -> dict[str, str]:
+def member_by_host(step: Step, site: str) -> dict[str, str]:
     return {m.host: m.name for m in step.live.site(site).members}
 
 
@@ -25,7 +25,7 @@ class _StreamingGate(Step):
     def _streaming(self, follower: str, followed: str, slot: str, timeline: int | None) -> tuple[bool, str]:
         roles = self.live.site_roles(follower)
         if None in roles.values() and (orphan := orphaned_slot_user(
-                self.live, follower, roles, slot, _hosts(self, followed))):
+                self.live, follower, roles, slot, member_by_host(self, followed))):
             return False, orphan
         leaders = [n for n, r in roles.items() if r == "standby_leader"]
         writers = self.live.writable(followed)
@@ -33,7 +33,7 @@ class _StreamingGate(Step):
             return False, f"standby leader(s) {leaders or 'none'}, primary {writers or 'none'}"
         leader, primary = leaders[0], writers[0]
         head = self.live.query(primary, HEAD)[0][0]
-        followed_hosts, follower_hosts = _hosts(self, followed), _hosts(self, follower)
+        followed_hosts, follower_hosts = member_by_host(self, followed), member_by_host(self, follower)
         worst = 0
         for member, role in roles.items():
             rows = self.live.query(member, RECEIVER)

@@ -12,7 +12,7 @@ from typing import Any
 
 from migrator.errors import UnsafeStateError
 from migrator.steps.base import Step
-from migrator.steps.follow import RECEIVER, _hosts
+from migrator.steps.follow import RECEIVER, member_by_host
 
 ACTIVE_SLOT = "SELECT active FROM pg_replication_slots WHERE slot_name = %s"
 
@@ -56,7 +56,7 @@ class RepointStandbyCluster(Step):
                 return False
             rows = self.live.query(leaders[0], RECEIVER)
             status, sender, used_slot = (rows[0][:3] if rows else ("absent", None, None))
-            upstream = _hosts(self, source).get(sender, sender)
+            upstream = member_by_host(self, source).get(sender, sender)
             seen["why"] = (f"{leaders[0]} WAL receiver {status} from {upstream} "
                            f"over slot {used_slot}")
             if status != "streaming" or upstream != writers[0] or used_slot != slot:

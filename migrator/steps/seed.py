@@ -21,10 +21,10 @@ from migrator.journal import utc_now
 from migrator.remote import POSTGRES_OS_USER
 from migrator.seed_config import reveal
 from migrator.steps.base import Step
+from migrator.steps.standby_leader import RECEIVER_SLOT
 
 PROGRESS_QUERY = ("SELECT phase, backup_streamed, backup_total FROM pg_stat_progress_basebackup "
                   "ORDER BY pid LIMIT 1")
-RECEIVER_QUERY = "SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver"
 
 
 def _stamp() -> str:
@@ -140,7 +140,7 @@ class _SeedMembers(Step):
                                    f"(exit {result.exit_code}): {reason}")
 
     def _receiver(self, member_name: str) -> tuple | None:
-        rows = self.live.query(member_name, RECEIVER_QUERY)
+        rows = self.live.query(member_name, RECEIVER_SLOT)
         return rows[0] if rows else None
 
     def _unseed(self, members: list[dict[str, Any]]) -> bool:
