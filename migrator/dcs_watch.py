@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from migrator.errors import GateTimeout, UnreachableError
 from migrator.observe import site_dcs
-from migrator.plan import PlanStep
+from migrator.plan import PlanStep, deadline_seconds
 
 # Which sites' DCS a step kind needs before it starts, named by the step's plan arguments
 # ("@target" is the plan's target site).
@@ -58,11 +58,6 @@ def sites_needed(spec: PlanStep, target: str) -> list[str]:
         if name and name not in names:
             names.append(name)
     return names
-
-
-def deadline_seconds(spec: PlanStep, connect_timeout: float) -> float:
-    """The step's own gate deadline (a step without a gate: six network timeouts, as Step)."""
-    return spec.gate.timeout_seconds if spec.gate else connect_timeout * 6
 
 
 def etcd_problem(live: Any, site_name: str) -> str | None:

@@ -90,6 +90,12 @@ class PlanStep(_Frozen):
         }
 
 
+def deadline_seconds(step: PlanStep, connect_timeout: float) -> float:
+    """How long a step may take: its gate's timeout, else six network timeouts. The engine's step
+    and the DCS hold before it both wait this long."""
+    return step.gate.timeout_seconds if step.gate else connect_timeout * 6
+
+
 class WriteUnavailability(_Frozen):
     path: Literal["graceful-demote", "pause-and-clean-stop"]
     expected_seconds: float  # as measured on the testbed (patroni-facts.md)

@@ -24,7 +24,7 @@ from migrator.adapters.ssh import SshSession
 from migrator.errors import GateTimeout, MigratorError, UnreachableError
 from migrator.inventory import Inventory, Member, Site
 from migrator.observe import observe, patroni_api
-from migrator.plan import Plan, PlanStep
+from migrator.plan import Plan, PlanStep, deadline_seconds
 from migrator.state import ServiceState
 
 Progress = Callable[[str], None]
@@ -208,7 +208,7 @@ class Step:
 
     @property
     def timeout(self) -> float:
-        return self.spec.gate.timeout_seconds if self.spec.gate else self.ctx.inventory.gates.connect_timeout_seconds * 6
+        return deadline_seconds(self.spec, self.ctx.inventory.gates.connect_timeout_seconds)
 
     def precheck(self) -> bool:
         """True when the change is already in place: apply is skipped, the gate still runs."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 from migrator.dcs_watch import Countdown, deadline_seconds, sites_needed
-from tests.unit.test_planner import make_plan
+from tests.unit.test_planner import example_inventory, make_plan
 
 
 def needed(target: str = "dc2") -> dict[str, list[str]]:
@@ -122,7 +122,7 @@ def _promote_step(live):
 
     plan = make_plan()
     spec = next(s for s in plan.steps if s.id == "promote-target")
-    return PromoteSite(spec, RunContext(inventory=None, plan=plan, live=live))
+    return PromoteSite(spec, RunContext(inventory=example_inventory(), plan=plan, live=live))
 
 
 def test_a_promotion_patch_without_an_answer_that_landed_is_not_a_failure():
