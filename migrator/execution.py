@@ -39,10 +39,11 @@ def _automated(plan: Plan) -> None:
 
     manual = [s.id for s in plan.steps if s.kind not in STEP_CLASSES]
     if manual:
+        # Every kind of the shipped playbooks has a step class; this guards a plan file or playbook
+        # that names one this version of migrate does not know.
         raise PreflightError(
-            f"this plan takes the Patroni < 4.1 path (pause, clean stop, resume), which `migrate execute` "
-            f"does not run yet (steps {', '.join(manual)}); follow `migrate plan --format runbook` by hand "
-            "or upgrade Patroni to 4.1")
+            f"this plan has steps `migrate execute` cannot run ({', '.join(manual)}); follow "
+            "`migrate plan --format runbook` by hand, or use the migrate version that wrote the plan")
 
 
 def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
