@@ -44,6 +44,7 @@ from migrator.state import MemberState, ServiceState, SiteState
 from migrator.remote import prefix_for
 from migrator.standby_follow import target_repoint
 from migrator.sync_mode import configs_with_sync_mode_carried, sync_mode_carry
+from migrator.trust import insecure_ssh_sites
 
 GRACEFUL_DEMOTE_MIN_PATRONI = (4, 1)
 NO_LEADER = "(no leader observed)"
@@ -248,7 +249,8 @@ def _site_role(site: SiteState) -> str:
     if site.is_standby_cluster:
         return "standby"
     if site.dynamic_config is None and site.leader is None:
-        return "unknown"  # nothing answered: an empty site waiting to be seeded, or one that is down
+        # Nothing answered: an empty site waiting to be seeded, or one that is down.
+        return "unknown"
     return "primary"
 
 
@@ -551,12 +553,11 @@ def plan(
     before = topology_before(inventory, state, primary_lsn)
     configs_before = {name: _dynamic_config(state, name) for name in inventory.sites}
     graceful = graceful_demote_possible(state, [source, target])
-    insecure = tuple(name for name, site in inventory.sites.items()
-                     if site.ssh.accept_unknown_host_keys)
     common = dict(
         service=inventory.service, playbook=playbook.name, source=source, target=target,
         observed_at=state.observed_at, graceful_demote=graceful,
-        topology_before=before, config_before=configs_before, insecure_ssh_sites=insecure,
+        topology_before=before, config_before=configs_before,
+        insecure_ssh_sites=insecure_ssh_sites(inventory),
     )
 
     if source == target:

@@ -21,6 +21,7 @@ from migrator.planner import (
 from migrator.playbook import Playbook
 from migrator.seed_config import bootstrap_dcs, member_command, render_member_config
 from migrator.state import ServiceState
+from migrator.trust import insecure_ssh_sites
 
 # Phases of the seeding plan, in order: the seed playbook's, then the switchover's that follow.
 SEED_PHASES = ("wipe", "preflight", "seed", "pre-seed", "cascade")
@@ -116,8 +117,6 @@ def seed_plan(inventory: Inventory, state: ServiceState, seed: Playbook, switcho
     slots.setdefault(inventory.site(target).replication_slot or target, {"type": "physical"})
     configs_after[source]["slots"] = slots
     configs_after[target] = dcs
-    insecure = tuple(name for name, site in inventory.sites.items()
-                     if site.ssh.accept_unknown_host_keys)
     return _finish(Plan(
         service=inventory.service, playbook=seed.name, source=source, target=target,
         observed_at=state.observed_at, graceful_demote=graceful,
@@ -128,7 +127,8 @@ def seed_plan(inventory: Inventory, state: ServiceState, seed: Playbook, switcho
         config_diff={**{name: config_diff(name, configs_before[name], configs_after[name])
                         for name in inventory.sites},
                      **_file_diffs(context["seed"]["configs"])},
-        steps=tuple(steps), write_unavailability=None, insecure_ssh_sites=insecure,
+        steps=tuple(steps), write_unavailability=None,
+        insecure_ssh_sites=insecure_ssh_sites(inventory),
         fingerprint="",
     ))
 
