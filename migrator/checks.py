@@ -35,6 +35,7 @@ from typing import Any
 from migrator.errors import UsageError, one_line
 from migrator.findings import Finding, Verdict
 from migrator.inventory import Inventory, default_slot_name
+from migrator.planner import graceful_demote_possible
 from migrator.standby_follow import stray_upstream
 from migrator.state import MemberState, ServiceState, SiteState, lsn_text, lsn_value
 from migrator.sync_mode import settings_text, sync_mode_carry
@@ -1082,11 +1083,7 @@ def pause_path_reaches_source(ctx: Context) -> Outcome:
     meanwhile. An unknown version alone already puts the plan on that path, so say it up front."""
     if (na := ctx.not_applicable()) is not None:
         return na
-    members = _all_members(ctx.involved)
-    graceful = all((v := version_tuple((m.patroni.version if m.patroni else None) or (
-        m.host_facts.patroni_version if m.host_facts else None))) is not None
-        and v[:2] >= GRACEFUL_DEMOTE_VERSION for m in members)
-    if graceful:
+    if graceful_demote_possible(ctx.state, [s.name for s in ctx.involved]):
         return outcome("graceful demote path: no member needs to report pause")
     silent = [m for m in ctx.src.members if m.patroni is None]
     issues = [block(
