@@ -35,13 +35,11 @@ from typing import Any
 from migrator.errors import UsageError, one_line
 from migrator.findings import Finding, Verdict
 from migrator.inventory import Inventory, default_slot_name
-from migrator.planner import graceful_demote_possible
+from migrator.planner import GRACEFUL_DEMOTE_MIN_PATRONI, graceful_demote_possible
 from migrator.standby_follow import stray_upstream
 from migrator.state import MemberState, ServiceState, SiteState, lsn_text, lsn_value
 from migrator.sync_mode import settings_text, sync_mode_carry
 
-# The first Patroni release whose demote-cluster does a fast shutdown (see patroni-facts.md).
-GRACEFUL_DEMOTE_VERSION = (4, 1)
 # A probe's error quoted in a finding: long enough for the adapters' own one-line diagnoses (the
 # TLS ones end with the inventory key to fix), short enough to cut a foreign library's essay.
 MAX_ERROR_CHARS = 320
@@ -833,7 +831,7 @@ def patroni_version(ctx: Context) -> Outcome:
         parsed = version_tuple(text)
         if parsed is None:
             unknown.append(m.name)
-        elif parsed < GRACEFUL_DEMOTE_VERSION:
+        elif parsed < GRACEFUL_DEMOTE_MIN_PATRONI:
             older.append(f"{m.name} ({text})")
         else:
             versions.add(str(text))

@@ -46,6 +46,7 @@ from migrator.standby_follow import target_repoint
 from migrator.sync_mode import configs_with_sync_mode_carried, sync_mode_carry
 from migrator.trust import insecure_ssh_sites
 
+# The first Patroni release whose demote-cluster does a fast shutdown (see patroni-facts.md).
 GRACEFUL_DEMOTE_MIN_PATRONI = (4, 1)
 NO_LEADER = "(no leader observed)"
 SOURCE_LEADER_AFTER = "decided by Patroni at demotion"
