@@ -6,10 +6,13 @@ run takes the facts of done steps from the journal and decides everything else f
 observation (each step's precheck), so a crash between `step-started` and the PATCH is harmless
 and a demotion or promotion that already happened is never sent again.
 
-A failure before the promotion was sent undoes what this run changed, in reverse: the source is
-primary again and nothing was lost (exit 3 for a gate that timed out, 1 otherwise). After the
-promotion was sent nothing is undone by a PATCH: the run stops in a state the message names
-(exit 4), and `--resume` finishes it or `migrate rollback` moves back with the same protocol.
+A failure before the promotion PATCH was attempted (the journal's `promotion-attempted`,
+written just before it) undoes what this run changed, in reverse: the source is primary again and
+nothing was lost (exit 3 for a gate that timed out or a demotion undone, 1 otherwise). After the
+attempt nothing is undone by a PATCH: the run stops in a state the message names (exit 4), and
+`--resume` finishes it or `migrate rollback` moves back with the same protocol. Every exception
+inside a run takes this one path, whatever its type: an unexpected one (a reply of the wrong
+shape, a full disk) is a failed step like any other, never an "internal error" that skips the undo.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 from migrator.crashpoint import crash_here
 from migrator.dcs_watch import hold_before_step, source_after_undo
-from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
+from migrator.errors import GateTimeout, MigratorError, UnexpectedError, UnsafeStateError
 from migrator.inventory import Inventory
 from migrator.journal import Journal, write_private
 from migrator.plan import Plan, PlanStep
@@ -44,6 +47,8 @@ class Migration:
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> facts
     applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # change sent, gate not passed
     started: set[str] = field(default_factory=set)
+    # Promotion PATCHes attempted (maybe landed); one every member refused is taken off again.
+    attempted: set[str] = field(default_factory=set)
     finished: str | None = None  # outcome, once the migration ended
     reverse_of: str | None = None  # set on the switchover back that `migrate rollback` runs
     until: str | None = None  # the last phase this migration runs (`execute --until`)
@@ -65,9 +70,19 @@ def latest_migration(journal: Journal) -> Migration | None:
             migration.applied[record["step"]] = record.get("facts", {})
         elif event == "step-done":
             migration.done[record["step"]] = record.get("facts", {})
+        elif event == "promotion-attempted":
+            migration.attempted.add(record["step"])
+        elif event == "promotion-refused":
+            migration.attempted.discard(record["step"])
         elif event == "migration-finished":
             migration.finished = record["outcome"]
     return migration
+
+
+def promotion_attempted(plan: Plan, migration: Migration) -> bool:
+    """Whether a promotion PATCH of this migration may have landed: from then on a failure is
+    not undone by a PATCH (that could leave two writable sites)."""
+    return any(s.kind == "promote_site" and s.id in migration.attempted for s in plan.steps)
 
 
 @dataclass
@@ -130,7 +145,8 @@ class Engine:
     def _run(self, migration: Migration) -> Outcome:
         ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done),
                          resumed_steps=set(migration.started), progress=self.progress,
-                         journal_sample=self._sample(migration.id))
+                         journal_sample=self._sample(migration.id),
+                         record=self._recorder(migration))
         self.journal.append("run-started", migration=migration.id, resume=bool(migration.started))
         current: Step | None = None
         steps, stopped_early = self._steps()
@@ -150,6 +166,8 @@ class Engine:
             return Outcome(0, done, migration.id, "done")
         except (MigratorError, KeyboardInterrupt) as exc:
             return self._fail(exc, current, ctx, migration)
+        except Exception as exc:  # noqa: BLE001 - any other exception is a failed step too (undo or exit 4)
+            return self._fail(unexpected(exc, current), current, ctx, migration)
         finally:
             self.live.close()
 
@@ -184,35 +202,53 @@ class Engine:
         self.progress(f"[{step.spec.phase}] {step.spec.title}: done before, still holds")
 
     # ---- failure ---------------------------------------------------------------------------
-    def _promotion_sent(self, migration: Migration) -> bool:
-        return any(s.kind == "promote_site" and s.id in migration.started for s in self.plan.steps)
+    def _recorder(self, migration: Migration) -> Callable[..., None]:
+        def record(event: str, **fields: Any) -> None:
+            self.journal.append(event, migration=migration.id, **fields)
+            if event == "promotion-attempted":
+                migration.attempted.add(fields["step"])
+            elif event == "promotion-refused":
+                migration.attempted.discard(fields["step"])
+        return record
+
+    def _note(self, event: str, **fields: Any) -> str:
+        """Journal a record on the failure path; a journal that cannot be written (full disk)
+        must not stop the undo, so the failure is returned for the message instead."""
+        try:
+            self.journal.append(event, **fields)
+        except OSError as exc:
+            return f" (the journal {self.journal.path} could not be written: {exc.strerror or exc})"
+        return ""
 
     def _fail(self, exc: BaseException, step: Step | None, ctx: RunContext, migration: Migration) -> Outcome:
         error = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        self.journal.append("step-failed", migration=migration.id, step=step.spec.id if step else None,
-                            error=error)
+        lost = self._note("step-failed", migration=migration.id, step=step.spec.id if step else None,
+                          error=error)
         # A run stopped in an unsafe state leaves its migration unfinished on purpose, so that
         # `--resume` (or `rollback`) can pick it up after the operator looked.
         if isinstance(exc, UnsafeStateError):
-            self.journal.append("run-stopped", migration=migration.id, outcome="stopped-unsafe")
-            return Outcome(4, error, migration.id, "stopped-unsafe")
-        if self._promotion_sent(migration):
+            lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
+            return Outcome(4, error + lost, migration.id, "stopped-unsafe")
+        if promotion_attempted(self.plan, migration):
             message = (f"{error}; the promotion of {self.plan.target} was already sent, so nothing is undone: "
                        f"run `migrate execute --resume --dc {self.plan.target}` to finish")
-            self.journal.append("run-stopped", migration=migration.id, outcome="stopped-unsafe")
-            return Outcome(4, message, migration.id, "stopped-unsafe")
+            lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
+            return Outcome(4, message + lost, migration.id, "stopped-unsafe")
         try:
             undone = self.undo(ctx, migration)
-        except (MigratorError, KeyboardInterrupt) as undo_exc:
-            message = (f"{error}; undoing failed too ({undo_exc}): {self.plan.source} may be demoted with "
+        except (KeyboardInterrupt, Exception) as undo_exc:  # noqa: BLE001 - any failure of the undo ends in exit 4
+            why = "interrupted" if isinstance(undo_exc, KeyboardInterrupt) else str(unexpected(undo_exc, None))
+            message = (f"{error}; undoing failed too ({why}): {self.plan.source} may be demoted with "
                        f"{self.plan.target} not promoted; see runbooks/switchover.md, 'undo failed', then "
                        "`migrate rollback`")
-            self.journal.append("run-stopped", migration=migration.id, outcome="stopped-unsafe")
-            return Outcome(4, message, migration.id, "stopped-unsafe")
-        self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
+            lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
+            return Outcome(4, message + lost, migration.id, "stopped-unsafe")
+        lost += self._note("migration-finished", migration=migration.id, outcome="rolled-back")
         what = f"undone: {', '.join(undone)}" if undone else "nothing had changed"
-        code = 3 if isinstance(exc, GateTimeout) else 1
-        return Outcome(code, f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}",
+        # A demotion undone means the source took no writes for a while: a rollback, exit 3.
+        demotion_undone = any(s.id in undone and s.write_unavailable for s in self.plan.steps)
+        code = 3 if isinstance(exc, GateTimeout) or demotion_undone else 1
+        return Outcome(code, f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}{lost}",
                        migration.id, "rolled-back")
 
     def undo(self, ctx: RunContext, migration: Migration) -> list[str]:
@@ -226,18 +262,26 @@ class Engine:
                 continue
             facts = {**migration.applied.get(spec.id, {}), **migration.done.get(spec.id, {})}
             self.progress(f"undo: {spec.undo.description or spec.id}")
-            self.journal.append("undo-started", migration=migration.id, step=spec.id)
+            # Best effort: a journal that cannot be written (full disk) must not stop the undo.
+            self._note("undo-started", migration=migration.id, step=spec.id)
             changed = step.undo(facts)
-            self.journal.append("undo-done", migration=migration.id, step=spec.id, changed=changed)
+            self._note("undo-done", migration=migration.id, step=spec.id, changed=changed)
             if changed:
                 undone.append(spec.id)
         return undone
 
     def rollback_before_promotion(self, migration: Migration) -> Outcome:
-        ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done), progress=self.progress)
+        ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done), progress=self.progress,
+                         record=self._recorder(migration))
         self.journal.append("rollback-started", migration=migration.id)
         try:
             undone = self.undo(ctx, migration)
+        except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - any failure of the undo ends in exit 4
+            why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(unexpected(exc, None))
+            lost = self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
+            return Outcome(4, f"rolling back failed ({why}): {self.plan.source} may still be demoted; see "
+                              "runbooks/switchover.md, 'undo failed', then run `migrate rollback` again" + lost,
+                           migration.id, "stopped-unsafe")
         finally:
             self.live.close()
         self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
@@ -251,6 +295,14 @@ class Engine:
                 self._last_sample = now
                 self.journal.append("gate-sample", migration=migration_id, **fields)
         return sample
+
+
+def unexpected(exc: BaseException, step: Step | None) -> MigratorError:
+    """Any exception as the one error tree: MigratorErrors as they are, others named by type."""
+    if isinstance(exc, MigratorError):
+        return exc
+    where = f" in step {step.spec.id}" if step is not None else ""
+    return UnexpectedError(f"unexpected {type(exc).__name__}{where}: {exc}")
 
 
 def load_plan(path: Path) -> Plan:

@@ -2,7 +2,10 @@
 
 The CLI turns every `MigratorError` into a single line on stderr and the error's `exit_code`
 (see conventions.md): 0 done, 1 failed with nothing unsafe left, 2 bad input, 3 a gate timed out
-and the change was rolled back, 4 stopped in an unsafe state.
+(or a failure after the demotion) and the change was rolled back, 4 stopped in an unsafe state,
+5 another run holds the service's migration lock (try later), 6 the reviewed plan no longer
+matches the sites (plan and review again). 5 and 6 let a pipeline tell "try later" and
+"review again" from "fix the inventory" (2) and "failed" (1).
 """
 
 from __future__ import annotations
@@ -86,6 +89,26 @@ class UnsafeStateError(MigratorError):
     """Stopped in a state that needs an operator; the message says exactly what to do."""
 
     exit_code = 4
+
+
+class UnexpectedError(MigratorError):
+    """An exception outside this tree (a reply of the wrong shape, a full disk) caught inside a
+    run: it takes the same path as a failed step."""
+
+    exit_code = 1
+
+
+class LockBusy(MigratorError):
+    """Another run holds the service's migration lock: nothing was changed; try again later."""
+
+    exit_code = 5
+
+
+class StalePlan(MigratorError):
+    """The reviewed plan file no longer matches the sites: nothing was changed; plan and review
+    again."""
+
+    exit_code = 6
 
 
 class NotImplementedYet(MigratorError):

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from migrator.adapters.dcs import Etcd3Dcs
-from migrator.engine import Engine, Migration, Outcome, latest_migration, load_plan
-from migrator.errors import MigratorError, PreflightError, UnreachableError, UsageError
+from migrator.engine import Engine, Migration, Outcome, latest_migration, load_plan, promotion_attempted
+from migrator.errors import MigratorError, PreflightError, StalePlan, UnreachableError, UsageError
 from migrator.inventory import Inventory
 from migrator.journal import Journal, state_dir_for
 from migrator.lock import MigrationLock
@@ -55,7 +55,7 @@ def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
         raise UsageError(f"--plan {reviewed_file}: not a readable plan file ({str(exc).splitlines()[0]}); "
                          "write one with `migrate plan --format json --out FILE`") from None
     if reviewed.fingerprint != plan.fingerprint:
-        raise PreflightError(
+        raise StalePlan(
             f"the reviewed plan {reviewed_file} (fingerprint {reviewed.fingerprint[:12]}) no longer matches "
             f"the sites (now {plan.fingerprint[:12]}): the topology changed since it was reviewed; "
             "run `migrate plan` again and review the new plan")
@@ -81,11 +81,16 @@ def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: 
 
 
 def _check_until_name(until: str | None) -> None:
-    from migrator.playbook import SWITCHOVER_PHASES
+    from migrator.playbook import SWITCHOVER_PHASES, UNTIL_STOPS
 
-    if until is not None and until not in SWITCHOVER_PHASES + ("seed",):
-        raise UsageError(f"--until {until}: not a phase; phases: {', '.join(SWITCHOVER_PHASES)} "
-                         "(and seed, when the target is empty)")
+    if until is None or until in UNTIL_STOPS:
+        return
+    stops = ", ".join(UNTIL_STOPS)
+    if until in SWITCHOVER_PHASES:
+        raise UsageError(f"--until {until}: not a safe place to stop (it would leave the service inside or "
+                         f"after the write-unavailability window); --until takes {stops}; to cut over, "
+                         "run `migrate execute` without --until")
+    raise UsageError(f"--until {until}: not a phase; --until takes {stops}")
 
 
 def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed_plan: Path | None,
@@ -136,7 +141,7 @@ def _rollback_locked(inventory: Inventory, state_dir: Path, confirm: Callable[[P
     if migration is None:
         raise UsageError(f"no migration is recorded in {state_dir}; to move the primary, use `migrate execute --dc`")
     plan = load_plan(migration.plan_file)
-    promotion_sent = any(s.kind == "promote_site" and s.id in migration.started for s in plan.steps)
+    promotion_sent = promotion_attempted(plan, migration)
     if migration.reverse_of is not None and migration.finished == "done":
         raise UsageError(f"the latest migration ({migration.id}) was itself a rollback to {plan.target}; "
                          f"to move again, use `migrate execute --dc {plan.source}`")

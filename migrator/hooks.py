@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from typing import Any
 
 from migrator.errors import MigratorError
 
@@ -25,3 +26,12 @@ def run_hook(name: str, command: str, timeout: float, env: dict[str, str]) -> st
         last = (out.stderr.strip() or out.stdout.strip() or "no output").splitlines()[-1]
         raise HookFailed(f"hook {name} exited {out.returncode}: {last}")
     return out.stdout.strip()[-2000:]
+
+
+def traffic_hook_env(ctx: Any, primary: str | None = None, primary_host: str | None = None) -> dict[str, str]:
+    """What a traffic hook is told: the service, the move, and once known the new primary."""
+    env = {"MIGRATOR_SERVICE": ctx.inventory.service, "MIGRATOR_SOURCE": ctx.plan.source,
+           "MIGRATOR_TARGET": ctx.plan.target}
+    if primary:
+        env.update(MIGRATOR_NEW_PRIMARY=primary, MIGRATOR_NEW_PRIMARY_HOST=primary_host or "")
+    return env

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from migrator.errors import UsageError
+from migrator.errors import LockBusy
 from migrator.journal import utc_now
 
 LOCK_TTL_SECONDS = 30
@@ -38,7 +38,7 @@ class LocalLock:
         except BlockingIOError:
             holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise UsageError(f"another migrate run on this machine holds {self.path} ({holder}); "
+            raise LockBusy(f"another migrate run on this machine holds {self.path} ({holder}); "
                              "wait for it to finish") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(holder_description()).encode())
@@ -69,7 +69,7 @@ class EtcdLease:
             holder = self._holder()
             if not self._holder_died_here(holder) or not self.client.create(self.key, mine, lease=lease):
                 lease.revoke()
-                raise UsageError(f"a migration of service {service} is already running ({_describe(holder)}); "
+                raise LockBusy(f"a migration of service {service} is already running ({_describe(holder)}); "
                                  f"wait for it, or if that run died, its lock expires within {self.ttl}s")
         self._lease = lease
         self._thread = threading.Thread(target=self._keep_alive, daemon=True, name="lock-keepalive")

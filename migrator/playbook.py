@@ -58,6 +58,12 @@ SWITCHOVER_PHASES = (
     "verify",
 )
 
+# Where `migrate execute --until PHASE` may stop: phases after which both sites are as safe as
+# before the run (the source takes writes, the target follows it). A stop inside or after the
+# write-unavailability window (demote .. verify) would leave no primary, or a half-done move.
+# The seed playbook's phases (wipe, preflight, seed) end with the target following the source.
+UNTIL_STOPS = ("preflight", "pre-seed", "cascade", "wipe", "seed")
+
 # Every step class the engine must provide (migrator/steps/). The loader rejects other kinds, so
 # a misspelt kind fails when the playbook is read, not half-way through a switchover.
 STEP_KINDS = frozenset({

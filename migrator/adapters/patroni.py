@@ -10,6 +10,11 @@ from migrator.adapters.tls import tls_problem, tls_session
 from migrator.errors import UnreachableError
 
 
+class PatroniRefused(UnreachableError):
+    """Patroni answered and said no (401, 409, 5xx...): the request did not take effect there,
+    unlike one that got no answer, which may still land."""
+
+
 class PatroniApi:
     def __init__(self, timeout: float, username: str | None = None, password: str | None = None,
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
@@ -33,20 +38,40 @@ class PatroniApi:
                                    f"({_reason(exc, self.timeout)}); check that Patroni runs there "
                                    "and the member's api_url in the inventory") from None
         if resp.status_code == 401:
-            raise UnreachableError(f"{member}: Patroni REST API at {api_url} refused the credentials "
-                                   "(401); check rest_api.username/password in the inventory")
+            raise PatroniRefused(f"{member}: Patroni REST API at {api_url} refused the credentials "
+                                 "(401); check rest_api.username/password in the inventory")
         if method == "GET" and resp.status_code == 503 and path == "/patroni":
-            return resp.json()  # /patroni answers 503 while PostgreSQL is down: still a state
+            return _json(resp, member, path)  # /patroni answers 503 while PostgreSQL is down: still a state
         if resp.status_code >= 400:
-            raise UnreachableError(f"{member}: {method} {api_url}{path} answered HTTP {resp.status_code}: "
-                                   f"{resp.text.strip()[:200]}")
-        return resp.json() if resp.content else None
+            # A 4xx is Patroni saying no (nothing changed); a 5xx may hide a half-done write.
+            error = PatroniRefused if resp.status_code < 500 else UnreachableError
+            raise error(f"{member}: {method} {api_url}{path} answered HTTP {resp.status_code}: "
+                        f"{resp.text.strip()[:200]}")
+        return _json(resp, member, path) if resp.content else None
 
     def get(self, api_url: str, path: str, member: str) -> Any:
         return self._request("GET", api_url, path, member)
 
     def patch_config(self, api_url: str, patch: dict[str, Any], member: str) -> Any:
         return self._request("PATCH", api_url, "/config", member, json=patch)
+
+
+# Patroni's answers that are JSON objects (/history is a list).
+OBJECT_PATHS = frozenset({"/patroni", "/config", "/cluster"})
+
+
+def _json(resp: requests.Response, member: str, path: str) -> Any:
+    """The reply's JSON; a reply that is not JSON (a proxy's error page, a truncated body) is a
+    member that did not answer usefully, not a crash, and so is an object path that is not one."""
+    try:
+        data = resp.json()
+    except ValueError:
+        raise UnreachableError(f"{member}: {resp.request.method} {resp.url} answered HTTP {resp.status_code} "
+                               f"with something that is not JSON: {resp.text.strip()[:80]!r}") from None
+    if path in OBJECT_PATHS and not isinstance(data, dict):
+        raise UnreachableError(f"{member}: {resp.request.method} {resp.url} answered a JSON {type(data).__name__}, not an "
+                               "object: is that really Patroni's REST API?")
+    return data
 
 
 def _reason(exc: Exception, timeout: float) -> str:

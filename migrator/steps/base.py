@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from migrator.adapters.patroni import PatroniApi
+from migrator.adapters.patroni import PatroniApi, PatroniRefused
 from migrator.adapters.ssh import SshSession
 from migrator.errors import GateTimeout, MigratorError, UnreachableError
 from migrator.inventory import Inventory, Member, Site
@@ -61,13 +61,16 @@ class Live:
 
     def patch_config(self, site_name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """PATCH /config on the first member that answers (any member accepts it)."""
-        errors = []
+        errors: list[UnreachableError] = []
         for member in self.site(site_name).members:
             try:
                 return self.api(site_name).patch_config(member.api_url, patch, member.name)
             except UnreachableError as exc:
-                errors.append(str(exc))
-        raise UnreachableError(f"no member of {site_name} accepted PATCH /config: " + "; ".join(errors))
+                errors.append(exc)
+        message = f"no member of {site_name} accepted PATCH /config: " + "; ".join(map(str, errors))
+        if errors and all(isinstance(e, PatroniRefused) for e in errors):
+            raise PatroniRefused(message)  # every member answered no: nothing can land later
+        raise UnreachableError(message)
 
     def config(self, site_name: str) -> dict[str, Any]:
         errors = []
@@ -112,8 +115,14 @@ class Live:
         _, member = self.member(member_name)
         creds = self.inventory.credentials.superuser
         try:
+            password = creds.password.reveal()
+        except (OSError, LookupError, UnicodeError) as exc:
+            # Read at every new connection, so a secret rotated (or removed) mid-run shows here.
+            raise UnreachableError(f"{member_name}: cannot read the superuser password "
+                                   f"{creds.password} ({_first_line(exc)})") from None
+        try:
             conn = psycopg.connect(host=member.host, port=member.pg_port, user=creds.username,
-                                   password=creds.password.reveal(), dbname="postgres",
+                                   password=password, dbname="postgres",
                                    connect_timeout=max(1, int(self.timeout)), autocommit=True,
                                    application_name="migrator")
         except psycopg.Error as exc:
@@ -193,6 +202,8 @@ class RunContext:
     resumed_steps: set[str] = field(default_factory=set)  # started by an earlier run of this migration
     progress: Progress = lambda text: None
     journal_sample: Callable[..., None] = lambda **fields: None
+    # A journal record of this migration, written now (e.g. `promotion-attempted`).
+    record: Callable[..., None] = lambda event, **fields: None
 
 
 class Step:

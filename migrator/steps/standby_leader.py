@@ -1,4 +1,5 @@
-"""Who Patroni would promote, and proof afterwards that the promoted member had the token.
+"""Who Patroni would promote, proof that it replayed past the token, and proof afterwards that
+the promoted member had the token.
 
 The catch-up gate must measure the member that becomes primary when `standby_cluster` is removed:
 the holder of the target site's leader key. The standby leader can change during the gate (its
@@ -7,6 +8,13 @@ PostgreSQL, orphaned, keeps answering queries. So a replay position counts only 
 whose own Patroni says `standby_leader`; a member whose Patroni does not answer may still hold the
 key until it expires, so nobody counts until the site has one answering standby leader again.
 
+"Past the token" means past it *on the token's timeline*: a standby that replayed beyond the
+token's LSN on another history (it followed a diverged primary) does not have the old primary's
+commits. A standby's replay timeline is not exposed directly, so it is taken as the highest of
+what the WAL receiver streams, the last restartpoint's timeline, and the newest timeline history
+file in pg_wal (recovery follows the newest timeline it has the history of). A timeline above the
+token's counts only when its history file says the token's timeline went on past the token.
+
 After the promotion, the new timeline's history file on the new primary says where the timeline
 forked (the end of what it had replayed). A fork at or before the token would mean commits of the
 old primary are missing there: the run stops (exit 4) instead of calling the move done.
@@ -14,14 +22,82 @@ old primary are missing there: the run stops (exit 4) instead of calling the mov
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from migrator.errors import UnreachableError, UnsafeStateError
+from migrator.hooks import HookFailed, run_hook, traffic_hook_env
 from migrator.state import lsn_text, lsn_value
 from migrator.steps.base import Live, Step
 
 HISTORY_QUERY = "SELECT pg_read_file(%s)"
 RECEIVER_SLOT = "SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver"
+# greatest() skips NULLs: no WAL receiver running, or no history file (timeline 1).
+REPLAY_POSITION_QUERY = r"""
+SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint,
+       greatest((SELECT received_tli FROM pg_stat_wal_receiver),
+                (SELECT timeline_id FROM pg_control_checkpoint()),
+                (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+                  WHERE name ~ '^[0-9A-F]{8}\.history$'))
+"""
+
+
+@dataclass(frozen=True)
+class ReplayProof:
+    """Where a standby stands against the token, and in words why it does or does not count."""
+    member: str
+    replayed: int | None
+    timeline: int | None
+    past: bool
+    why: str
+
+
+def history_path(timeline: int) -> str:
+    return f"pg_wal/{int(timeline):08X}.history"
+
+
+def switch_point(history: str, timeline: int) -> int | None:
+    """Where `timeline` ended, by a .history file's line for it (None when it has none)."""
+    for line in history.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and not line.lstrip().startswith("#") and fields[0].isdigit() \
+                and int(fields[0]) == timeline:
+            return lsn_value(fields[1])
+    return None
+
+
+def past_token(replayed: int | None, timeline: int | None, history: str | None, token: int,
+               token_timeline: int | None) -> tuple[bool, str]:
+    """Whether a standby at (replayed, timeline) has replayed past the token on the token's
+    timeline; `history` is its timeline's .history file when that timeline is above the token's."""
+    if replayed is None:
+        return False, "replays nothing (not in recovery, or no WAL replayed)"
+    at = f"replayed {lsn_text(replayed)} on timeline {timeline}"
+    if replayed <= token:
+        return False, f"{at}, not past the token {lsn_text(token)}"
+    if not token_timeline or timeline == token_timeline:
+        return True, f"{at}, past the token {lsn_text(token)}"
+    if timeline is None or timeline < token_timeline:
+        return False, (f"{at}: past the token's LSN but not on its timeline {token_timeline} "
+                       "(another history)")
+    end = switch_point(history or "", token_timeline)
+    if end is not None and end > token:
+        return True, (f"{at}, past the token {lsn_text(token)}; timeline {token_timeline} went on to "
+                      f"{lsn_text(end)} in its history")
+    return False, (f"{at}: its history leaves the token's timeline {token_timeline} at "
+                   f"{lsn_text(end) if end is not None else 'an unknown point'}, not after the token")
+
+
+def replay_proof(live: Live, member: str, token: int, token_timeline: int | None) -> ReplayProof:
+    """Ask `member` itself where its replay stands against the token (UnreachableError when it
+    does not answer)."""
+    rows = live.query(member, REPLAY_POSITION_QUERY)
+    replayed, timeline = rows[0] if rows else (None, None)
+    history = None
+    if replayed is not None and timeline and token_timeline and timeline > token_timeline:
+        history = live.query(member, HISTORY_QUERY, (history_path(timeline),))[0][0]
+    past, why = past_token(replayed, timeline, history, token, token_timeline)
+    return ReplayProof(member, replayed, timeline, past, f"{member} {why}")
 
 
 def own_role(live: Live, member: str) -> str | None:
@@ -79,9 +155,32 @@ def fork_point(history: str) -> int | None:
     return lsn_value(lines[-1][1]) if lines and len(lines[-1]) >= 2 else None
 
 
+def forked_after_token(step: Step, primary: str, timeline: int, token: int) -> int:
+    """The LSN where `primary`'s timeline `timeline` forked, read from its history file; raises
+    UnsafeStateError when that is not after the token (commits of the source may be missing)."""
+    path = history_path(timeline)
+    found: dict[str, Any] = {}
+
+    def read() -> bool:
+        found["fork"] = fork_point(step.live.query(primary, HISTORY_QUERY, (path,))[0][0])
+        return found["fork"] is not None
+
+    step.wait(read, f"{primary}'s {path}", interval=0.2)
+    fork = found["fork"]
+    if fork <= token:
+        raise UnsafeStateError(
+            f"{primary} was promoted at {lsn_text(fork)}, not after the token "
+            f"{lsn_text(token)}: "
+            f"commits of {step.ctx.plan.source} between them may be missing on it; stop the "
+            f"traffic to {primary} and follow runbooks/standby-leader-changes.md, 'promoted "
+            "before the token'")
+    return fork
+
+
 class VerifyPromotionPoint(Step):
     """The new primary's timeline forked after the token: it had replayed the old primary's
-    shutdown checkpoint, so every commit acknowledged on the source is on it."""
+    shutdown checkpoint, so every commit acknowledged on the source is on it. Only then does
+    traffic move: the after_promote hook runs here, after the proof, never before it."""
 
     kind = "verify_promotion_point"
 
@@ -94,20 +193,23 @@ class VerifyPromotionPoint(Step):
                 f"step {self.spec.id}: the token or the new primary is not known from this run; "
                 "check by hand that the new primary's timeline forked after the token "
                 "(runbooks/standby-leader-changes.md)")
-        path = f"pg_wal/{int(timeline):08X}.history"
-        found: dict[str, Any] = {}
+        fork = forked_after_token(self, primary, timeline, token)
+        found: dict[str, Any] = {"fork_lsn": lsn_text(fork), "promoted_member": primary}
+        found.update(move_traffic(self, primary))
+        return found
 
-        def read() -> bool:
-            found["fork"] = fork_point(self.live.query(primary, HISTORY_QUERY, (path,))[0][0])
-            return found["fork"] is not None
 
-        self.wait(read, f"{primary}'s {path}", interval=0.2)
-        fork = found["fork"]
-        if fork <= token:
-            raise UnsafeStateError(
-                f"{primary} was promoted at {lsn_text(fork)}, not after the token "
-                f"{lsn_text(token)}: "
-                f"commits of {self.ctx.plan.source} between them may be missing on it; stop the "
-                f"traffic to {primary} and follow runbooks/standby-leader-changes.md, 'promoted "
-                "before the token'")
-        return {"fork_lsn": lsn_text(fork), "promoted_member": primary}
+def move_traffic(step: Step, primary: str) -> dict[str, Any]:
+    """The after_promote hook (DNS, VIP, pgbouncer), once the new primary is proven. A failure
+    does not undo the database side; the run ends with exit 1 naming the hook."""
+    hooks = step.ctx.inventory.hooks
+    if not hooks.after_promote:
+        return {}
+    env = traffic_hook_env(step.ctx, primary, step.live.member(primary)[1].host)
+    try:
+        return {"after_promote_output": run_hook("after_promote", hooks.after_promote,
+                                                 hooks.timeout_seconds, env)}
+    except HookFailed as exc:
+        warning = f"{exc}; {step.ctx.plan.target} is primary, move the traffic by hand"
+        step.ctx.progress(f"WARNING: {warning}")
+        return {"warning": warning}

@@ -8,13 +8,15 @@ from typing import Any
 
 from migrator.adapters.pg import TIMELINE_QUERY
 from migrator.dcs_watch import etcd_problem, hold_for_dcs
+from migrator.adapters.patroni import PatroniRefused
 from migrator.errors import GateTimeout, PreflightError, UnreachableError, UnsafeStateError
-from migrator.hooks import HookFailed, run_hook
+from migrator.hooks import run_hook, traffic_hook_env
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
+from migrator.plan import deadline_seconds
 from migrator.state import lsn_text as lsn, lsn_value
 from migrator.steps.base import Step
-from migrator.steps.standby_leader import confirmed_standby_leader
+from migrator.steps.standby_leader import ReplayProof, confirmed_standby_leader, forked_after_token, replay_proof
 
 # A clean shutdown leaves pg_control "shut down"; a standby shut down cleanly says "... in
 # recovery". Patroni restarts the old primary as a standby within a second or two, after which it
@@ -93,9 +95,9 @@ def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any)
     try:
         step.live.patch_config(site, patch)
         return
+    except PatroniRefused:
+        raise  # every member answered with a refusal (401, 409...): nothing is pending anywhere
     except UnreachableError as exc:
-        if "did not answer" not in str(exc):
-            raise  # every member answered (401, 409...): nothing is pending in any Patroni
         error = exc
 
     def in_place() -> bool:
@@ -163,28 +165,33 @@ def controldata_wait_command(bin_dir: str, data_dir: str, seconds: float) -> str
             "*) break;; esac; done; echo \"$out\"'")
 
 
+def token_of(step: Step, token_from: str) -> tuple[int, int | None]:
+    """The token (LSN) and its timeline, as the token step learned them in this migration."""
+    facts = step.ctx.facts.get(token_from, {})
+    if facts.get("token") is None:
+        raise PreflightError(f"step {step.spec.id}: no token learned by step {token_from}")
+    return facts["token"], facts.get("token_timeline")
+
+
 class WaitReplayPastToken(Step):
     kind = "wait_replay_past_token"
 
     def gate(self) -> dict[str, Any]:
-        token = self.ctx.facts.get(self.args["token_from"], {}).get("token")
-        if token is None:
-            raise PreflightError(f"step {self.spec.id}: no token learned by step {self.args['token_from']}")
+        token, token_timeline = token_of(self, self.args["token_from"])
         site = self.args["site"]
-        state = {"member": self.args["member"], "replayed": None}
+        state: dict[str, Any] = {"member": self.args["member"], "replayed": None}
 
         def replayed_past() -> bool:
             try:
-                value = self.live.query(state["member"], "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint")[0][0]
+                proof = replay_proof(self.live, state["member"], token, token_timeline)
             except UnreachableError:
                 # The standby leader may have changed under us: follow whoever leads the site now.
                 leaders = [n for n, r in self.live.site_roles(site).items() if r == "standby_leader"]
                 if leaders:
                     state["member"] = leaders[0]
                 raise
-            state["replayed"] = value
-            behind = value is None or value <= token
-            if behind and time.monotonic() < state.get("next_leader_check", 0.0):
+            state["replayed"], state["proof"] = proof.replayed, proof.why
+            if not proof.past and time.monotonic() < state.get("next_leader_check", 0.0):
                 return False
             # Only the member Patroni would promote counts, and the standby leader can change
             # here (agent killed: its PostgreSQL replays on, or stalls, orphaned). While behind,
@@ -194,15 +201,23 @@ class WaitReplayPastToken(Step):
             if leader != state["member"]:
                 state["member"] = leader or state["member"]
                 return False
-            return not behind
+            return proof.past
 
         self.wait(replayed_past, f"{site} to replay past the token {lsn(token)}", interval=0.01,
-                  describe=lambda: f"{state['member']} replayed {lsn(state['replayed'])}"
+                  describe=lambda: (state.get("proof") or f"{state['member']} replayed {lsn(state['replayed'])}")
                                    + (f"; {state['why']}" if state.get("why") else ""))
         return {"caught_up_member": state["member"], "replayed": state["replayed"], "caught_up_at": utc_now()}
 
 
 class PromoteSite(Step):
+    """Remove standby_cluster from the target's dynamic config: Patroni promotes the holder of
+    the target's leader key. Right before the PATCH the catch-up proof is taken again, about the
+    member whose own Patroni says standby_leader at that moment: a DCS hold, the before_promote
+    hook or a crash and `--resume` may lie between the catch-up gate and this step, and the
+    leader key may have moved meanwhile. The journal says `promotion-attempted` just before the
+    PATCH: until then every failure undoes the demotion; from then on nothing is undone by a
+    PATCH, unless every member answered with a refusal (`promotion-refused`: nothing can land)."""
+
     kind = "promote_site"
     changes_state = True
 
@@ -214,34 +229,61 @@ class PromoteSite(Step):
         return not self.live.config(self.args["site"]).get("standby_cluster")
 
     def apply(self) -> dict[str, Any]:
-        # The target replayed up to the token, so it stands on the token's timeline; its own
-        # pg_control may still name an older one until its next restartpoint.
-        token = next((f for f in self.ctx.facts.values() if "token_timeline" in f), {})
-        before = token.get("token_timeline")
-        if before is None:
-            try:
-                before = self.live.query(self.args["leader"], TIMELINE_QUERY)[0][0]
-            except UnreachableError:
-                pass
-        facts: dict[str, Any] = {"timeline_before": before}
+        facts: dict[str, Any] = {"timeline_before": self._timeline_before()}
         hooks = self.ctx.inventory.hooks
         if hooks.before_promote:
             # A failure here stops the run before the promotion: the demotion is undone.
             facts["before_promote_output"] = run_hook("before_promote", hooks.before_promote,
-                                                      hooks.timeout_seconds, self._hook_env())
-        send_config_patch(self, self.args["site"], {"standby_cluster": None},
-                          lambda config: not config.get("standby_cluster"))
+                                                      hooks.timeout_seconds, traffic_hook_env(self.ctx))
+        proof = self._prove_again()
+        facts.update(proven_member=proof.member, proven_replayed=proof.replayed,
+                     proven_timeline=proof.timeline, proven_at=utc_now())
+        self.ctx.record("promotion-attempted", step=self.spec.id, member=proof.member)
+        try:
+            send_config_patch(self, self.args["site"], {"standby_cluster": None},
+                              lambda config: not config.get("standby_cluster"))
+        except PatroniRefused as exc:
+            self.ctx.record("promotion-refused", step=self.spec.id, error=str(exc))
+            raise
         return {**facts, "promote_sent_at": utc_now()}
 
-    def _hook_env(self, primary: str | None = None) -> dict[str, str]:
-        env = {"MIGRATOR_SERVICE": self.ctx.inventory.service, "MIGRATOR_SOURCE": self.ctx.plan.source,
-               "MIGRATOR_TARGET": self.ctx.plan.target}
-        if primary:
-            env.update(MIGRATOR_NEW_PRIMARY=primary, MIGRATOR_NEW_PRIMARY_HOST=self.live.member(primary)[1].host)
-        return env
+    def _timeline_before(self) -> int | None:
+        # The target replayed up to the token, so it stands on the token's timeline; its own
+        # pg_control may still name an older one until its next restartpoint.
+        token = self.ctx.facts.get(self.args["token_from"], {})
+        if token.get("token_timeline") is not None:
+            return token["token_timeline"]
+        try:
+            return self.live.query(self.args["leader"], TIMELINE_QUERY)[0][0]
+        except UnreachableError:
+            return None
+
+    def _prove_again(self) -> ReplayProof:
+        """The member Patroni will promote has replayed past the token on its timeline, asked
+        now; waits up to the catch-up gate's deadline (GateTimeout: the demotion is undone)."""
+        token, token_timeline = token_of(self, self.args["token_from"])
+        site = self.args["site"]
+        caught = self.ctx.facts.get(self.args["proof_from"], {})
+        seen: dict[str, Any] = {"member": caught.get("caught_up_member") or self.args["leader"], "why": ""}
+
+        def proven() -> ReplayProof | None:
+            leader, why = confirmed_standby_leader(self.live, site, seen["member"])
+            if leader is None:
+                seen["why"] = why
+                return None
+            seen["member"] = leader
+            proof = replay_proof(self.live, leader, token, token_timeline)
+            seen["why"] = proof.why
+            return proof if proof.past else None
+
+        catch_up = next(s for s in self.ctx.plan.steps if s.id == self.args["proof_from"])
+        return self.wait(proven, f"{site}'s standby leader to be proven past the token {lsn(token)} right "
+                         "before the promotion", interval=0.01, describe=lambda: seen["why"],
+                         timeout=deadline_seconds(catch_up, self.ctx.inventory.gates.connect_timeout_seconds))
 
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
+        facts = self.ctx.facts.get(self.spec.id) or {}
         found: dict[str, Any] = {}
 
         def promoted() -> bool:
@@ -249,22 +291,17 @@ class PromoteSite(Step):
             if len(writers) != 1:
                 return False
             timeline = self.live.query(writers[0], TIMELINE_QUERY)[0][0]
-            before = (self.ctx.facts.get(self.spec.id) or {}).get("timeline_before")
+            before = facts.get("timeline_before")
             found.update(primary=writers[0], new_timeline=timeline)
             # Promotion always starts a new timeline; a writer on the old one is not our promotion.
             return before is None or timeline > before
 
         self.wait(promoted, f"{site} to have a writable primary", interval=0.01)
         found["target_writable_at"] = utc_now()
-        hooks = self.ctx.inventory.hooks
-        if hooks.after_promote:
-            try:
-                found["after_promote_output"] = run_hook("after_promote", hooks.after_promote,
-                                                         hooks.timeout_seconds, self._hook_env(found["primary"]))
-            except HookFailed as exc:
-                # The database side is done and must not be undone; the traffic switch is the
-                # operator's to finish. The run goes on and ends with exit 1 naming the hook.
-                found["warning"] = f"{exc}; {site} is primary, move the traffic by hand"
-                self.ctx.progress(f"WARNING: {found['warning']}")
+        if found["primary"] != facts.get("proven_member"):
+            # Patroni promoted another member than the one proven right before the PATCH (the key
+            # moved in between, or a resumed run found the promotion done): it counts only when
+            # its new timeline forked after the token.
+            token, _ = token_of(self, self.args["token_from"])
+            found["fork_lsn"] = lsn(forked_after_token(self, found["primary"], found["new_timeline"], token))
         return found
-

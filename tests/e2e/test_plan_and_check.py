@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tests.e2e.faults import inventory_with_gates
 from tests.testbed import SITE_BY_NAME, wait_until
 
 pytestmark = pytest.mark.testbed
@@ -133,3 +134,26 @@ def test_status_shows_both_sites(baseline):
     for member in DC1.members + DC2.members:
         assert member.name in out.stdout
     assert "standby_leader" in out.stdout and "primary (writable)" in out.stdout
+
+
+def test_a_stale_reviewed_plan_exits_6_and_an_unsafe_until_exits_2_with_nothing_changed(baseline, tmp_path):
+    """Exit codes a pipeline can act on: 6 "review again" for a reviewed plan that no longer
+    matches (here: another lag gate than the one reviewed), 2 for `--until` inside the window."""
+    reviewed = tmp_path / "plan.json"
+    out = migrate("plan", "-i", str(baseline.inventory_path), "--dc", "dc2", "--format", "json",
+                  "--out", str(reviewed))
+    assert out.returncode == 0, out.stderr
+    changed = inventory_with_gates(baseline, tmp_path / "inventory.yml", lag_window_seconds=2)
+    configs = {site.name: baseline.get_config(site) for site in SITE_BY_NAME.values()}
+    state = tmp_path / "state"
+    stale = migrate("execute", "-i", changed, "--dc", "dc2", "--plan", str(reviewed), "--yes",
+                    "--state-dir", str(state))
+    assert stale.returncode == 6, stale.stderr
+    assert stale.stderr.count("\n") == 1 and "no longer matches the sites" in stale.stderr, stale.stderr
+    for phase in ("demote", "promote"):
+        until = migrate("execute", "-i", str(baseline.inventory_path), "--dc", "dc2", "--until", phase,
+                        "--yes", "--state-dir", str(state))
+        assert until.returncode == 2, until.stderr
+        assert f"--until {phase}: not a safe place to stop" in until.stderr and until.stderr.count("\n") == 1
+    assert {site.name: baseline.get_config(site) for site in SITE_BY_NAME.values()} == configs
+    assert not (state / "demo" / "journal.jsonl").exists()

@@ -146,16 +146,17 @@ def test_a_promotion_patch_without_an_answer_that_did_not_land_is_sent_again():
 def test_a_patch_every_member_refused_fails_at_once():
     import pytest
 
-    from migrator.errors import UnreachableError
+    from migrator.adapters.patroni import PatroniRefused
     from migrator.steps.switchover import send_config_patch
 
     class Refusing(_SitesAfterEtcdReturned):
+        # Live.patch_config raises PatroniRefused when every member answered with a refusal.
         def patch_config(self, site, patch):
             self.patches += 1
-            raise UnreachableError("dc2-a: Patroni REST API at http://127.0.91.1:8008 refused the credentials (401)")
+            raise PatroniRefused("dc2-a: Patroni REST API at http://127.0.91.1:8008 refused the credentials (401)")
 
     live = Refusing([], lands_after=0)
-    with pytest.raises(UnreachableError, match="401"):
+    with pytest.raises(PatroniRefused, match="401"):
         send_config_patch(_promote_step(live), "dc2", {"standby_cluster": None},
                           lambda config: not config.get("standby_cluster"))
     assert live.patches == 1 and live.reads == 0

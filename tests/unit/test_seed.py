@@ -200,7 +200,7 @@ def test_until_a_phase_that_does_not_exist_is_refused_before_anything_is_contact
     from migrator.errors import UsageError
     from migrator.execution import execute
 
-    with pytest.raises(UsageError, match="--until cascde: not a phase"):
+    with pytest.raises(UsageError, match="--until cascde: not a phase; --until takes preflight, pre-seed, cascade"):
         execute(example_inventory(), "dc2", tmp_path, None, False, lambda plan: True,
                 lambda text: None, until="cascde")
 

@@ -109,3 +109,40 @@ def test_check_blocks_on_a_standby_member_streaming_without_its_agent():
     assert found["orphaned-standby"].members == ("dc2-a",)
     healthy = {f.check: f for f in run_checks(example_inventory(), load_baseline(), "dc1", "dc2")}
     assert healthy["orphaned-standby"].verdict is Verdict.OK
+
+
+# ---- past the token, on the token's timeline -------------------------------------------------
+
+def test_past_the_token_on_its_own_timeline_counts_and_at_or_before_it_does_not():
+    from migrator.steps.standby_leader import past_token
+
+    token = 0x3000028
+    assert past_token(token + 0x68, 5, None, token, 5)[0] is True
+    assert past_token(token, 5, None, token, 5) == (False, "replayed 0/3000028 on timeline 5, not past the token 0/3000028")
+    assert past_token(None, 5, None, token, 5)[0] is False
+
+
+def test_past_the_tokens_lsn_on_an_older_timeline_is_another_history_and_does_not_count():
+    from migrator.steps.standby_leader import past_token
+
+    past, why = past_token(0x4000000, 4, None, 0x3000028, 5)
+    assert not past and "not on its timeline 5" in why
+
+
+def test_a_newer_timeline_counts_only_when_its_history_goes_on_past_the_token():
+    from migrator.steps.standby_leader import past_token, switch_point
+
+    token = 0x3000028
+    went_on = "1\t0/1000000\tno recovery target specified\n5\t0/3000100\tno recovery target specified\n"
+    forked_before = "1\t0/1000000\tx\n5\t0/3000000\tx\n"
+    assert switch_point(went_on, 5) == 0x3000100 and switch_point(went_on, 2) is None
+    assert past_token(0x3000200, 6, went_on, token, 5)[0] is True
+    past, why = past_token(0x3000200, 6, forked_before, token, 5)
+    assert not past and "leaves the token's timeline 5 at 0/3000000, not after the token" in why
+    assert past_token(0x3000200, 6, "", token, 5)[0] is False  # no line for it: unknown, no proof
+
+
+def test_a_token_without_a_timeline_falls_back_to_the_lsn_alone():
+    from migrator.steps.standby_leader import past_token
+
+    assert past_token(0x3000100, 9, None, 0x3000028, None)[0] is True

@@ -1,0 +1,73 @@
+"""`--until` stops only where both sites are as safe as before the run, and the exit codes a
+pipeline reads: 5 for a busy lock (try later), 6 for a stale reviewed plan (review again), both
+apart from 2 (bad input) and 1 (failed, nothing unsafe left)."""
+
+from __future__ import annotations
+
+import pytest
+
+from migrator.cli import run
+from migrator.errors import LockBusy, StalePlan, UsageError
+from migrator.execution import _check_reviewed, execute
+from migrator.lock import LocalLock
+from migrator.playbook import PLAYBOOK_DIR, SWITCHOVER_PHASES, UNTIL_STOPS, load_playbook, switchover_playbook
+from tests.unit.snapshots import EXAMPLE_INVENTORY, example_inventory
+
+
+def test_every_until_stop_of_the_switchover_comes_before_the_write_unavailability_window():
+    playbook = switchover_playbook()
+    first_window = min(playbook.phases.index(s.phase) for s in playbook.steps if s.write_unavailable)
+    stops = [p for p in UNTIL_STOPS if p in playbook.phases]
+    assert stops == ["preflight", "pre-seed", "cascade"]
+    assert all(playbook.phases.index(p) < first_window for p in stops)
+
+
+def test_every_phase_of_the_seed_playbook_is_a_stop():
+    seed = load_playbook(PLAYBOOK_DIR / "seed.yml")
+    assert not any(s.write_unavailable for s in seed.steps)
+    assert set(seed.phases) <= set(UNTIL_STOPS)
+
+
+@pytest.mark.parametrize("phase", ["demote", "token", "catch-up", "promote", "repoint", "verify"])
+def test_until_a_phase_inside_or_after_the_window_is_refused_before_anything_is_contacted(tmp_path, phase):
+    assert phase in SWITCHOVER_PHASES
+    with pytest.raises(UsageError, match=f"--until {phase}: not a safe place to stop") as caught:
+        # The inventory's hosts are never contacted: the refusal comes before the lock.
+        execute(example_inventory(), "dc2", tmp_path, None, False, lambda plan: True,
+                lambda text: None, until=phase)
+    assert caught.value.exit_code == 2
+    assert not (tmp_path / "demo").exists(), "a refused --until must not even create the state dir"
+
+
+def test_until_demote_on_the_command_line_exits_2_with_one_line(tmp_path, capsys):
+    code = run(["execute", "-i", str(EXAMPLE_INVENTORY), "--dc", "dc2", "--until", "demote", "--yes",
+                "--state-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    # The example inventory's secret files do not exist here: whichever comes first, the refusal is
+    # one line and nothing ran; with the secrets present it is the --until line (e2e tests).
+    assert code == 2 and err.count("\n") == 1, err
+
+
+def test_a_busy_local_lock_exits_5(tmp_path):
+    first = LocalLock(tmp_path)
+    first.acquire()
+    try:
+        with pytest.raises(LockBusy, match="holds") as caught:
+            LocalLock(tmp_path).acquire()
+        assert caught.value.exit_code == 5
+    finally:
+        first.release()
+    LocalLock(tmp_path).acquire()  # free again once released
+
+
+def test_a_reviewed_plan_that_no_longer_matches_exits_6(tmp_path):
+    from tests.unit.test_planner import make_plan
+
+    plan = make_plan()
+    reviewed = tmp_path / "reviewed.json"
+    reviewed.write_text(plan.to_json())
+    _check_reviewed(plan, reviewed)  # the same plan passes
+    stale = plan.model_copy(update={"fingerprint": "0" * 64})
+    with pytest.raises(StalePlan, match="no longer matches") as caught:
+        _check_reviewed(stale, reviewed)
+    assert caught.value.exit_code == 6
