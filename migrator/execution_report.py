@@ -9,6 +9,7 @@ from typing import Any
 
 from migrator.engine import Outcome, summary
 from migrator.journal import Journal
+from migrator.state import lsn_text
 
 
 def _facts_line(facts: dict[str, dict[str, Any]]) -> list[str]:
@@ -20,6 +21,10 @@ def _facts_line(facts: dict[str, dict[str, Any]]) -> list[str]:
     caught = next((f for f in facts.values() if "caught_up_member" in f), None)
     if caught:
         lines.append(f"caught up: {caught['caught_up_member']} replayed past the token")
+    proven = next((f for f in facts.values() if "proven_member" in f), None)
+    if proven:
+        lines.append(f"proven again right before the promotion: {proven['proven_member']} replayed "
+                     f"{lsn_text(proven.get('proven_replayed'))} on timeline {proven.get('proven_timeline')}")
     promoted = next((f for f in facts.values() if "new_timeline" in f), None)
     if promoted:
         lines.append(f"new primary: {promoted['primary']}, timeline {promoted.get('timeline_before')} -> "

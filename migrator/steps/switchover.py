@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from migrator.adapters.patroni import PatroniRefused
 from migrator.adapters.pg import TIMELINE_QUERY
 from migrator.dcs_watch import etcd_problem, hold_for_dcs
-from migrator.adapters.patroni import PatroniRefused
 from migrator.errors import GateTimeout, PreflightError, UnreachableError, UnsafeStateError
 from migrator.hooks import run_hook, traffic_hook_env
 from migrator.journal import utc_now

@@ -92,6 +92,10 @@ def test_a_resume_after_the_standby_leader_changed_proves_again_and_never_promot
                 assert ("promotion-attempted", "promote-target") not in events(resumed)
                 assert not [m for m in writable(baseline) if m.startswith("dc2")]
                 assert_primary_site(baseline, DC1)
+            # The orphaned PostgreSQL of the killed agent still holds slot dc2 on dc1, so no other
+            # dc2 member can stream until its Patroni is back and makes it a replica.
+            baseline.start_patroni(old_leader)
+            baseline.wait_healthy(90)
         assert sampler.violations == []
         assert_no_acknowledged_commit_lost(baseline, ledger)
         print(f"\nledger: {ledger.summary()}")
@@ -103,12 +107,13 @@ def test_a_resume_after_the_standby_leader_changed_proves_again_and_never_promot
 
 def test_a_before_promote_hook_that_fails_or_hangs_undoes_the_demotion(baseline, tmp_path):
     state = tmp_path / "state"
-    marker = f"migrator-hook-{os.getpid()}-{time.monotonic_ns()}"
+    # Unique sleep durations mark the hook's processes in /proc (sleep takes no other argument).
+    marker = f"{os.getpid()}{time.monotonic_ns() % 10**6}"
     child_pid = tmp_path / "child.pid"
     configs = _configs(baseline)
     cases = {
         "exits 1": ("echo no traffic switch today >&2; exit 1", "hook before_promote exited 1"),
-        "hangs": (f"sleep 300 {marker} & echo $! > {child_pid}; sleep 600 {marker}",
+        "hangs": (f"sleep 300.{marker} & echo $! > {child_pid}; sleep 600.{marker}",
                   "hook before_promote did not finish within 3s"),
     }
     with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_hook_fails") as ledger:
@@ -128,7 +133,7 @@ def test_a_before_promote_hook_that_fails_or_hangs_undoes_the_demotion(baseline,
         # The hung hook's whole process group was killed: its child too.
         pid = int(child_pid.read_text())
         wait_until(lambda: not pid_alive(pid), 5, "the hook's child to be gone")
-        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, marker)]
+        assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, f".{marker}")]
     assert sampler.violations == []
     assert_no_acknowledged_commit_lost(baseline, ledger)
 
