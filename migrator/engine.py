@@ -25,9 +25,9 @@ from migrator.crashpoint import crash_here
 from migrator.dcs_watch import hold_before_step, source_after_undo
 from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
 from migrator.inventory import Inventory
-from migrator.journal import Journal, write_private
+from migrator.journal import Journal
 from migrator.plan import Plan, PlanStep
-from migrator.plan_file import private_plan_json
+from migrator.plan_file import load_stored_plan, store_plan
 from migrator.steps import STEP_CLASSES
 from migrator.steps.base import Live, RunContext, Step
 
@@ -47,6 +47,12 @@ class Migration:
     finished: str | None = None  # outcome, once the migration ended
     reverse_of: str | None = None  # set on the switchover back that `migrate rollback` runs
     until: str | None = None  # the last phase this migration runs (`execute --until`)
+    fingerprint: str | None = None  # of the plan it started with (None in older journals)
+    plan_sha256: str | None = None  # of the stored plan file's bytes (None in older journals)
+
+    def stored_plan(self) -> Plan:
+        """The plan file this migration started with, refused when it no longer matches."""
+        return load_stored_plan(self.plan_file, self.fingerprint, self.plan_sha256)
 
 
 def latest_migration(journal: Journal) -> Migration | None:
@@ -56,7 +62,8 @@ def latest_migration(journal: Journal) -> Migration | None:
         if event == "migration-started":
             migration = Migration(record["migration"], Path(record["plan_file"]), record["target"],
                                   record["source"], reverse_of=record.get("reverse_of"),
-                                  until=record.get("until"))
+                                  until=record.get("until"), fingerprint=record.get("fingerprint"),
+                                  plan_sha256=record.get("plan_sha256"))
         elif migration is None or record.get("migration") != migration.id:
             continue
         elif event == "step-started":
@@ -94,10 +101,11 @@ class Engine:
     def start(self, reverse_of: str | None = None) -> Outcome:
         migration_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         plan_file = self.state_dir / f"plan-{migration_id}.json"
-        # The dynamic configs copied into a plan may hold a secret: masked (steps left whole).
-        write_private(plan_file, private_plan_json(self.plan, self.inventory.secrets()))
+        # Masked (steps left whole) and durable before the journal points at it; resume checks it.
+        digest = store_plan(plan_file, self.plan, self.inventory.secrets())
         self.journal.append("migration-started", migration=migration_id, plan_file=str(plan_file),
-                            fingerprint=self.plan.fingerprint, source=self.plan.source,
+                            fingerprint=self.plan.fingerprint, plan_sha256=digest,
+                            source=self.plan.source,
                             target=self.plan.target, steps=[s.id for s in self.plan.steps],
                             reverse_of=reverse_of, until=self.until)
         return self._run(Migration(migration_id, plan_file, self.plan.target, self.plan.source,

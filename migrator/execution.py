@@ -98,7 +98,7 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
             raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
         if pending.target != target:
             raise UsageError(f"the unfinished migration in {state_dir} moves to {pending.target}, not {target}")
-        plan = load_plan(pending.plan_file)
+        plan = pending.stored_plan()
         _automated(plan)
         return Engine(inventory, plan, state_dir, progress).resume(pending)
     if pending is not None:
@@ -135,7 +135,7 @@ def _rollback_locked(inventory: Inventory, state_dir: Path, confirm: Callable[[P
     migration = latest_migration(journal)
     if migration is None:
         raise UsageError(f"no migration is recorded in {state_dir}; to move the primary, use `migrate execute --dc`")
-    plan = load_plan(migration.plan_file)
+    plan = migration.stored_plan()
     promotion_sent = any(s.kind == "promote_site" and s.id in migration.started for s in plan.steps)
     if migration.reverse_of is not None and migration.finished == "done":
         raise UsageError(f"the latest migration ({migration.id}) was itself a rollback to {plan.target}; "
