@@ -24,6 +24,7 @@ from typing import Any
 from migrator.crashpoint import crash_here
 from migrator.dcs_watch import hold_before_step, source_after_undo
 from migrator.errors import GateTimeout, MigratorError, UnsafeStateError
+from migrator.hooks import HOOK_KINDS, HookFailed, migration_env, run_configured_hook
 from migrator.inventory import Inventory
 from migrator.journal import Journal
 from migrator.plan import Plan, PlanStep
@@ -96,6 +97,7 @@ class Engine:
         self.progress = progress
         self.live = Live(inventory)
         self._last_sample = 0.0
+        self.undo_warnings: list[str] = []  # from the on_undo hook, added to the outcome message
 
     # ---- entry points --------------------------------------------------------------------
     def start(self, reverse_of: str | None = None) -> Outcome:
@@ -220,8 +222,8 @@ class Engine:
         self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
         what = f"undone: {', '.join(undone)}" if undone else "nothing had changed"
         code = 3 if isinstance(exc, GateTimeout) else 1
-        return Outcome(code, f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}",
-                       migration.id, "rolled-back")
+        return Outcome(code, f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}"
+                       f"{self._undo_warnings_text()}", migration.id, "rolled-back")
 
     def undo(self, ctx: RunContext, migration: Migration) -> list[str]:
         """Undo every step this migration changed, newest first; returns the ids undone."""
@@ -239,7 +241,26 @@ class Engine:
             self.journal.append("undo-done", migration=migration.id, step=spec.id, changed=changed)
             if changed:
                 undone.append(spec.id)
+                if spec.kind in HOOK_KINDS["on_undo"]:
+                    self._run_on_undo(migration)  # the source takes writes again: traffic back
         return undone
+
+    def _run_on_undo(self, migration: Migration) -> None:
+        """A failing on_undo never changes the undo: it only adds a warning to the outcome."""
+        env = migration_env(self.inventory.service, self.plan.source, self.plan.target)
+        try:
+            output = run_configured_hook(self.inventory.hooks, "on_undo", env)
+        except HookFailed as exc:
+            warning = f"{exc}; {self.plan.source} takes writes again, move the traffic back by hand"
+            self.undo_warnings.append(warning)
+            self.progress(f"WARNING: {warning}")
+            self.journal.append("hook-failed", migration=migration.id, hook="on_undo", error=str(exc))
+            return
+        if output is not None:
+            self.journal.append("hook-done", migration=migration.id, hook="on_undo", output=output)
+
+    def _undo_warnings_text(self) -> str:
+        return "".join(f"; WARNING: {w}" for w in self.undo_warnings)
 
     def rollback_before_promotion(self, migration: Migration) -> Outcome:
         ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done), progress=self.progress)
@@ -250,7 +271,8 @@ class Engine:
             self.live.close()
         self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
         what = ", ".join(undone) if undone else "nothing had changed"
-        return Outcome(0, f"rolled back ({what}); {self.plan.source} is primary", migration.id, "rolled-back")
+        return Outcome(0, f"rolled back ({what}); {self.plan.source} is primary{self._undo_warnings_text()}",
+                       migration.id, "rolled-back")
 
     def _sample(self, migration_id: str) -> Callable[..., None]:
         def sample(**fields: Any) -> None:

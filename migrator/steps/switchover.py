@@ -9,7 +9,7 @@ from typing import Any
 from migrator.adapters.pg import TIMELINE_QUERY
 from migrator.dcs_watch import etcd_problem, hold_for_dcs
 from migrator.errors import GateTimeout, PreflightError, UnreachableError, UnsafeStateError
-from migrator.hooks import HookFailed, run_hook
+from migrator.hooks import HookFailed, migration_env, run_configured_hook, run_hook
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
 from migrator.state import lsn_text as lsn, lsn_value
@@ -34,10 +34,13 @@ class DemoteSite(Step):
 
     def apply(self) -> dict[str, Any]:
         self._planned_leader_writes()
+        # Before the warm-up, whose remote pg_control wait must not spend its time on the hook.
+        # A failure here stops the run with nothing demoted; the engine undoes the earlier steps.
+        hook_output = run_before_demote(self)
         self.warm_up_switchover_connections()
         send_config_patch(self, self.args["site"], {"standby_cluster": self.args["standby_cluster"]},
                           lambda config: bool(config.get("standby_cluster")))
-        return {"demote_sent_at": utc_now()}
+        return {"demote_sent_at": utc_now(), **hook_output}
 
     def _planned_leader_writes(self) -> None:
         """The token is read from the planned leader's pg_control, so the demotion is only sent
@@ -82,6 +85,14 @@ class DemoteSite(Step):
         # then either (Patroni needs its DCS to promote, and the run never sent the promotion):
         # it is safe when every target member answers as a standby.
         return any(self.live.in_recovery(m.name) is not True for m in self.live.site(target).members)
+
+
+def run_before_demote(step: Step) -> dict[str, Any]:
+    """The inventory's before_demote hook (e.g. pgbouncer PAUSE); its output as a fact."""
+    ctx = step.ctx
+    output = run_configured_hook(ctx.inventory.hooks, "before_demote",
+                                 migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target))
+    return {} if output is None else {"before_demote_output": output}
 
 
 def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any) -> None:
