@@ -14,6 +14,7 @@ from pathlib import Path
 from migrator.adapters.dcs import Etcd3Dcs
 from migrator.engine import Engine, Migration, Outcome, latest_migration, load_plan
 from migrator.errors import MigratorError, PreflightError, UnreachableError, UsageError
+from migrator.hooks import plan_hooks
 from migrator.inventory import Inventory
 from migrator.journal import Journal, state_dir_for
 from migrator.lock import MigrationLock
@@ -61,6 +62,15 @@ def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
             "run `migrate plan` again and review the new plan")
 
 
+def _hooks_as_planned(inventory: Inventory, plan: Plan, plan_file: Path) -> None:
+    """The hooks a resumed run runs come from the inventory: they must still be the reviewed ones."""
+    now = plan_hooks(inventory.hooks, plan.steps)
+    if now != plan.hooks:
+        changed = sorted({h.name for h in set(now) ^ set(plan.hooks)})
+        raise UsageError(f"the inventory's hooks changed since this migration started ({', '.join(changed)}); "
+                         f"put them back as the stored plan {plan_file} shows to resume, or `migrate rollback`")
+
+
 def unfinished(journal: Journal) -> Migration | None:
     migration = latest_migration(journal)
     return migration if migration is not None and migration.finished is None else None
@@ -99,6 +109,7 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
         if pending.target != target:
             raise UsageError(f"the unfinished migration in {state_dir} moves to {pending.target}, not {target}")
         plan = pending.stored_plan()
+        _hooks_as_planned(inventory, plan, pending.plan_file)
         _automated(plan)
         return Engine(inventory, plan, state_dir, progress).resume(pending)
     if pending is not None:

@@ -89,7 +89,7 @@ def run_hook(name: str, command: str, timeout: float, env: dict[str, str]) -> st
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_process_group(process)
-        raise HookFailed(f"hook {name} did not finish within {timeout:.0f}s and was killed with every "
+        raise HookFailed(f"hook {name} did not finish within {timeout:g}s and was killed with every "
                          f"process it started: {command}") from None
     except BaseException:  # Ctrl-C while a hook runs: it must not outlive the tool either
         kill_process_group(process)
