@@ -35,8 +35,8 @@ HOOK_POINTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      "Patroni < 4.1 path), e.g. pgbouncer PAUSE; a failure stops the run with nothing demoted "
      "and undoes the earlier steps"),
     ("before_promote", ("promote_site",),
-     "right before the promotion PATCH, inside the write-unavailability window; a failure undoes "
-     "the demotion"),
+     "right before the promotion PATCH, inside the write-unavailability window; a failure stops "
+     "the run before that PATCH is sent"),
     ("after_promote", ("promote_site",),
      "once the target is primary on a new timeline, e.g. move DNS/VIP/pgbouncer; a failure is a "
      "warning (exit 1): the database move stands, move the traffic by hand"),

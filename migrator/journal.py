@@ -77,9 +77,10 @@ def state_dir_for(base: Path, service: str) -> Path:
     """The service's own directory under --state-dir, created 0700 (and fsync'd into its parent,
     so the journal's directory survives a power cut with the journal)."""
     path = base / service
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fsync_directory(path.parent)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for created in reversed(missing):  # each new directory's entry lives in its parent
+        fsync_directory(created.parent)
     path.chmod(0o700)
     return path
 

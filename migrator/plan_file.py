@@ -54,7 +54,8 @@ def load_stored_plan(path: Path, fingerprint: str | None, digest: str | None) ->
     """The plan a migration started with, as `--resume` and `rollback` run it again: refused
     when the file is gone, unreadable, or not the one the journal's `migration-started` names
     (another plan's fingerprint, or its content changed since)."""
-    redo = "`migrate status` shows the sites; restore the file from a backup, or finish by hand (runbooks/switchover.md)"
+    redo = ("`migrate status` shows the sites; restore the file from a backup, or finish by hand "
+            "(runbooks/switchover.md)")
     try:
         data = path.read_bytes()
     except OSError as exc:

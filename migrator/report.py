@@ -158,7 +158,8 @@ _HOOK_FLAG = {
 def _hook_flags(plan: Plan, step: PlanStep) -> list[str]:
     from migrator.hooks import HOOK_KINDS
 
-    first = {name: next((s.id for s in plan.steps if s.kind in kinds), None) for name, kinds in HOOK_KINDS.items()}
+    first = {name: next((s.id for s in plan.steps if s.kind in kinds), None)
+             for name, kinds in HOOK_KINDS.items()}
     return [f"{_HOOK_FLAG[hook.name]}: `{hook.command}` (timeout {_seconds(hook.timeout_seconds)})"
             for hook in plan.hooks if first.get(hook.name) == step.id]
 
@@ -201,7 +202,8 @@ def report_view(plan: Plan) -> dict[str, Any]:
         "members_before": [_member_row(v.name, m) for v in plan.topology_before.values()
                            for m in v.members],
         "findings": [_finding_view(f) for f in findings],
-        "steps": [_with_flags(_step_view(i, s), _hook_flags(plan, s)) for i, s in enumerate(plan.steps, start=1)],
+        "steps": [_with_flags(_step_view(i, s), _hook_flags(plan, s))
+                  for i, s in enumerate(plan.steps, start=1)],
         "hooks": [_hook_view(h) for h in plan.hooks],
         "diffs": [{"site": site, "diff": diff} for site, diff in plan.config_diff.items()],
     }
