@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from migrator.findings import Finding, Verdict
+from migrator.hooks import HOOK_KINDS
 from migrator.plan import MemberView, Plan, PlanHook, PlanStep, SiteView
 from migrator.playbook import TEMPLATE_DIR
 
@@ -156,8 +157,7 @@ _HOOK_FLAG = {
 
 
 def _hook_flags(plan: Plan, step: PlanStep) -> list[str]:
-    from migrator.hooks import HOOK_KINDS
-
+    """On the first step of each hook's kinds: that the hook runs there, with its command."""
     first = {name: next((s.id for s in plan.steps if s.kind in kinds), None)
              for name, kinds in HOOK_KINDS.items()}
     return [f"{_HOOK_FLAG[hook.name]}: `{hook.command}` (timeout {_seconds(hook.timeout_seconds)})"

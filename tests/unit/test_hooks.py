@@ -110,3 +110,16 @@ def test_a_hook_killed_at_its_timeout_takes_its_children_with_it(tmp_path):
 def test_a_failing_hook_names_its_exit_code_and_last_line():
     with pytest.raises(HookFailed, match="hook on_undo exited 3: second"):
         run_hook("on_undo", "echo first >&2; echo second >&2; exit 3", 10, {})
+
+
+def test_on_the_pause_path_before_demote_runs_with_the_clean_stop():
+    from tests.unit.snapshots import load_baseline
+    from tests.unit.test_planner import with_patroni_version
+
+    plan = make_plan(with_patroni_version(load_baseline(), "dc1-b", "3.3.11"),
+                     inventory=inventory_with_hooks(before_demote=PAUSE, on_undo=RESUME))
+    assert not plan.graceful_demote
+    assert [h.name for h in plan.hooks] == ["before_demote", "on_undo"]
+    text = render(plan, "text")
+    stop = text[text.index("kind stop_postgres"):]
+    assert f"runs hook before_demote first: `{PAUSE}`" in stop[:stop.index("undo:")]
