@@ -27,10 +27,11 @@ from typing import Any
 from migrator.crashpoint import crash_here
 from migrator.dcs_watch import hold_before_step, source_after_undo
 from migrator.errors import GateTimeout, MigratorError, UnexpectedError, UnsafeStateError
+from migrator.hooks import HOOK_KINDS, HookFailed, migration_env, run_configured_hook
 from migrator.inventory import Inventory
-from migrator.journal import Journal, write_private
+from migrator.journal import Journal
 from migrator.plan import Plan, PlanStep
-from migrator.plan_file import private_plan_json
+from migrator.plan_file import load_stored_plan, store_plan
 from migrator.steps import STEP_CLASSES
 from migrator.steps.base import Live, RunContext, Step
 
@@ -52,6 +53,12 @@ class Migration:
     finished: str | None = None  # outcome, once the migration ended
     reverse_of: str | None = None  # set on the switchover back that `migrate rollback` runs
     until: str | None = None  # the last phase this migration runs (`execute --until`)
+    fingerprint: str | None = None  # of the plan it started with (None in older journals)
+    plan_sha256: str | None = None  # of the stored plan file's bytes (None in older journals)
+
+    def stored_plan(self) -> Plan:
+        """The plan file this migration started with, refused when it no longer matches."""
+        return load_stored_plan(self.plan_file, self.fingerprint, self.plan_sha256)
 
 
 def latest_migration(journal: Journal) -> Migration | None:
@@ -61,7 +68,8 @@ def latest_migration(journal: Journal) -> Migration | None:
         if event == "migration-started":
             migration = Migration(record["migration"], Path(record["plan_file"]), record["target"],
                                   record["source"], reverse_of=record.get("reverse_of"),
-                                  until=record.get("until"))
+                                  until=record.get("until"), fingerprint=record.get("fingerprint"),
+                                  plan_sha256=record.get("plan_sha256"))
         elif migration is None or record.get("migration") != migration.id:
             continue
         elif event == "step-started":
@@ -104,15 +112,17 @@ class Engine:
         self.progress = progress
         self.live = Live(inventory)
         self._last_sample = 0.0
+        self.undo_warnings: list[str] = []  # from the on_undo hook, added to the outcome message
 
     # ---- entry points --------------------------------------------------------------------
     def start(self, reverse_of: str | None = None) -> Outcome:
         migration_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         plan_file = self.state_dir / f"plan-{migration_id}.json"
-        # The dynamic configs copied into a plan may hold a secret: masked (steps left whole).
-        write_private(plan_file, private_plan_json(self.plan, self.inventory.secrets()))
+        # Masked (steps left whole) and durable before the journal points at it; resume checks it.
+        digest = store_plan(plan_file, self.plan, self.inventory.secrets())
         self.journal.append("migration-started", migration=migration_id, plan_file=str(plan_file),
-                            fingerprint=self.plan.fingerprint, source=self.plan.source,
+                            fingerprint=self.plan.fingerprint, plan_sha256=digest,
+                            source=self.plan.source,
                             target=self.plan.target, steps=[s.id for s in self.plan.steps],
                             reverse_of=reverse_of, until=self.until)
         return self._run(Migration(migration_id, plan_file, self.plan.target, self.plan.source,
@@ -248,8 +258,8 @@ class Engine:
         # A demotion undone means the source took no writes for a while: a rollback, exit 3.
         demotion_undone = any(s.id in undone and s.write_unavailable for s in self.plan.steps)
         code = 3 if isinstance(exc, GateTimeout) or demotion_undone else 1
-        return Outcome(code, f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}{lost}",
-                       migration.id, "rolled-back")
+        return Outcome(code, f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}"
+                       f"{self._undo_warnings_text()}{lost}", migration.id, "rolled-back")
 
     def undo(self, ctx: RunContext, migration: Migration) -> list[str]:
         """Undo every step this migration changed, newest first; returns the ids undone."""
@@ -268,7 +278,26 @@ class Engine:
             self._note("undo-done", migration=migration.id, step=spec.id, changed=changed)
             if changed:
                 undone.append(spec.id)
+                if spec.kind in HOOK_KINDS["on_undo"]:
+                    self._run_on_undo(migration)  # the source takes writes again: traffic back
         return undone
+
+    def _run_on_undo(self, migration: Migration) -> None:
+        """A failing on_undo never changes the undo: it only adds a warning to the outcome."""
+        env = migration_env(self.inventory.service, self.plan.source, self.plan.target)
+        try:
+            output = run_configured_hook(self.inventory.hooks, "on_undo", env)
+        except HookFailed as exc:
+            warning = f"{exc}; {self.plan.source} takes writes again, move the traffic back by hand"
+            self.undo_warnings.append(warning)
+            self.progress(f"WARNING: {warning}")
+            self.journal.append("hook-failed", migration=migration.id, hook="on_undo", error=str(exc))
+            return
+        if output is not None:
+            self.journal.append("hook-done", migration=migration.id, hook="on_undo", output=output)
+
+    def _undo_warnings_text(self) -> str:
+        return "".join(f"; WARNING: {w}" for w in self.undo_warnings)
 
     def rollback_before_promotion(self, migration: Migration) -> Outcome:
         ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done), progress=self.progress,
@@ -286,7 +315,8 @@ class Engine:
             self.live.close()
         self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
         what = ", ".join(undone) if undone else "nothing had changed"
-        return Outcome(0, f"rolled back ({what}); {self.plan.source} is primary", migration.id, "rolled-back")
+        return Outcome(0, f"rolled back ({what}); {self.plan.source} is primary{self._undo_warnings_text()}",
+                       migration.id, "rolled-back")
 
     def _sample(self, migration_id: str) -> Callable[..., None]:
         def sample(**fields: Any) -> None:

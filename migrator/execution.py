@@ -14,6 +14,7 @@ from pathlib import Path
 from migrator.adapters.dcs import Etcd3Dcs
 from migrator.engine import Engine, Migration, Outcome, latest_migration, load_plan, promotion_attempted
 from migrator.errors import MigratorError, PreflightError, StalePlan, UnreachableError, UsageError
+from migrator.hooks import plan_hooks
 from migrator.inventory import Inventory
 from migrator.journal import Journal, state_dir_for
 from migrator.lock import MigrationLock
@@ -61,6 +62,15 @@ def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
             "run `migrate plan` again and review the new plan")
 
 
+def _hooks_as_planned(inventory: Inventory, plan: Plan, plan_file: Path) -> None:
+    """The hooks a resumed run runs come from the inventory: they must still be the reviewed ones."""
+    now = plan_hooks(inventory.hooks, plan.steps)
+    if now != plan.hooks:
+        changed = sorted({h.name for h in set(now) ^ set(plan.hooks)})
+        raise UsageError(f"the inventory's hooks changed since this migration started ({', '.join(changed)}); "
+                         f"put them back as the stored plan {plan_file} shows to resume, or `migrate rollback`")
+
+
 def unfinished(journal: Journal) -> Migration | None:
     migration = latest_migration(journal)
     return migration if migration is not None and migration.finished is None else None
@@ -103,7 +113,8 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
             raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
         if pending.target != target:
             raise UsageError(f"the unfinished migration in {state_dir} moves to {pending.target}, not {target}")
-        plan = load_plan(pending.plan_file)
+        plan = pending.stored_plan()
+        _hooks_as_planned(inventory, plan, pending.plan_file)
         _automated(plan)
         return Engine(inventory, plan, state_dir, progress).resume(pending)
     if pending is not None:
@@ -140,7 +151,7 @@ def _rollback_locked(inventory: Inventory, state_dir: Path, confirm: Callable[[P
     migration = latest_migration(journal)
     if migration is None:
         raise UsageError(f"no migration is recorded in {state_dir}; to move the primary, use `migrate execute --dc`")
-    plan = load_plan(migration.plan_file)
+    plan = migration.stored_plan()
     promotion_sent = promotion_attempted(plan, migration)
     if migration.reverse_of is not None and migration.finished == "done":
         raise UsageError(f"the latest migration ({migration.id}) was itself a rollback to {plan.target}; "

@@ -229,12 +229,16 @@ class Gates(_NoneMeansDefaults):
 
 
 class Hooks(_NoneMeansDefaults):
-    """Commands run on the operator's machine around the promotion, e.g. to move traffic (DNS,
-    VIP, pgbouncer). They get MIGRATOR_SERVICE, MIGRATOR_SOURCE, MIGRATOR_TARGET and, after the
-    promotion, MIGRATOR_NEW_PRIMARY and MIGRATOR_NEW_PRIMARY_HOST in their environment."""
+    """Commands run on the operator's machine around the demotion and the promotion, e.g. to
+    hold and move traffic (pgbouncer PAUSE/RESUME, DNS, VIP). Their environment holds only
+    MIGRATOR_SERVICE, MIGRATOR_SOURCE, MIGRATOR_TARGET, MIGRATOR_HOOK (and, after the promotion,
+    MIGRATOR_NEW_PRIMARY and MIGRATOR_NEW_PRIMARY_HOST) plus PATH, HOME and LANG: a hook reads
+    its own credentials from files. The plan shows each hook and its fingerprint covers them."""
 
+    before_demote: Text | None = None  # right before the demotion, e.g. pgbouncer PAUSE
     before_promote: Text | None = None  # inside the write-unavailability window: keep it quick
     after_promote: Text | None = None
+    on_undo: Text | None = None  # after a demotion was undone, e.g. pgbouncer RESUME
     timeout_seconds: Seconds = 30
 
 

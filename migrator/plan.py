@@ -2,9 +2,9 @@
 
 A Plan is data (frozen pydantic) with a canonical JSON form. Its `fingerprint` covers only what
 must still hold at execute time (service, sites, steps with their arguments, gates and undo,
-configs after the change, each site's leader and members with their roles), never LSNs, lag,
-timestamps or finding texts, so a plan stays valid while WAL moves and goes stale when the
-topology does. Plans never hold a secret: arguments name users at most, never passwords or
+configs after the change, each site's leader and members with their roles, the hook commands it
+runs), never LSNs, lag, timestamps or finding texts, so a plan stays valid while WAL moves and
+goes stale when the topology (or a hook) does. Plans never hold a secret: arguments name users at most, never passwords or
 secret references.
 """
 
@@ -90,6 +90,17 @@ class PlanStep(_Frozen):
         }
 
 
+class PlanHook(_Frozen):
+    """A command of the inventory's `hooks` that this plan runs (migrator/hooks.py)."""
+    name: str  # before_demote | before_promote | after_promote | on_undo
+    command: str
+    timeout_seconds: float
+    when: str  # when it runs and what its failure does
+
+    def fingerprint_part(self) -> dict[str, Any]:
+        return {"name": self.name, "command": self.command, "timeout_seconds": self.timeout_seconds}
+
+
 def deadline_seconds(step: PlanStep, connect_timeout: float) -> float:
     """How long a step may take: its gate's timeout, else six network timeouts. The engine's step
     and the DCS hold before it both wait this long."""
@@ -125,6 +136,7 @@ class Plan(_Frozen):
     steps: tuple[PlanStep, ...] = ()
     write_unavailability: WriteUnavailability | None = None  # None for a no-op plan
     insecure_ssh_sites: tuple[str, ...] = ()  # sites whose inventory accepts unknown host keys
+    hooks: tuple[PlanHook, ...] = ()  # the commands this plan runs on the operator's machine
     fingerprint: str
 
     @computed_field  # in the JSON plan too, so a machine reader cannot miss it
@@ -144,7 +156,11 @@ class Plan(_Frozen):
 
     def fingerprint_material(self) -> dict[str, Any]:
         """What must still match at execute time (no LSNs, lag, timestamps or finding texts)."""
+        # Hooks only when there are some, so a plan without hooks keeps the fingerprint it had
+        # before hooks were part of the plan.
+        hooks = {"hooks": [hook.fingerprint_part() for hook in self.hooks]} if self.hooks else {}
         return {
+            **hooks,
             "format": self.format,
             "service": self.service,
             "playbook": self.playbook,

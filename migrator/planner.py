@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 
 from migrator.errors import InventoryError, PreflightError, UsageError
 from migrator.findings import Finding, Verdict, blocking
+from migrator.hooks import plan_hooks
 from migrator.inventory import Inventory, Member, Site
 from migrator.plan import (
     MemberView,
@@ -591,6 +592,7 @@ def plan(
         config_diff={name: config_diff(name, configs_before[name], after_configs[name])
                      for name in inventory.sites},
         steps=steps,
+        hooks=plan_hooks(inventory.hooks, steps),
         write_unavailability=_write_unavailability(inventory, source, target, graceful),
         fingerprint="",
     ))

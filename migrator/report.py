@@ -22,7 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from migrator.findings import Finding, Verdict
-from migrator.plan import MemberView, Plan, PlanStep, SiteView
+from migrator.hooks import HOOK_KINDS
+from migrator.plan import MemberView, Plan, PlanHook, PlanStep, SiteView
 from migrator.playbook import TEMPLATE_DIR
 
 Format = Literal["text", "md", "json"]
@@ -146,6 +147,28 @@ def _step_view(number: int, step: PlanStep) -> dict[str, Any]:
     }
 
 
+# How a step's line in the report names the hooks that run with it.
+_HOOK_FLAG = {
+    "before_demote": "runs hook before_demote first",
+    "before_promote": "runs hook before_promote right before the PATCH",
+    "after_promote": "runs hook after_promote once the target is primary",
+    "on_undo": "when this step is undone, runs hook on_undo afterwards",
+}
+
+
+def _hook_flags(plan: Plan, step: PlanStep) -> list[str]:
+    """On the first step of each hook's kinds: that the hook runs there, with its command."""
+    first = {name: next((s.id for s in plan.steps if s.kind in kinds), None)
+             for name, kinds in HOOK_KINDS.items()}
+    return [f"{_HOOK_FLAG[hook.name]}: `{hook.command}` (timeout {_seconds(hook.timeout_seconds)})"
+            for hook in plan.hooks if first.get(hook.name) == step.id]
+
+
+def _hook_view(hook: PlanHook) -> dict[str, str]:
+    return {"name": hook.name, "command": hook.command, "timeout": _seconds(hook.timeout_seconds),
+            "when": hook.when}
+
+
 def report_view(plan: Plan) -> dict[str, Any]:
     """Everything a report shows, as plain strings and lists, in the order shown."""
     findings = plan.ordered_findings()
@@ -179,9 +202,15 @@ def report_view(plan: Plan) -> dict[str, Any]:
         "members_before": [_member_row(v.name, m) for v in plan.topology_before.values()
                            for m in v.members],
         "findings": [_finding_view(f) for f in findings],
-        "steps": [_step_view(i, s) for i, s in enumerate(plan.steps, start=1)],
+        "steps": [_with_flags(_step_view(i, s), _hook_flags(plan, s))
+                  for i, s in enumerate(plan.steps, start=1)],
+        "hooks": [_hook_view(h) for h in plan.hooks],
         "diffs": [{"site": site, "diff": diff} for site, diff in plan.config_diff.items()],
     }
+
+
+def _with_flags(view: dict[str, Any], flags: list[str]) -> dict[str, Any]:
+    return {**view, "flags": [*view["flags"], *flags]}
 
 
 def _finding_view(finding: Finding) -> dict[str, str]:
@@ -313,6 +342,13 @@ def _text(view: dict[str, Any], *, color: bool) -> str:
     else:
         line("no check results in this plan")
 
+    heading("Hooks (run on this machine; the fingerprint covers them)")
+    if not view["hooks"]:
+        line("none configured for this plan's steps")
+    for hook in view["hooks"]:
+        line(f"{hook['name']} (timeout {hook['timeout']}): {hook['when']}")
+        line(f"  $ {hook['command']}")
+
     heading("Steps")
     if not view["steps"]:
         line("no steps" + (f": {view['noop_reason']}" if view["noop_reason"] else ""))
@@ -371,6 +407,7 @@ RUNBOOK_FAILURES: tuple[tuple[str, str, str], ...] = (
      "'forked off' or pg_rewind lines after the promotion"),
     ("two-primaries", "Two primaries in one site", "two writable members in one site"),
     ("older-patroni", "Patroni < 4.1", "the pause / clean stop / resume path (manual)"),
+    ("hooks", "Hooks: holding and moving traffic", "a hook failed or was killed at its timeout"),
     ("rollback", "Rollback", "moving back, before or after the promotion"),
     ("journal", "Reading the journal", "what the journal's events say"),
 )
@@ -380,13 +417,13 @@ _RUNBOOK_TITLES = {anchor: title for anchor, title, _ in RUNBOOK_FAILURES}
 _RUNBOOK_KIND_FAILURES: dict[str, tuple[str, ...]] = {
     "ensure_permanent_slot": ("slot-missing",),
     "wait_cascade": ("follows-a-replica", "slot-missing"),
-    "demote_site": ("undo-failed",),
+    "demote_site": ("undo-failed", "hooks"),
     "pause_site": ("older-patroni", "undo-failed"),
-    "stop_postgres": ("older-patroni", "undo-failed"),
+    "stop_postgres": ("older-patroni", "undo-failed", "hooks"),
     "prove_not_writable": ("two-primaries", "undo-failed"),
     "read_token": ("undo-failed",),
     "wait_replay_past_token": ("catch-up-timed-out", "undo-failed"),
-    "promote_site": ("promotion-not-confirmed",),
+    "promote_site": ("promotion-not-confirmed", "hooks"),
     "wait_patroni_stopped": ("older-patroni", "promotion-not-confirmed"),
     "resume_as_standby": ("older-patroni", "promotion-not-confirmed"),
     "wait_repoint": ("source-diverged", "slot-missing", "promotion-not-confirmed"),

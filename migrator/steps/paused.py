@@ -14,6 +14,7 @@ from migrator.journal import utc_now
 from migrator.observe import parse_controldata
 from migrator.remote import as_postgres
 from migrator.steps.base import Step
+from migrator.steps.switchover import run_before_demote
 
 
 def _pg_ctl(step: Step, member_name: str, action: str) -> str:
@@ -61,6 +62,7 @@ class StopPostgres(Step):
 
     def apply(self) -> dict[str, Any]:
         member = self.args["member"]
+        hook_output = run_before_demote(self)  # a failure: nothing stopped, earlier steps undone
         # Writes end when the fast shutdown starts, not when pg_control says it is done.
         stopping_at = utc_now()
         # -W: pg_ctl's own wait polls every 100 ms; the gate below polls pg_control faster.
@@ -68,7 +70,7 @@ class StopPostgres(Step):
         if not result.ok and not self._stopped():
             raise UnsafeStateError(f"pg_ctl stop on {member} failed: {(result.stderr or result.stdout).strip()[-200:]}; "
                                    f"{self.args['site']} is paused: check PostgreSQL on {member} by hand")
-        return {"stopped_by_this_run": True, "source_read_only_at": stopping_at}
+        return {"stopped_by_this_run": True, "source_read_only_at": stopping_at, **hook_output}
 
     def gate(self) -> dict[str, Any]:
         # Refusing connections is enough here: the token step that follows waits for pg_control

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrator.errors import UnreachableError, UnsafeStateError
-from migrator.hooks import HookFailed, run_hook, traffic_hook_env
+from migrator.hooks import HookFailed, migration_env, run_configured_hook
 from migrator.state import lsn_text, lsn_value
 from migrator.steps.base import Live, Step
 
@@ -202,14 +202,15 @@ class VerifyPromotionPoint(Step):
 def move_traffic(step: Step, primary: str) -> dict[str, Any]:
     """The after_promote hook (DNS, VIP, pgbouncer), once the new primary is proven. A failure
     does not undo the database side; the run ends with exit 1 naming the hook."""
-    hooks = step.ctx.inventory.hooks
-    if not hooks.after_promote:
+    ctx = step.ctx
+    if not ctx.inventory.hooks.after_promote:
         return {}
-    env = traffic_hook_env(step.ctx, primary, step.live.member(primary)[1].host)
+    env = migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target, primary,
+                        step.live.member(primary)[1].host)
     try:
-        return {"after_promote_output": run_hook("after_promote", hooks.after_promote,
-                                                 hooks.timeout_seconds, env)}
+        output = run_configured_hook(ctx.inventory.hooks, "after_promote", env)
     except HookFailed as exc:
-        warning = f"{exc}; {step.ctx.plan.target} is primary, move the traffic by hand"
-        step.ctx.progress(f"WARNING: {warning}")
+        warning = f"{exc}; {ctx.plan.target} is primary, move the traffic by hand"
+        ctx.progress(f"WARNING: {warning}")
         return {"warning": warning}
+    return {} if output is None else {"after_promote_output": output}

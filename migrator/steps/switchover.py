@@ -10,7 +10,7 @@ from migrator.adapters.patroni import PatroniRefused
 from migrator.adapters.pg import TIMELINE_QUERY
 from migrator.dcs_watch import etcd_problem, hold_for_dcs
 from migrator.errors import GateTimeout, PreflightError, UnreachableError, UnsafeStateError
-from migrator.hooks import run_hook, traffic_hook_env
+from migrator.hooks import migration_env, run_configured_hook
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
 from migrator.plan import deadline_seconds
@@ -36,10 +36,13 @@ class DemoteSite(Step):
 
     def apply(self) -> dict[str, Any]:
         self._planned_leader_writes()
+        # Before the warm-up, whose remote pg_control wait must not spend its time on the hook.
+        # A failure here stops the run with nothing demoted; the engine undoes the earlier steps.
+        hook_output = run_before_demote(self)
         self.warm_up_switchover_connections()
         send_config_patch(self, self.args["site"], {"standby_cluster": self.args["standby_cluster"]},
                           lambda config: bool(config.get("standby_cluster")))
-        return {"demote_sent_at": utc_now()}
+        return {"demote_sent_at": utc_now(), **hook_output}
 
     def _planned_leader_writes(self) -> None:
         """The token is read from the planned leader's pg_control, so the demotion is only sent
@@ -84,6 +87,14 @@ class DemoteSite(Step):
         # then either (Patroni needs its DCS to promote, and the run never sent the promotion):
         # it is safe when every target member answers as a standby.
         return any(self.live.in_recovery(m.name) is not True for m in self.live.site(target).members)
+
+
+def run_before_demote(step: Step) -> dict[str, Any]:
+    """The inventory's before_demote hook (e.g. pgbouncer PAUSE); its output as a fact."""
+    ctx = step.ctx
+    output = run_configured_hook(ctx.inventory.hooks, "before_demote",
+                                 migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target))
+    return {} if output is None else {"before_demote_output": output}
 
 
 def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any) -> None:
@@ -230,11 +241,13 @@ class PromoteSite(Step):
 
     def apply(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"timeline_before": self._timeline_before()}
-        hooks = self.ctx.inventory.hooks
-        if hooks.before_promote:
-            # A failure here stops the run before the promotion: the demotion is undone.
-            facts["before_promote_output"] = run_hook("before_promote", hooks.before_promote,
-                                                      hooks.timeout_seconds, traffic_hook_env(self.ctx))
+        # A failure of the before_promote hook stops the run before the promotion: the demotion
+        # is undone.
+        ctx = self.ctx
+        output = run_configured_hook(ctx.inventory.hooks, "before_promote",
+                                     migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target))
+        if output is not None:
+            facts["before_promote_output"] = output
         proof = self._prove_again()
         facts.update(proven_member=proof.member, proven_replayed=proof.replayed,
                      proven_timeline=proof.timeline, proven_at=utc_now())
