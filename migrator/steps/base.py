@@ -193,6 +193,8 @@ class RunContext:
     resumed_steps: set[str] = field(default_factory=set)  # started by an earlier run of this migration
     progress: Progress = lambda text: None
     journal_sample: Callable[..., None] = lambda **fields: None
+    # Raises LockLost when the migration lock was lost before the demotion (see Engine._lock_watch).
+    check_lock: Callable[[], None] = lambda: None
 
 
 class Step:
@@ -248,6 +250,7 @@ class Step:
         last_error = ""
         next_report = 0.0
         while True:
+            self.ctx.check_lock()
             try:
                 result = probe()
                 if result:
