@@ -217,7 +217,7 @@ class Engine:
                 self._stopped_for_lock = True
                 raise LockLost(f"the migration lock was lost ({reason}) before {self.plan.source} was "
                                "demoted, so the run stopped: another run could take the lock and act at "
-                               "the same time")
+                               "the same time (runbooks/switchover.md, 'lock lost')")
             self.progress(f"WARNING: the migration lock was lost ({reason}); the demotion was sent "
                           "already, so the run goes on to a safe state")
         return check

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -157,6 +157,7 @@ class EtcdLease:
                 raise UsageError(f"a migration of service {service} is already running ({_describe(current)}); "
                                  f"wait for it, or if that run died, its lock expires within {self.ttl}s")
         self.holder, self.lease_id, self._client = holder, lease.id, client
+        self._endpoint = getattr(client, "base_url", None)
         self._last_ok = started
         self._thread = threading.Thread(target=self._keep_alive, daemon=True, name="lock-keepalive")
         self._thread.start()
@@ -200,7 +201,7 @@ class EtcdLease:
                 return None
             gone = (f"no keep-alive succeeded for {silent:.0f}s, longer than its {self.ttl}s TTL"
                     + (f"; last error: {self._last_error}" if self._last_error else ""))
-        return f"lock {self.key} in {self.where} (lease {self.lease_id:x}): {gone}"
+        return f"{self.key} in {self.where}, lease {self.lease_id:x}: {gone}"
 
     def _keep_alive(self) -> None:
         while not self._stop.wait(self.ttl / KEEPALIVE_PER_TTL) and self._gone is None:
@@ -209,14 +210,14 @@ class EtcdLease:
     def refresh_once(self) -> None:
         """One refresh, on the current endpoint, then on every endpoint in turn."""
         sent = self.clock()  # etcd renewed no earlier than this: the TTL counts from here
-        for client in self._clients():
+        for endpoint, client in self._clients():
             try:
                 verdict = read_refresh(client.post(client.get_url("/lease/keepalive"),
                                                    json={"ID": self.lease_id}), self.lease_id or 0)
                 if verdict.gone is None:
                     verdict = self._still_ours(client)
             except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors; next endpoint
-                self._last_error = _short(exc)
+                self._last_error = f"{endpoint}: {_short(exc)}"
                 self._client = None
                 continue
             if verdict.gone is not None:
@@ -224,7 +225,7 @@ class EtcdLease:
             else:
                 self._last_ok = sent
                 self._last_error = ""
-            self._client = client
+            self._client, self._endpoint = client, endpoint
             return
 
     def _still_ours(self, client: Any) -> Refresh:
@@ -233,13 +234,14 @@ class EtcdLease:
             return Refresh(None)
         return Refresh("the key was deleted" if not current else f"the key now holds another run ({_describe(current)})")
 
-    def _clients(self) -> Any:
-        """The client that answered last, then a new one on each endpoint (a fresh auth token)."""
+    def _clients(self) -> Iterator[tuple[str, Any]]:
+        """The client that answered last, then a new one on each endpoint: a new client also
+        authenticates anew, so an expired auth token is replaced on the next try."""
         if self._client is not None:
-            yield self._client
+            yield self._endpoint or "?", self._client
         for endpoint in self.site.endpoints:
             try:
-                yield self.site.client_for(endpoint)
+                yield endpoint, self.site.client_for(endpoint)
             except Exception as exc:  # noqa: BLE001 - authentication or connection failed; next endpoint
                 self._last_error = f"{endpoint}: {_short(exc)}"
 
@@ -255,8 +257,13 @@ def _alive(pid: Any) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    lines = (getattr(exc, "detail_text", None) or str(exc)).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
+    """The error's kind, and etcd's own words when it answered (a connection error's text is a
+    long urllib3 repr that says no more than its kind)."""
+    name = type(exc).__name__
+    if name.startswith("Connection"):  # etcd3gw's ConnectionFailedError / ConnectionTimeoutError
+        return f"{name} (no answer)"
+    detail = str(getattr(exc, "detail_text", None) or exc).strip().splitlines()
+    return f"{name}: {detail[0][:120]}" if detail else name
 
 
 def _describe(holder: dict[str, Any]) -> str:
