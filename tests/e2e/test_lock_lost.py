@@ -19,7 +19,8 @@ import time
 import pytest
 
 from tests.e2e.faults import (
-    GATES, Run, ensure_etcd_running, events, inventory_with_gates, one_line, start_etcd_again, stop_etcd,
+    GATES, Run, ensure_etcd_running, events, inventory_with_gates, member_with_role, one_line, replay_frozen,
+    start_etcd_again, stop_etcd,
 )
 from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import assert_primary_site, explain, migrate, writable
@@ -130,5 +131,39 @@ def test_lock_etcd_down_longer_than_the_ttl_stops_before_the_demotion(baseline, 
     finally:
         ensure_etcd_running(baseline)
     print(f"lock etcd down {down_for:.1f}s: run ended {ended_after:.1f}s after the stop; {ledger.summary()}\n{line}")
+    assert sampler.violations == []
+    assert_no_acknowledged_commit_lost(baseline, ledger)
+
+
+@pytest.mark.slow
+def test_lock_lost_after_the_demotion_finishes_the_cut_over_and_says_so(baseline, tmp_path):
+    """(c) The lease revoked while the catch-up gate waits (dc2's replay held back for a few
+    seconds, so the revoke surely lands there): the demotion was sent, so the run does not stop
+    for the lock; it promotes dc2, exits 0, and its outcome and Markdown report say the lock was
+    lost. `migrate rollback` takes the lock again and moves back."""
+    inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", **{**GATES, "lock_ttl_seconds": LOCK_TTL})
+    state = tmp_path / "state"
+    with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_lock_late") as ledger:
+        target_leader = member_with_role(baseline, DC2, "standby_leader")
+        run = Run(state, "execute", "-i", inventory, "--dc", "dc2", "--yes")
+        run.wait_for("step-started", "demote-source")
+        with replay_frozen(baseline, target_leader):
+            run.wait_for("step-started", "catch-up")
+            revoked = etcdctl("lease", "revoke", format(lock_holder()["lease"], "x"))
+            assert revoked.returncode == 0, revoked.stderr
+            run.wait_for("lock-lost", timeout=LOCK_TTL + 2)
+        out = run.finish(timeout=180)
+        assert out.returncode == 0, explain(out)
+        assert "dc2 is primary; dc1 follows it" in out.stdout, out.stdout
+        assert "the migration lock was lost during the run" in out.stdout and LOCK_KEY in out.stdout, out.stdout
+        assert lock_lost_record(run)["stopped"] is False
+        report = run.state / "demo" / f"report-{run.records()[0]['migration']}.md"
+        assert "LOCK LOST" in report.read_text() and "the run went on" in report.read_text()
+        assert_primary_site(baseline, DC2)
+        back = migrate("rollback", "-i", inventory, "--yes", "--state-dir", str(state))
+        assert back.returncode == 0, explain(back)
+        assert "lock was lost" not in back.stdout  # the rollback held its own lock throughout
+        assert_primary_site(baseline, DC1)
+    print(f"lock lost after the demotion: {ledger.summary()}")
     assert sampler.violations == []
     assert_no_acknowledged_commit_lost(baseline, ledger)
