@@ -182,7 +182,9 @@ class EtcdLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=1)
-        if self.lease_id is not None and self._client is not None and self._gone is None:
+        # Revoked even when counted lost: an etcd that restarted gives its leases a fresh TTL, and
+        # the next run should not wait for this one's to run out.
+        if self.lease_id is not None and self._client is not None:
             try:
                 self._client.post(self._client.get_url("/kv/lease/revoke"), json={"ID": self.lease_id})
             except Exception:  # noqa: BLE001 - it expires by itself within the TTL
@@ -194,14 +196,19 @@ class EtcdLease:
         """None while the lock is held; else one line naming the key, the etcd and what happened."""
         if self.lease_id is None:
             return None
-        gone = self._gone
-        if gone is None:
-            silent = self.clock() - self._last_ok
-            if silent < self.ttl:
-                return None
-            gone = (f"no keep-alive succeeded for {silent:.0f}s, longer than its {self.ttl}s TTL"
-                    + (f"; last error: {self._last_error}" if self._last_error else ""))
-        return f"{self.key} in {self.where}, lease {self.lease_id:x}: {gone}"
+        self._expire_if_silent()
+        if self._gone is None:
+            return None
+        return f"{self.key} in {self.where}, lease {self.lease_id:x}: {self._gone}"
+
+    def _expire_if_silent(self) -> None:
+        """Lost for good once no refresh succeeded for one TTL: by then etcd expired the lease, and
+        a refresh that succeeds later (an etcd restart renews every lease) does not give back a
+        lock that another run could have taken meanwhile."""
+        silent = self.clock() - self._last_ok
+        if self._gone is None and silent >= self.ttl:
+            self._gone = (f"no keep-alive succeeded for {silent:.0f}s, longer than its {self.ttl}s TTL"
+                          + (f"; last error: {self._last_error}" if self._last_error else ""))
 
     def _keep_alive(self) -> None:
         while not self._stop.wait(self.ttl / KEEPALIVE_PER_TTL) and self._gone is None:
@@ -209,6 +216,9 @@ class EtcdLease:
 
     def refresh_once(self) -> None:
         """One refresh, on the current endpoint, then on every endpoint in turn."""
+        self._expire_if_silent()
+        if self._gone is not None:
+            return
         sent = self.clock()  # etcd renewed no earlier than this: the TTL counts from here
         for endpoint, client in self._clients():
             try:

@@ -194,6 +194,18 @@ def test_no_successful_refresh_for_one_ttl_is_a_lost_lock_naming_key_etcd_and_er
     assert "http://e2:2379: ConnectionFailedError (no answer)" in lost  # not urllib3's long repr
 
 
+def test_a_lock_counted_lost_stays_lost_when_its_etcd_answers_again():
+    """An etcd restarted after more than a TTL renews its leases: the next run may have taken the
+    lock meanwhile, so a refresh that works again must not give it back."""
+    lease, etcd, clock = held_lease(["http://e1:2379"])
+    etcd.down.add("http://e1:2379")
+    clock.now += 6
+    assert lease.lost()
+    etcd.down.clear()
+    lease.refresh_once()
+    assert lease.lost() and "no keep-alive succeeded" in lease.lost()
+
+
 def test_a_revoked_lease_is_lost_at_the_next_refresh():
     lease, etcd, clock = held_lease(["http://e1:2379"])
     etcd.leases.clear()
@@ -210,6 +222,14 @@ def test_a_lock_key_deleted_or_taken_under_a_live_lease_is_lost():
     lease.refresh_once()
     lost = lease.lost()
     assert lost and "another run" in lost
+
+
+def test_a_lock_counted_lost_is_still_revoked_on_release():
+    lease, etcd, clock = held_lease(["http://e1:2379"])
+    clock.now += 7
+    assert lease.lost()
+    lease.release()
+    assert etcd.leases == {}
 
 
 def test_a_released_lock_is_not_lost_and_its_lease_is_revoked():
