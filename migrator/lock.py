@@ -48,7 +48,6 @@ def _read_pid_namespace() -> str | None:
         return None
 
 
-# Per process: a second run in the same process (a test) still gets its own run id.
 def holder_description() -> dict[str, Any]:
     """Who holds a lock. Host and pid alone are not unique (two containers of one image share
     both), so the record carries a random id per run, the kernel's boot id and the pid namespace."""
@@ -242,7 +241,9 @@ class EtcdLease:
         current = self._holder(client)
         if current.get("run_id") == self.holder.get("run_id"):
             return Refresh(None)
-        return Refresh("the key was deleted" if not current else f"the key now holds another run ({_describe(current)})")
+        if not current:
+            return Refresh("the key was deleted")
+        return Refresh(f"the key now holds another run ({_describe(current)})")
 
     def _clients(self) -> Iterator[tuple[str, Any]]:
         """The client that answered last, then a new one on each endpoint: a new client also

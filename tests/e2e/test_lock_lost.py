@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import time
+from datetime import datetime
 
 import pytest
 
@@ -89,7 +90,6 @@ def test_lock_lease_revoked_during_the_cascade_gate_stops_and_undoes(baseline, t
         line = assert_stopped_for_the_lock(run, out)
         assert "no longer exists" in line or "key was deleted" in line, line
         noticed = lock_lost_record(run)["ts"]
-        from datetime import datetime
         noticed_after = datetime.fromisoformat(noticed).timestamp() - revoked_at
         assert noticed_after < LOCK_TTL, f"the lost lease was noticed {noticed_after:.1f}s after the revoke"
         assert "dc1 is still primary" in line, line
