@@ -144,6 +144,7 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
             ctx.journal_sample(before=before, waiting_for="dcs", detail="; ".join(problems) or "settling",
                                seconds_left=round(left, 1))
             time.sleep(min(POLL_SECONDS, max(left, 0.05)))
+            getattr(ctx, "check_lock", lambda: None)()  # a lock lost during the hold stops the run
             problems = _problems(live, sites)
             clean_probes = 0 if problems else clean_probes + 1
             last = problems or last

@@ -20,13 +20,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from migrator.crashpoint import crash_here
 from migrator.dcs_watch import hold_before_step, source_after_undo
-from migrator.errors import GateTimeout, MigratorError, UnexpectedError, UnsafeStateError
+from migrator.errors import GateTimeout, LockLost, MigratorError, UnexpectedError, UnsafeStateError
 from migrator.hooks import HOOK_KINDS, HookFailed, migration_env, run_configured_hook
 from migrator.inventory import Inventory
 from migrator.journal import Journal
@@ -36,6 +36,13 @@ from migrator.steps import STEP_CLASSES
 from migrator.steps.base import Live, RunContext, Step
 
 SAMPLE_EVERY_SECONDS = 2.0
+
+# Why the migration lock is lost (one line), or None while it is held: MigrationLock.lost.
+LockWatch = Callable[[], "str | None"]
+
+
+def never_lost() -> str | None:
+    return None
 
 
 @dataclass
@@ -103,8 +110,12 @@ class Outcome:
 
 class Engine:
     def __init__(self, inventory: Inventory, plan: Plan, state_dir: Path,
-                 progress: Callable[[str], None] = lambda text: None, until: str | None = None):
+                 progress: Callable[[str], None] = lambda text: None, until: str | None = None,
+                 lock_lost: LockWatch = never_lost):
         self.inventory = inventory
+        self.lock_lost = lock_lost
+        self._lock_lost_reason: str | None = None  # once noticed; then never acted on again
+        self._stopped_for_lock = False
         self.plan = plan
         self.until = until
         self.state_dir = state_dir
@@ -125,12 +136,12 @@ class Engine:
                             source=self.plan.source,
                             target=self.plan.target, steps=[s.id for s in self.plan.steps],
                             reverse_of=reverse_of, until=self.until)
-        return self._run(Migration(migration_id, plan_file, self.plan.target, self.plan.source,
-                                   until=self.until))
+        migration = Migration(migration_id, plan_file, self.plan.target, self.plan.source, until=self.until)
+        return self._with_lock_note(self._run(migration), migration)
 
     def resume(self, migration: Migration) -> Outcome:
         self.until = migration.until
-        return self._run(migration)
+        return self._with_lock_note(self._run(migration), migration)
 
     def _steps(self) -> tuple[list[PlanStep], bool]:
         """The steps this run may take (up to the end of phase `until`), and whether the plan
@@ -155,7 +166,7 @@ class Engine:
     def _run(self, migration: Migration) -> Outcome:
         ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done),
                          resumed_steps=set(migration.started), progress=self.progress,
-                         journal_sample=self._sample(migration.id),
+                         journal_sample=self._sample(migration.id), check_lock=self._lock_watch(migration),
                          record=self._recorder(migration))
         self.journal.append("run-started", migration=migration.id, resume=bool(migration.started))
         current: Step | None = None
@@ -183,6 +194,7 @@ class Engine:
 
     def _run_step(self, step: Step, ctx: RunContext, migration: Migration) -> None:
         spec = step.spec
+        ctx.check_lock()
         self.progress(f"[{spec.phase}] {spec.title}")
         hold_before_step(spec, ctx, self.journal, migration.id)  # never start on a DCS that is down
         self.journal.append("step-started", migration=migration.id, step=spec.id, kind=spec.kind,
@@ -210,6 +222,48 @@ class Engine:
                 "someone changed the sites meanwhile: look with `migrate status`, then decide by hand "
                 "(runbooks/switchover.md)")
         self.progress(f"[{step.spec.phase}] {step.spec.title}: done before, still holds")
+
+    # ---- the migration lock ------------------------------------------------------------------
+    def _write_unavailability_started(self, migration: Migration) -> bool:
+        return any(s.write_unavailable and s.id in migration.started for s in self.plan.steps)
+
+    def _lock_watch(self, migration: Migration) -> Callable[[], None]:
+        """Called before each step and on every gate poll. A lock lost before the demotion stops
+        the run (LockLost: what it changed is undone, exit 3), because another run may now take
+        the lock and act too; once the demotion was sent, finishing the cut-over is the fastest
+        way to a safe state, so the run goes on and its outcome says the lock was lost."""
+        def check() -> None:
+            if self._lock_lost_reason is not None:
+                return  # acted on once already; the undo that follows must not be stopped by it
+            reason = self.lock_lost()
+            if reason is None:
+                return
+            self._lock_lost_reason = reason
+            stop = not self._write_unavailability_started(migration)
+            self.journal.append("lock-lost", migration=migration.id, reason=reason, stopped=stop)
+            if stop:
+                self._stopped_for_lock = True
+                raise LockLost(f"the migration lock was lost ({reason}) before {self.plan.source} was "
+                               "demoted, so the run stopped: another run could take the lock and act at "
+                               "the same time (runbooks/switchover.md, 'lock lost')")
+            self.progress(f"WARNING: the migration lock was lost ({reason}); the demotion was sent "
+                          "already, so the run goes on to a safe state")
+        return check
+
+    def _with_lock_note(self, outcome: Outcome, migration: Migration) -> Outcome:
+        """The outcome of a run that lost its lock past the demotion says so (the exit code stays
+        the run's); a lock lost after the last check is noticed here too."""
+        if self._stopped_for_lock:
+            return outcome
+        reason = self._lock_lost_reason or self.lock_lost()
+        if reason is None:
+            return outcome
+        if self._lock_lost_reason is None:
+            self._lock_lost_reason = reason
+            self.journal.append("lock-lost", migration=migration.id, reason=reason, stopped=False)
+        return replace(outcome, message=(
+            f"{outcome.message}; the migration lock was lost during the run ({reason}): check that no "
+            "other migrate run acted on this service meanwhile (runbooks/switchover.md, 'lock lost')"))
 
     # ---- failure ---------------------------------------------------------------------------
     def _recorder(self, migration: Migration) -> Callable[..., None]:

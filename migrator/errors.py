@@ -85,6 +85,11 @@ class GateTimeout(MigratorError):
     exit_code = 3
 
 
+class LockLost(GateTimeout):
+    """The migration lock expired or was taken away before the demotion: what the run changed is
+    undone (exit 3), so that no second run can act on the service at the same time as this one."""
+
+
 class UnsafeStateError(MigratorError):
     """Stopped in a state that needs an operator; the message says exactly what to do."""
 

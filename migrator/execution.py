@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from migrator.adapters.dcs import Etcd3Dcs
-from migrator.engine import Engine, Migration, Outcome, latest_migration, load_plan, promotion_attempted
+from migrator.engine import (
+    Engine, LockWatch, Migration, Outcome, latest_migration, load_plan, never_lost, promotion_attempted,
+)
 from migrator.errors import MigratorError, PreflightError, StalePlan, UnreachableError, UsageError
 from migrator.hooks import plan_hooks
 from migrator.inventory import Inventory
@@ -28,11 +30,11 @@ def _lock(inventory: Inventory, state_dir: Path) -> MigrationLock:
     name, site = next(iter(inventory.sites.items()))
     dcs: Etcd3Dcs = site_dcs(site, inventory.gates.connect_timeout_seconds)
     try:
-        client = dcs.client()
+        dcs.client()
     except UnreachableError as exc:
         raise UnreachableError(f"cannot take the migration lock in {name}'s etcd ({exc}); it keeps two "
                                "operators from running at once, so nothing was changed") from None
-    return MigrationLock(state_dir, client, inventory.service)
+    return MigrationLock(state_dir, dcs, inventory.service, f"{name}'s etcd", inventory.gates.lock_ttl_seconds)
 
 
 def _automated(plan: Plan) -> None:
@@ -85,9 +87,9 @@ def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: 
     state_dir = state_dir_for(state_base, inventory.service)
     if resume and unfinished(Journal(state_dir)) is None:  # refused early; decided again under the lock
         raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
-    with _lock(inventory, state_dir):
+    with _lock(inventory, state_dir) as lock:
         return _execute_locked(inventory, target, state_dir, reviewed_plan, resume, confirm, progress,
-                               until)
+                               until, lock.lost)
 
 
 def _check_until_name(until: str | None) -> None:
@@ -105,7 +107,7 @@ def _check_until_name(until: str | None) -> None:
 
 def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed_plan: Path | None,
                     resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None],
-                    until: str | None = None) -> Outcome | str:
+                    until: str | None = None, lock_lost: LockWatch = never_lost) -> Outcome | str:
     journal = Journal(state_dir, inventory.secrets())
     pending = unfinished(journal)
     if resume:
@@ -116,7 +118,7 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
         plan = pending.stored_plan()
         _hooks_as_planned(inventory, plan, pending.plan_file)
         _automated(plan)
-        return Engine(inventory, plan, state_dir, progress).resume(pending)
+        return Engine(inventory, plan, state_dir, progress, lock_lost=lock_lost).resume(pending)
     if pending is not None:
         raise UsageError(f"an unfinished migration to {pending.target} is recorded in {state_dir} "
                          f"({pending.id}); finish it with `migrate execute --resume --dc {pending.target}` "
@@ -133,7 +135,7 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
     _automated(plan)
     if not confirm(plan):
         raise UsageError("not confirmed; nothing changed")
-    return Engine(inventory, plan, state_dir, progress, until=until).start()
+    return Engine(inventory, plan, state_dir, progress, until=until, lock_lost=lock_lost).start()
 
 
 def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], bool],
@@ -141,12 +143,12 @@ def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], b
     state_dir = state_dir_for(state_base, inventory.service)
     if latest_migration(Journal(state_dir)) is None:  # refused early; decided again under the lock
         raise UsageError(f"no migration is recorded in {state_dir}; to move the primary, use `migrate execute --dc`")
-    with _lock(inventory, state_dir):
-        return _rollback_locked(inventory, state_dir, confirm, progress)
+    with _lock(inventory, state_dir) as lock:
+        return _rollback_locked(inventory, state_dir, confirm, progress, lock.lost)
 
 
 def _rollback_locked(inventory: Inventory, state_dir: Path, confirm: Callable[[Plan], bool],
-                     progress: Callable[[str], None]) -> Outcome:
+                     progress: Callable[[str], None], lock_lost: LockWatch = never_lost) -> Outcome:
     journal = Journal(state_dir, inventory.secrets())
     migration = latest_migration(journal)
     if migration is None:
@@ -175,7 +177,7 @@ def _rollback_locked(inventory: Inventory, state_dir: Path, confirm: Callable[[P
     if not confirm(back):
         raise UsageError("not confirmed; nothing changed")
     journal.append("rollback-started", migration=migration.id, reverse_to=plan.source)
-    outcome = Engine(inventory, back, state_dir, progress).start(reverse_of=migration.id)
+    outcome = Engine(inventory, back, state_dir, progress, lock_lost=lock_lost).start(reverse_of=migration.id)
     if outcome.exit_code == 0:
         journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
     return outcome

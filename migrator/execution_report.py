@@ -47,6 +47,16 @@ def _holds(journal: Journal, migration: str) -> list[str]:
     return lines
 
 
+def _lock_lost(journal: Journal, migration: str) -> list[str]:
+    """When the run lost its migration lock, and whether it stopped for it (see Engine._lock_watch)."""
+    for record in journal.records():
+        if record.get("migration") == migration and record["event"] == "lock-lost":
+            then = ("the run stopped and undid its changes" if record.get("stopped")
+                    else "the demotion was sent already, so the run went on")
+            return [f"LOCK LOST at {record['ts'][11:23]} UTC: {record['reason']}; {then}"]
+    return []
+
+
 def _without_promotion(journal: Journal, migration: str) -> str:
     """The window when no target became writable: a demotion this run undid (the source read-only
     until the undo was confirmed), one left in place, or none at all."""
@@ -80,6 +90,7 @@ def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
                                         else _without_promotion(journal, outcome.migration))]
     head += _facts_line(data["facts"])
     head += _holds(journal, outcome.migration)
+    head += _lock_lost(journal, outcome.migration)
     # A run that stopped before any step (a resumed run whose done step no longer holds) journals
     # its failure without a step: it has no row.
     rows = [(s["step"], s.get("started", "-")[11:23], s.get("done", "-")[11:23],

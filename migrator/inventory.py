@@ -226,6 +226,8 @@ class Gates(_NoneMeansDefaults):
     connect_timeout_seconds: Seconds = 5
     # Seeding an empty target site: the base backup of the whole source, per member.
     seed_timeout_seconds: Seconds = 3600
+    # The migration lock's etcd lease: a run that lost it for this long is noticed within it.
+    lock_ttl_seconds: Annotated[int, _refuse_bool("int_type"), Field(ge=5, le=3600)] = 30
 
 
 class Hooks(_NoneMeansDefaults):

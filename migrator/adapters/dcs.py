@@ -82,6 +82,11 @@ class Etcd3Dcs:
         """An etcd3gw client on the first endpoint that answers (for the migration lock)."""
         return self._first_answering()[1]
 
+    def client_for(self, endpoint: str) -> Any:
+        """A new etcd3gw client on one endpoint, with a new auth token when the site has a user
+        (the lock's keep-alive moves to another endpoint, or outlives a token, this way)."""
+        return self._client(endpoint)
+
     def snapshot(self, namespace: str, scope: str) -> DcsSnapshot:
         _, client = self._first_answering()
         members = client.members()

@@ -204,6 +204,8 @@ class RunContext:
     journal_sample: Callable[..., None] = lambda **fields: None
     # A journal record of this migration, written now (e.g. `promotion-attempted`).
     record: Callable[..., None] = lambda event, **fields: None
+    # Raises LockLost when the migration lock was lost before the demotion (see Engine._lock_watch).
+    check_lock: Callable[[], None] = lambda: None
 
 
 class Step:
@@ -259,6 +261,7 @@ class Step:
         last_error = ""
         next_report = 0.0
         while True:
+            self.ctx.check_lock()
             try:
                 result = probe()
                 if result:

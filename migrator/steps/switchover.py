@@ -9,7 +9,7 @@ from typing import Any
 from migrator.adapters.patroni import PatroniRefused
 from migrator.adapters.pg import TIMELINE_QUERY
 from migrator.dcs_watch import etcd_problem, hold_for_dcs
-from migrator.errors import GateTimeout, PreflightError, UnreachableError, UnsafeStateError
+from migrator.errors import GateTimeout, LockLost, PreflightError, UnreachableError, UnsafeStateError
 from migrator.hooks import migration_env, run_configured_hook
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
@@ -120,6 +120,8 @@ def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any)
     try:
         step.wait(in_place, f"{site}'s dynamic config to show the change (the PATCH got no answer: {error})",
                   interval=0.5)
+    except LockLost:
+        raise  # the run stops for the lock, not for the unanswered PATCH
     except GateTimeout:
         raise error from None
 

@@ -126,6 +126,7 @@ def test_defaults_are_filled_in_and_urls_and_namespace_normalised(two_sites):
     east, west = two_sites.site("dc-east"), two_sites.site("dc-west")
     assert two_sites.gates.connect_timeout_seconds == 5
     assert two_sites.gates.max_replay_lag_bytes == 16 * 1024 * 1024
+    assert two_sites.gates.lock_ttl_seconds == 30
     assert east.namespace == "/service/" and west.namespace == "/service/"
     assert east.dcs.type == "etcd3"
     assert east.dcs.endpoints == ["http://127.0.91.10:2379"]
@@ -291,6 +292,11 @@ BAD_CASES = {
         _replace("credentials:\n", "gates:\n  catchup_timeout_seconds: 0\ncredentials:\n"),
         "gates.catchup_timeout_seconds", ("catchup_timeout_seconds: 0", 1),
         ["must be greater than 0, got 0"],
+    ),
+    "lock ttl too short": (
+        _replace("credentials:\n", "gates:\n  lock_ttl_seconds: 2\ncredentials:\n"),
+        "gates.lock_ttl_seconds", ("lock_ttl_seconds: 2", 1),
+        ["must be at least 5, got 2"],
     ),
     "etcd username without password": (
         _replace("      password: env:MIGRATOR_TEST_ETCD\n", ""),

@@ -50,14 +50,14 @@ def test_until_demote_on_the_command_line_exits_2_with_one_line(tmp_path, capsys
 
 def test_a_busy_local_lock_exits_5(tmp_path):
     first = LocalLock(tmp_path)
-    first.acquire()
+    first.acquire({"pid": 1})
     try:
         with pytest.raises(LockBusy, match="holds") as caught:
-            LocalLock(tmp_path).acquire()
+            LocalLock(tmp_path).acquire({"pid": 2})
         assert caught.value.exit_code == 5
     finally:
         first.release()
-    LocalLock(tmp_path).acquire()  # free again once released
+    LocalLock(tmp_path).acquire({"pid": 2})  # free again once released
 
 
 def test_a_reviewed_plan_that_no_longer_matches_exits_6(tmp_path):
