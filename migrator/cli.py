@@ -270,11 +270,14 @@ def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
 
 def _trust_warnings(inventory: Inventory) -> list[str]:
     from migrator.adapters.ssh import accepted_unverified_keys
-    from migrator.trust import insecure_ssh_sites, unknown_host_key_warnings
+    from migrator.trust import (
+        insecure_ssh_sites, insecure_transport_warnings, unknown_host_key_warnings,
+    )
 
     accepted = [f"WARNING: accepted unverified SSH host key {key}"
                 for key in accepted_unverified_keys]
-    return unknown_host_key_warnings(insecure_ssh_sites(inventory)) + accepted
+    return (unknown_host_key_warnings(insecure_ssh_sites(inventory))
+            + list(insecure_transport_warnings(inventory)) + accepted)
 
 
 def _print_trust_warnings(console, inventory: Inventory) -> None:
