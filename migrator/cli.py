@@ -275,7 +275,8 @@ def _trust_warnings(inventory: Inventory) -> list[str]:
 
 def _print_trust_warnings(console, inventory: Inventory) -> None:
     for warning in _trust_warnings(inventory):
-        console.print(warning, style="bold yellow", highlight=False, markup=False)
+        # One line each, however wide the terminal: a script or a reviewer greps for them.
+        console.print(warning, style="bold yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 def _console():

@@ -160,3 +160,32 @@ def test_the_plain_http_warning_reads_back_from_the_plan_file_and_leaves_the_fin
     # (execute prints the inventory's current warnings when it starts).
     assert plan.model_copy(update={"insecure_transport": ()}).compute_fingerprint() == plan.fingerprint
     assert again.verify_fingerprint()
+
+
+@pytest.mark.parametrize("command", ["execute", "rollback"])
+def test_execute_and_rollback_print_the_warnings_first_and_put_them_in_the_run_report(
+        command, monkeypatch, tmp_path, capsys):
+    """The run itself is replaced by one that only returns its outcome: what is tested is what
+    the command prints before the run and writes after it."""
+    from migrator import cli
+    from migrator.engine import Outcome
+
+    printed_before_the_run: list[str] = []
+
+    def run(*_args, **_kwargs):
+        printed_before_the_run.append(capsys.readouterr().out)
+        return Outcome(0, "done", "m1", "done")
+
+    monkeypatch.setattr(f"migrator.execution.{command}", run)
+    inventory = example_inventory()
+    if command == "execute":
+        code = cli.run_execute(inventory, "dc2", None, False, True, tmp_path)
+    else:
+        code = cli.run_rollback(inventory, True, tmp_path)
+    assert code == 0
+    expected = insecure_transport_warnings(inventory)
+    (before,) = printed_before_the_run
+    assert before.splitlines() == list(expected)  # one line each, nothing else before the run
+    report = (tmp_path / inventory.service / "report-m1.md").read_text()
+    for warning in expected:
+        assert f"**{warning}**" in report
