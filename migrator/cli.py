@@ -192,36 +192,29 @@ def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Pa
 
 
 def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) -> int:
-    from migrator.checks import run_checks
-    from migrator.direction import direction
-    from migrator.findings import blocking
+    """The preflight checks, decided as `migrate plan` decides them (planning.check_outcome): the
+    same findings, the same proposed plan (a re-seed where the target's WAL is gone) and the
+    same exit code."""
     from migrator.observe import observe
+    from migrator.planning import check_outcome
     from migrator.report import render_findings
 
     state = observe(inventory)
-    source, target = direction(inventory, state, dc)
-    findings = run_checks(inventory, state, source, target)
-    findings = _seed_checks_if_empty(inventory, state, source, target, findings)
+    outcome = check_outcome(inventory, state, dc)
+    findings = list(outcome.findings)
     warnings = _trust_warnings(inventory)
     if json_output:
-        print(json.dumps({"service": inventory.service, "source": source, "target": target,
-                          "observed_at": state.observed_at,
+        print(json.dumps({"service": inventory.service, "source": outcome.source,
+                          "target": outcome.target, "observed_at": state.observed_at,
                           "findings": [f.model_dump(mode="json") for f in findings],
-                          "blocking": len(blocking(findings)), "warnings": warnings}, indent=2))
+                          "blocking": len(outcome.blocking), "plan": outcome.as_json(),
+                          "warnings": warnings}, indent=2))
     else:
-        sys.stdout.write(render_findings(findings, source, target, color=sys.stdout.isatty()))
+        sys.stdout.write(render_findings(findings, outcome.source, outcome.target,
+                                         color=sys.stdout.isatty()))
+        sys.stdout.write(outcome.summary() + "\n")
         sys.stdout.write("".join(f"{w}\n" for w in warnings))
-    return 1 if blocking(findings) else 0
-
-
-def _seed_checks_if_empty(inventory: Inventory, state, source: str, target: str, findings: list) -> list:
-    """An empty target is checked for seeding, as `migrate plan` plans it."""
-    from migrator.seed_checks import needs_seed, observe_seed, seed_findings
-
-    if source == target or not needs_seed(state, target):
-        return findings
-    facts = observe_seed(inventory, state, source, target)
-    return seed_findings(inventory, state, facts, source, target, findings)
+    return outcome.exit_code
 
 
 def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None:
@@ -270,16 +263,20 @@ def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
 
 def _trust_warnings(inventory: Inventory) -> list[str]:
     from migrator.adapters.ssh import accepted_unverified_keys
-    from migrator.trust import insecure_ssh_sites, unknown_host_key_warnings
+    from migrator.trust import (
+        insecure_ssh_sites, insecure_transport_warnings, unknown_host_key_warnings,
+    )
 
     accepted = [f"WARNING: accepted unverified SSH host key {key}"
                 for key in accepted_unverified_keys]
-    return unknown_host_key_warnings(insecure_ssh_sites(inventory)) + accepted
+    return (unknown_host_key_warnings(insecure_ssh_sites(inventory))
+            + list(insecure_transport_warnings(inventory)) + accepted)
 
 
 def _print_trust_warnings(console, inventory: Inventory) -> None:
     for warning in _trust_warnings(inventory):
-        console.print(warning, style="bold yellow", highlight=False, markup=False)
+        # One line each, however wide the terminal: a script or a reviewer greps for them.
+        console.print(warning, style="bold yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 def _console():

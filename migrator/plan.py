@@ -4,7 +4,10 @@ A Plan is data (frozen pydantic) with a canonical JSON form. Its `fingerprint` c
 must still hold at execute time (service, sites, steps with their arguments, gates and undo,
 configs after the change, each site's leader and members with their roles, the hook commands it
 runs), never LSNs, lag, timestamps or finding texts, so a plan stays valid while WAL moves and
-goes stale when the topology (or a hook) does. Plans never hold a secret: arguments name users at most, never passwords or
+goes stale when the topology (or a hook) does. The trust warnings (unknown SSH host keys,
+passwords over plain http) are in the plan and its JSON but not in the fingerprint: they change
+no step, and `migrate execute` prints the inventory's current ones when it starts, so a reviewed
+plan cannot hide a new exposure. Plans never hold a secret: arguments name users at most, never passwords or
 secret references.
 """
 
@@ -137,12 +140,15 @@ class Plan(_Frozen):
     write_unavailability: WriteUnavailability | None = None  # None for a no-op plan
     insecure_ssh_sites: tuple[str, ...] = ()  # sites whose inventory accepts unknown host keys
     hooks: tuple[PlanHook, ...] = ()  # the commands this plan runs on the operator's machine
+    # trust.insecure_transport_warnings at plan time: passwords over plain http or unverified TLS.
+    # Stored as the lines themselves (they name URLs, which the plan has no other place for).
+    insecure_transport: tuple[str, ...] = ()
     fingerprint: str
 
     @computed_field  # in the JSON plan too, so a machine reader cannot miss it
     @property
     def warnings(self) -> list[str]:
-        return unknown_host_key_warnings(self.insecure_ssh_sites)
+        return unknown_host_key_warnings(self.insecure_ssh_sites) + list(self.insecure_transport)
 
     @model_validator(mode="before")
     @classmethod

@@ -45,7 +45,7 @@ from migrator.state import MemberState, ServiceState, SiteState
 from migrator.remote import prefix_for
 from migrator.standby_follow import target_repoint
 from migrator.sync_mode import configs_with_sync_mode_carried, sync_mode_carry
-from migrator.trust import insecure_ssh_sites
+from migrator.trust import insecure_ssh_sites, insecure_transport_warnings
 
 # The first Patroni release whose demote-cluster does a fast shutdown (see patroni-facts.md).
 GRACEFUL_DEMOTE_MIN_PATRONI = (4, 1)
@@ -560,6 +560,7 @@ def plan(
         observed_at=state.observed_at, graceful_demote=graceful,
         topology_before=before, config_before=configs_before,
         insecure_ssh_sites=insecure_ssh_sites(inventory),
+        insecure_transport=insecure_transport_warnings(inventory),
     )
 
     if source == target:

@@ -74,8 +74,13 @@ def reseed_findings(inventory: Inventory, state: ServiceState, facts: SeedFacts,
     refusals do not apply; the reason for the re-seed is kept as a warning."""
     found = [f for f in seed_findings(inventory, state, facts, source, target, switchover_findings)
              if f.check not in ("seed-target-data-dir", "seed-target-dcs")]
+    # A missing slot is usually how the WAL came to be gone; the re-seed creates it again, so its
+    # blocking finding is not kept, but its words are (`migrate check` shows this finding).
+    slot = next((f for f in switchover_findings
+                 if f.check == "slot-for-target" and f.verdict is Verdict.BLOCK), None)
+    causes = "; ".join(f.finding for f in (reason, slot) if f is not None)
     why = Finding(check="reseed-target", verdict=Verdict.WARN, site=target,
-                  finding=f"{target} cannot stream from {source} any more: {reason.finding}",
+                  finding=f"{target} cannot stream from {source} any more: {causes}",
                   fix=f"this plan re-seeds {target}: its members are stopped, their data directories "
                       f"moved aside (kept), its DCS keys removed, then it is cloned again from {source}")
     return [why] + found

@@ -21,7 +21,7 @@ from migrator.planner import (
 from migrator.playbook import Playbook
 from migrator.seed_config import bootstrap_dcs, member_command, render_member_config
 from migrator.state import ServiceState
-from migrator.trust import insecure_ssh_sites
+from migrator.trust import insecure_ssh_sites, insecure_transport_warnings
 
 # Phases of the seeding plan, in order: the seed playbook's, then the switchover's that follow.
 SEED_PHASES = ("wipe", "preflight", "seed", "pre-seed", "cascade")
@@ -129,6 +129,7 @@ def seed_plan(inventory: Inventory, state: ServiceState, seed: Playbook, switcho
                      **_file_diffs(context["seed"]["configs"])},
         steps=tuple(steps), write_unavailability=None,
         insecure_ssh_sites=insecure_ssh_sites(inventory),
+        insecure_transport=insecure_transport_warnings(inventory),
         fingerprint="",
     ))
 

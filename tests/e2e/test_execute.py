@@ -58,6 +58,9 @@ def journal_records(state_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+PLAIN_HTTP = "WARNING: site {site} sends the Patroni REST API password over plain http"
+
+
 def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
     # Traffic hooks that record what they were told, to check them against the real new primary.
     hook_log = tmp_path / "hooks.log"
@@ -74,6 +77,8 @@ def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
             out = migrate("execute", "-i", inventory, "--dc", "dc2", "--yes", "--state-dir", state)
             assert out.returncode == 0, explain(out)
             assert "write unavailability:" in out.stdout
+            # The testbed sends the REST password over plain http: said first, before any step.
+            assert out.stdout.startswith(PLAIN_HTTP.format(site="dc1")), out.stdout[:500]
             assert_primary_site(baseline, DC2)
             new = MEMBER_BY_NAME[writable(baseline)[0]]
             expected_hooks += ["before dc1 dc2", f"after {new.name} {new.host}"]
@@ -90,7 +95,10 @@ def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
     # Every run left a journal record of its outcome and a report beside it.
     finished = [r for r in journal_records(Path(state)) if r["event"] == "migration-finished"]
     assert [r["outcome"] for r in finished] == ["done", "done", "rolled-back"] * 2
-    assert len(list((Path(state) / "demo").glob("report-*.md"))) == 4
+    reports = list((Path(state) / "demo").glob("report-*.md"))
+    assert len(reports) == 4
+    for report in reports:  # execute's and rollback's alike
+        assert f"**{PLAIN_HTTP.format(site='dc2')}" in report.read_text(), report
     for path in (Path(state) / "demo").iterdir():
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
 

@@ -1,6 +1,7 @@
 """Field fault: the target's slot removed on the source while the target is down, and the WAL it
-needs recycled. `migrate check` names the cause instead of "healthy", `migrate plan` proposes
-re-seeding the target, and executing that plan brings the target back, nothing lost."""
+needs recycled. `migrate check` names the cause instead of "healthy" and, like `migrate plan`,
+proposes re-seeding the target (the same plan, exit 0 from both), and executing that plan brings
+the target back, nothing lost."""
 
 from __future__ import annotations
 
@@ -59,23 +60,28 @@ def test_slot_removed_and_wal_recycled_while_the_target_is_down_is_named_and_res
 
     wait_until(churned, 120, "dc1 to recycle the WAL dc2 needs", interval=0)
 
+    # check and plan decide alike: the same re-seed proposed (the same plan, by fingerprint), the
+    # same exit code, and check still names the causes.
     check = migrate("check", "-i", inventory, "--dc", "dc2", "--json")
-    assert check.returncode == 1, explain(check)
-    findings = {f["check"]: f for f in json.loads(check.stdout)["findings"]}
-    assert findings["slot-for-target"]["verdict"] == "block"
-    assert "slot dc2 missing on dc1" in findings["slot-for-target"]["finding"]
-    wal = findings["target-wal-available"]
-    assert wal["verdict"] == "block", wal
-    assert "WAL needed from LSN" in wal["finding"] and "no longer on dc1" in wal["finding"], wal
-    assert "re-seed dc2" in wal["fix"]
-
     plan = migrate("plan", "-i", inventory, "--dc", "dc2", "--format", "json")
-    assert plan.returncode == 0, explain(plan)
+    assert check.returncode == plan.returncode == 0, explain(check) + explain(plan)
+    checked = json.loads(check.stdout)
+    assert checked["blocking"] == 0 and checked["plan"]["proposal"] == "reseed", checked["plan"]
+    why = {f["check"]: f for f in checked["findings"]}["reseed-target"]
+    assert why["verdict"] == "warn", why
+    assert "slot dc2 missing on dc1" in why["finding"], why
+    assert "WAL needed from LSN" in why["finding"] and "no longer on dc1" in why["finding"], why
+    assert "this plan re-seeds dc2" in why["fix"], why
     planned = json.loads(plan.stdout)
     steps = [s["id"] for s in planned["steps"]]
     assert steps[:3] == ["wipe-target", "seed-preflight", "slot-for-target-on-source"], steps
     assert "start-target-leader" in steps and "demote-source" not in steps
     assert any(f["check"] == "reseed-target" for f in planned["findings"])
+    assert checked["plan"]["fingerprint"] == planned["fingerprint"]
+    assert checked["plan"]["steps"] == steps
+    as_text = migrate("check", "-i", inventory, "--dc", "dc2")
+    assert as_text.returncode == 0, explain(as_text)
+    assert f"plan: re-seed of dc2 from dc1 (executable, {len(steps)} steps)" in as_text.stdout
 
     with WriteLedger(testbed, table="ledger_reseed") as ledger:
         out = migrate("execute", "-i", inventory, "--dc", "dc2", "--until", "cascade", "--yes",

@@ -9,6 +9,7 @@ plain one, and rebuilds the plain one when it is done.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -83,6 +84,8 @@ def test_check_and_plan_over_tls_with_client_certificates(tls_bed):
     assert plan.returncode == 0, explain(plan)
     # Every member's REST API answered over TLS: its version is known, so the graceful path.
     assert '"graceful_demote": true' in plan.stdout and '"executable": true' in plan.stdout
+    # https with the CA verified: no password goes over plain http, so no warning says it does.
+    assert "WARNING" not in check.stdout and json.loads(plan.stdout)["warnings"] == []
 
 
 MISMATCHES = {
