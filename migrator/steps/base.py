@@ -235,7 +235,7 @@ class Step:
             if spec.kind == "read_token":
                 # Waits on the host for pg_control to leave "in production"; read by read_token.
                 self.live.start_remote(spec.id, spec.args["member"], controldata_wait_command(
-                    spec.args["bin_dir"], spec.args["data_dir"], spec.gate.timeout_seconds),
+                    self.live, spec.args["member"], spec.args["bin_dir"], spec.args["data_dir"], spec.gate.timeout_seconds),
                     timeout=spec.gate.timeout_seconds)
             elif spec.kind == "wait_replay_past_token":
                 self.live.in_recovery(spec.args["member"])
