@@ -130,12 +130,13 @@ class ReadToken(Step):
     def gate(self) -> dict[str, Any]:
         member, data_dir, bin_dir = self.args["member"], self.args["data_dir"], self.args["bin_dir"]
         seen: dict[str, Any] = {"reads": 0}
-        started_early = self.live.finish_remote(self.spec.id)  # begun before the demotion
+        early = {"pending": True}  # a read begun before the demotion, collected by the first probe
 
         def token() -> dict[str, Any] | None:
-            nonlocal started_early
-            result = started_early or self.live.ssh(member, controldata_wait_command(self.live, member, bin_dir, data_dir, 5), timeout=10)
-            started_early = None
+            result = self.live.finish_remote(self.spec.id) if early.pop("pending", False) else None
+            if result is None:
+                command = controldata_wait_command(self.live, member, bin_dir, data_dir, 5)
+                result = self.live.ssh(member, command, timeout=10)
             seen["reads"] += 1
             facts = parse_controldata(result.stdout)
             seen["state"] = facts.get("Database cluster state", result.stderr.strip()[:80])
