@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,14 +22,18 @@ import psycopg
 
 from migrator.adapters.patroni import PatroniApi
 from migrator.adapters.ssh import SshSession
-from migrator.bounded import PENDING, ProbeWorker
-from migrator.errors import GateTimeout, MigratorError, UnreachableError
+from migrator.adapters.pg import kept_open_options
+from migrator.bounded import Claims, NoAnswer, PollTimedOut, call_with_deadline, first_answer, poll_until
+from migrator.errors import GateTimeout, UnreachableError
 from migrator.inventory import Inventory, Member, Site
 from migrator.observe import observe, patroni_api
 from migrator.plan import Plan, PlanStep, deadline_seconds
 from migrator.state import ServiceState
 
 Progress = Callable[[str], None]
+# A kept-open query gets statement_timeout (connect timeout) on the server, and this much more
+# before the client gives up on a server that does not answer at all.
+QUERY_GRACE_SECONDS = 1.0
 
 
 class Live:
@@ -44,12 +46,7 @@ class Live:
         self._pg: dict[str, psycopg.Connection] = {}
         self._ssh: dict[str, SshSession] = {}
         self._pending: dict[str, tuple] = {}
-        # Which thread uses which kept-open connection, so a probe abandoned at its wait's
-        # deadline (migrator/bounded.py) can have its connections dropped, and its thread never
-        # puts one back.
-        self._guard = threading.Lock()
-        self._claims: dict[threading.Thread, list[tuple[dict, str, Any]]] = {}
-        self._abandoned: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+        self._claims = Claims()  # which thread uses which connection (see `abandon`)
 
     # ---- lookup ------------------------------------------------------------------------------
     def site(self, name: str) -> Site:
@@ -80,13 +77,11 @@ class Live:
         raise UnreachableError(f"no member of {site_name} accepted PATCH /config: " + "; ".join(errors))
 
     def config(self, site_name: str) -> dict[str, Any]:
-        errors = []
-        for member in self.site(site_name).members:
-            try:
-                return self.api(site_name).get(member.api_url, "/config", member.name)
-            except UnreachableError as exc:
-                errors.append(str(exc))
-        raise UnreachableError(f"no member of {site_name} answered GET /config: " + "; ".join(errors))
+        """The site's dynamic config from whichever member answers first (all read the same DCS
+        key): a frozen member costs nothing while another answers."""
+        api, members = self.api(site_name), self.site(site_name).members
+        return first_answer({m.name: (lambda m=m: api.get(m.api_url, "/config", m.name)) for m in members},
+                            f"no member of {site_name} answered GET /config", 2 * self.timeout + 1)
 
     def site_roles(self, site_name: str) -> dict[str, str | None]:
         """Each member's role by its own word; None when it does not answer."""
@@ -104,10 +99,18 @@ class Live:
         """Run one query on a member over a kept-open connection; reconnect once if it broke."""
         for attempt in (1, 2):
             conn = self._pg_connection(member_name)
-            with self._claim(self._pg, member_name, conn):
+            still_running: list[bool] = []  # then the query's own thread closes it when done
+            with self._claims.using(self._pg, member_name, conn, close=lambda c: still_running or _close_quietly(c)):
                 try:
-                    cur = conn.execute(sql, params)
-                    return cur.fetchall() if cur.description else []
+                    # statement_timeout ends a slow statement on the server; only this deadline
+                    # ends one on a frozen server (whose kernel keeps the connection up).
+                    return call_with_deadline(lambda: _fetch(conn, sql, params), self.timeout + QUERY_GRACE_SECONDS,
+                                              cleanup=lambda: _close_quietly(conn))
+                except NoAnswer as exc:
+                    still_running.append(True)
+                    self._claims.forget(self._pg, member_name, conn)
+                    raise UnreachableError(f"{member_name}: PostgreSQL gave no answer ({exc}); is the host "
+                                           "frozen or cut off?") from None
                 except psycopg.OperationalError as exc:
                     self._drop_pg(member_name, conn)
                     if attempt == 2:
@@ -128,58 +131,23 @@ class Live:
                                    application_name="migrator", **kept_open_options(self.timeout))
         except psycopg.Error as exc:
             raise UnreachableError(f"{member_name}: cannot connect to PostgreSQL ({_first_line(exc)})") from None
-        self._keep(self._pg, member_name, conn)
+        self._claims.keep(self._pg, member_name, conn)
         return conn
 
     def _drop_pg(self, member_name: str, conn: psycopg.Connection | None = None) -> None:
         """Forget and close the member's connection (only `conn`, when given: another thread
         may have put a fresh one in its place)."""
-        with self._guard:
-            if conn is None:
-                conn = self._pg.pop(member_name, None)
-            elif self._pg.get(member_name) is conn:
-                del self._pg[member_name]
+        if conn is None:
+            conn = self._pg.pop(member_name, None)
+        else:
+            self._claims.forget(self._pg, member_name, conn)
         if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - it is broken already
-                pass
-
-    # ---- connections held by probes that were given up on ------------------------------------
-    def _keep(self, registry: dict[str, Any], key: str, resource: Any) -> None:
-        """Keep a new connection for reuse, unless an abandoned thread made it (it is that
-        thread's alone, closed when its call ends)."""
-        with self._guard:
-            if threading.current_thread() not in self._abandoned:
-                registry[key] = resource
-
-    @contextmanager
-    def _claim(self, registry: dict[str, Any], key: str, resource: Any) -> Iterator[None]:
-        """Mark `resource` in use by this thread for the duration of one call."""
-        me, entry = threading.current_thread(), (registry, key, resource)
-        with self._guard:
-            self._claims.setdefault(me, []).append(entry)
-        try:
-            yield
-        finally:
-            with self._guard:
-                claims = self._claims.get(me, [])
-                if entry in claims:
-                    claims.remove(entry)
-                if not claims:
-                    self._claims.pop(me, None)
-                given_up = me in self._abandoned
-            if given_up and registry is self._pg:
-                resource.close()  # nobody else holds it any more (abandon() took it out)
+            _close_quietly(conn)
 
     def abandon(self, thread: threading.Thread) -> None:
         """A wait gave up on a probe running in `thread` (it may hang on a frozen host): drop
         every connection it is using, so no later call reuses one, and let it keep nothing."""
-        with self._guard:
-            self._abandoned.add(thread)
-            for registry, key, resource in self._claims.get(thread, []):
-                if registry.get(key) is resource:
-                    del registry[key]
+        self._claims.abandon(thread)
 
     def writable(self, site_name: str) -> list[str]:
         """The members of a site that answer pg_is_in_recovery() false, by their own word."""
@@ -198,18 +166,16 @@ class Live:
         if session is None:
             site, member = self.member(member_name)
             session = SshSession(member.name, site.ssh_for(member), self.timeout)
-            self._keep(self._ssh, member_name, session)
+            self._claims.keep(self._ssh, member_name, session)
         return session
 
     def ssh(self, member_name: str, command: str, timeout: float | None = None, stdin: str | None = None):
         session = self._session(member_name)
-        with self._claim(self._ssh, member_name, session):
+        with self._claims.using(self._ssh, member_name, session):
             try:
                 return session.run(command, timeout=timeout, stdin=stdin)
             except UnreachableError:
-                with self._guard:
-                    if self._ssh.get(member_name) is session:
-                        del self._ssh[member_name]
+                self._claims.forget(self._ssh, member_name, session)
                 session.close()
                 raise
 
@@ -303,61 +269,40 @@ class Step:
         worker thread (migrator/bounded.py) and one still running at the deadline is abandoned,
         its connections dropped from `Live`."""
         limit = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        last_error = ""
-        next_report = 0.0
+
+        def report(last_error: str, hung: float | None, seconds_left: float) -> None:
+            detail = describe() if describe else last_error
+            if hung is not None:
+                detail = f"no answer for {hung:.0f}s" + (f"; {detail}" if detail else "")
+            self.ctx.progress(f"{what} ({seconds_left:.0f}s left){': ' + detail if detail else ''}")
+            self.ctx.journal_sample(step=self.spec.id, waiting_for=what, detail=detail,
+                                    seconds_left=round(seconds_left, 1))
+
         # Test doubles of Live may lack `abandon`: then an abandoned probe just keeps its connection.
-        with ProbeWorker(getattr(self.live, "abandon", lambda thread: None)) as worker:
-            while True:
-                if not worker.busy:
-                    worker.submit(probe)
-                try:
-                    # Wake for the deadline, or once a second to report a probe in flight.
-                    until = min(deadline, max(next_report, (worker.busy_since or 0.0) + 1.0))
-                    result = worker.result(until - time.monotonic())
-                    if result is not PENDING and result:
-                        return result
-                except MigratorError as exc:
-                    last_error = str(exc)
-                now = time.monotonic()
-                in_flight = now - worker.busy_since if worker.busy_since is not None else None
-                if now >= next_report and (in_flight is None or in_flight >= 1.0):
-                    detail = describe() if describe else last_error
-                    if in_flight is not None:
-                        detail = f"no answer for {in_flight:.0f}s" + (f"; {detail}" if detail else "")
-                    self.ctx.progress(f"{what} ({deadline - now:.0f}s left){': ' + detail if detail else ''}")
-                    self.ctx.journal_sample(step=self.spec.id, waiting_for=what, detail=detail,
-                                            seconds_left=round(deadline - now, 1))
-                    next_report = now + 1.0
-                if now >= deadline:
-                    if in_flight is not None:
-                        last_error = f"a probe got no answer for {in_flight:.0f}s" + (
-                            f" (before it: {last_error})" if last_error else "")
-                    reason = f"; last: {last_error}" if last_error else ""
-                    if not reason and describe is not None:
-                        reason = f"; last seen: {describe()}"  # the operator's next step starts here
-                    raise GateTimeout(f"step {self.spec.id}: gave up after {limit:.0f}s waiting for {what}{reason}")
-                if not worker.busy:
-                    time.sleep(interval)
+        on_abandon = getattr(self.live, "abandon", lambda thread: None)
+        try:
+            return poll_until(probe, time.monotonic() + limit, interval, report, on_abandon)
+        except PollTimedOut as timed_out:
+            last_error = timed_out.last_error
+            if timed_out.hung_seconds is not None:
+                last_error = f"a probe got no answer for {timed_out.hung_seconds:.0f}s" + (
+                    f" (before it: {last_error})" if last_error else "")
+            reason = f"; last: {last_error}" if last_error else ""
+            if not reason and describe is not None:
+                reason = f"; last seen: {describe()}"  # the operator's next step starts here
+            raise GateTimeout(f"step {self.spec.id}: gave up after {limit:.0f}s waiting for {what}{reason}") from None
 
 
-def kept_open_options(timeout: float) -> dict[str, Any]:
-    """libpq options for connections kept open through a run, all derived from the inventory's
-    connect timeout: a statement the server does not finish in that time is cancelled by the
-    server; keepalives and tcp_user_timeout make the kernel give up on a peer that stopped
-    acknowledging (a host gone from the network), where a read would otherwise wait for the
-    system's TCP retry limit (~15 minutes). A frozen process on a live host is left to
-    `Step.wait`'s deadline (the kernel still answers for it)."""
-    seconds = max(1, int(timeout))
-    return {
-        "connect_timeout": seconds,
-        "options": f"-c statement_timeout={seconds * 1000}",
-        "keepalives": 1,
-        "keepalives_idle": seconds,
-        "keepalives_interval": max(1, seconds // 3),
-        "keepalives_count": 3,
-        "tcp_user_timeout": seconds * 1000,
-    }
+def _fetch(conn: psycopg.Connection, sql: str, params: Any) -> list[tuple]:
+    cur = conn.execute(sql, params)
+    return cur.fetchall() if cur.description else []
+
+
+def _close_quietly(conn: psycopg.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - it is broken already
+        pass
 
 
 def _first_line(exc: Exception) -> str:
