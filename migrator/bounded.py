@@ -242,6 +242,13 @@ class Claims:
                 return True
             return False
 
+    def refuse_if_abandoned(self) -> None:
+        """A probe given up on must not act later: its wait already ended (GateTimeout), and the
+        run may be undoing what it was about to do (a PATCH landing after the undo checked the
+        target was not promoted would make two writable sites)."""
+        if threading.current_thread() in self._abandoned:
+            raise UnreachableError("this probe was given up on at its wait's deadline; it does nothing more")
+
     def abandon(self, thread: threading.Thread) -> None:
         with self._guard:
             self._abandoned.add(thread)

@@ -63,6 +63,7 @@ class Live:
 
     # ---- Patroni -----------------------------------------------------------------------------
     def patroni(self, member_name: str) -> dict[str, Any]:
+        self._claims.refuse_if_abandoned()
         site_name, _, member = self.inventory.member(member_name)
         return self.api(site_name).get(member.api_url, "/patroni", member.name)
 
@@ -70,6 +71,7 @@ class Live:
         """PATCH /config on the first member that answers (any member accepts it)."""
         errors = []
         for member in self.site(site_name).members:
+            self._claims.refuse_if_abandoned()  # before each member: the last one may have hung
             try:
                 return self.api(site_name).patch_config(member.api_url, patch, member.name)
             except UnreachableError as exc:
@@ -79,6 +81,7 @@ class Live:
     def config(self, site_name: str) -> dict[str, Any]:
         """The site's dynamic config from whichever member answers first (all read the same DCS
         key): a frozen member costs nothing while another answers."""
+        self._claims.refuse_if_abandoned()
         api, members = self.api(site_name), self.site(site_name).members
         return first_answer({m.name: (lambda m=m: api.get(m.api_url, "/config", m.name)) for m in members},
                             f"no member of {site_name} answered GET /config", 2 * self.timeout + 1)
@@ -97,6 +100,7 @@ class Live:
     # ---- PostgreSQL --------------------------------------------------------------------------
     def query(self, member_name: str, sql: str, params: Any = None) -> list[tuple]:
         """Run one query on a member over a kept-open connection; reconnect once if it broke."""
+        self._claims.refuse_if_abandoned()
         for attempt in (1, 2):
             conn = self._pg_connection(member_name)
             still_running: list[bool] = []  # then the query's own thread closes it when done
@@ -170,6 +174,7 @@ class Live:
         return session
 
     def ssh(self, member_name: str, command: str, timeout: float | None = None, stdin: str | None = None):
+        self._claims.refuse_if_abandoned()
         session = self._session(member_name)
         with self._claims.using(self._ssh, member_name, session):
             try:
@@ -183,6 +188,7 @@ class Live:
         """Start a command on a host now and collect it later with `finish_remote(key)`: a wait
         that runs on the host answers the moment its condition holds, with no round trip
         (an SSH exec costs 0.1-0.2 s) inside the write-unavailability window."""
+        self._claims.refuse_if_abandoned()
         session = self._session(member_name)
         self._pending[key] = (session, session.start(command, timeout=timeout), timeout)
 
@@ -255,9 +261,9 @@ class Step:
         for spec in self.ctx.plan.steps:
             if spec.kind == "read_token":
                 # Waits on the host for pg_control to leave "in production"; read by read_token.
-                self.live.start_remote(spec.id, spec.args["member"], controldata_wait_command(
-                    self.live, spec.args["member"], spec.args["bin_dir"], spec.args["data_dir"], spec.gate.timeout_seconds),
-                    timeout=spec.gate.timeout_seconds)
+                args, seconds = spec.args, spec.gate.timeout_seconds
+                command = controldata_wait_command(self.live, args["member"], args["bin_dir"], args["data_dir"], seconds)
+                self.live.start_remote(spec.id, args["member"], command, timeout=seconds)
             elif spec.kind == "wait_replay_past_token":
                 self.live.in_recovery(spec.args["member"])
 

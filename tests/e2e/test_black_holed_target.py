@@ -24,10 +24,10 @@ from tests.testbed import wait_until
 pytestmark = pytest.mark.testbed
 
 CATCHUP_SECONDS = 8
-# What the run may take after the gate's deadline: the undo asks the frozen member whether it
-# was promoted (a PostgreSQL connect and a REST call, each bounded by connect_timeout_seconds = 5)
-# and waits for dc1 to take writes again.
-UNDO_ALLOWANCE = 20
+# What the run may take after the gate's deadline: the undo asks the frozen member whether it is
+# writable (a PostgreSQL connect bounded by connect_timeout_seconds = 5) and waits for dc1 to take
+# writes again (2-3 s). Measured: 7.1-7.7 s.
+UNDO_ALLOWANCE = 12
 
 
 def postgres_processes(testbed, member) -> list[int]:
@@ -91,9 +91,8 @@ def test_frozen_target_standby_leader_times_out_the_catch_up_on_time_and_undoes(
         try:
             run.wait_for("step-started", "demote-source")
             pids = freeze(baseline, frozen)
-            frozen_at = time.monotonic()
             out = run.finish(timeout=CATCHUP_SECONDS + UNDO_ALLOWANCE + 120)
-            exited_after = time.monotonic() - frozen_at
+            exited_at = time.time()
         finally:
             thaw(pids)
         records = run.records()
@@ -103,13 +102,16 @@ def test_frozen_target_standby_leader_times_out_the_catch_up_on_time_and_undoes(
     gate_started = by_event[("step-started", "catch-up")]
     gate_failed = next(r for r in records if r["event"] == "step-failed")
     gate_seconds = _ts(gate_failed) - _ts(gate_started)
+    # The demotion PATCH may go out a few seconds after the freeze: the step's warm-up query to
+    # the frozen member runs into its own deadline first (before any change, outside the window).
+    since_demotion = exited_at - _ts(by_event[("step-applied", "demote-source")])
     print(f"\nfrozen {frozen.name} ({len(pids)} processes); catch-up gate gave up after {gate_seconds:.1f}s "
-          f"(deadline {CATCHUP_SECONDS}s); migrate exited {out.returncode} {exited_after:.1f}s after the freeze; "
-          f"{ledger.summary()}")
+          f"(deadline {CATCHUP_SECONDS}s); migrate exited {out.returncode} {since_demotion:.1f}s after the "
+          f"demotion; {ledger.summary()}")
     assert out.returncode == 3, explain(out)
     assert gate_failed["step"] == "catch-up", gate_failed
     assert CATCHUP_SECONDS - 1 <= gate_seconds <= CATCHUP_SECONDS + 3, gate_seconds
-    assert exited_after <= CATCHUP_SECONDS + UNDO_ALLOWANCE, exited_after
+    assert since_demotion <= CATCHUP_SECONDS + UNDO_ALLOWANCE, since_demotion
     assert out.stderr.count("\n") == 1 and "catch-up" in out.stderr and "undone" in out.stderr, explain(out)
     outcomes = [r["outcome"] for r in records if r["event"] == "migration-finished"]
     assert outcomes == ["rolled-back"]

@@ -89,16 +89,21 @@ def test_kept_open_connections_time_out_from_the_connect_timeout():
         "keepalives_idle": 5, "keepalives_interval": 1, "keepalives_count": 3, "tcp_user_timeout": 5000}
 
 
-def test_an_abandoned_thread_never_puts_a_connection_back_and_loses_the_one_it_used():
+def test_an_abandoned_thread_keeps_no_connection_and_changes_nothing_afterwards():
     live = Live(example_inventory())
     used = object()
     live._pg["dc2-a"] = used
     done = threading.Event()
+    refused: list[str] = []
 
     def hung_probe():
         with live._claims.using(live._pg, "dc2-a", used, close=lambda conn: conn.close()):
             done.wait(5)
         live._claims.keep(live._pg, "dc2-a", object())  # a reconnect after the wait gave up
+        try:
+            live.patch_config("dc2", {"standby_cluster": None})  # what the probe was about to do
+        except UnreachableError as exc:
+            refused.append(str(exc))
 
     class _Closable:
         closed = False
@@ -116,3 +121,4 @@ def test_an_abandoned_thread_never_puts_a_connection_back_and_loses_the_one_it_u
     thread.join(5)
     assert "dc2-a" not in live._pg  # the abandoned thread kept nothing
     assert used.closed  # closed by its last user, the abandoned thread
+    assert refused and "given up on" in refused[0]  # it sent nothing after its wait ended
