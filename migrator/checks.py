@@ -505,6 +505,39 @@ def source_is_primary(ctx: Context) -> Outcome:
 # --- replication ------------------------------------------------------------------------------
 
 
+@check("token-readable")
+def token_readable(ctx: Context) -> Outcome:
+    """The token step reads the source leader's pg_control over SSH right after the demotion;
+    observe ran that very command once (same user, privilege path, paths, locale), so a failure
+    known now blocks here instead of stalling the run with the source already demoted."""
+    if (skip := ctx.not_applicable()) is not None:
+        return skip
+    leader = leader_of(ctx.src)
+    if leader is None:
+        return outcome(f"not checked: no leader observed in {ctx.source} (see source-is-primary)")
+    where = f"{leader.name} ({ctx.source} leader)"
+    fix_ssh = (f"fix SSH to {leader.host} (key, known_hosts, user) and that user's way to run commands as "
+               "postgres (root: runuser; others: sudo -n -u postgres)")
+    facts = leader.host_facts
+    if facts is None:
+        return outcome("", [block(f"{where}: pg_controldata could not be run over SSH: {short(leader.host_error)}",
+                                  fix_ssh, ctx.source, [leader.name])])
+    if facts.controldata_error is not None:
+        bin_dir = ctx.inventory.sites[ctx.source].postgres.bin_dir
+        return outcome("", [block(
+            f"{where}: the token read (pg_controldata as postgres) failed: {short(facts.controldata_error)}",
+            f"check postgres.bin_dir ({bin_dir}: it must hold pg_controldata) and the member's data_dir "
+            f"in the inventory, and {fix_ssh}", ctx.source, [leader.name])])
+    checkpoint = facts.controldata.get("Latest checkpoint location")
+    if not checkpoint:
+        return outcome("", [block(
+            f"{where}: pg_controldata printed no 'Latest checkpoint location'",
+            f"check the member's data_dir in the inventory points at {leader.name}'s PostgreSQL data "
+            "directory", ctx.source, [leader.name])])
+    return outcome(f"{leader.name}'s pg_control readable the way the token step reads it "
+                   f"(latest checkpoint {checkpoint})")
+
+
 def _standby_host_issue(ctx: Context) -> Issue | None:
     section = (config_of(ctx.dst) or {}).get("standby_cluster") or {}
     hosts = [h.strip() for h in str(section.get("host") or "").split(",") if h.strip()]

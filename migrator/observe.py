@@ -21,12 +21,14 @@ from migrator.adapters.pg import PostgresProbe
 from migrator.adapters.ssh import SshSession
 from migrator.errors import MigratorError
 from migrator.inventory import Inventory, Member, Site
+from migrator.remote import controldata_command
 from migrator.state import (
     DcsState, HostFacts, MemberState, PatroniState, PostgresState, ServiceState, SiteState,
 )
 
 MAX_PARALLEL = 32
 HOST_FACTS_SEPARATOR = "--- migrator: patroni.yml ---"
+CONTROLDATA_EXIT_MARKER = "--- migrator: pg_controldata exit"
 
 
 def patroni_api(site: Site, timeout: float) -> PatroniApi:
@@ -108,13 +110,19 @@ class Observer:
         return probe.observe(member.name)
 
     def _host_facts(self, site: Site, member: Member) -> HostFacts:
-        # One command, one round trip: pg_controldata, a separator, then the watchdog mode.
-        command = (f"{site.postgres.bin_dir}/pg_controldata {shlex.quote(site.data_dir_for(member))}; "
-                   f"echo {HOST_FACTS_SEPARATOR}; cat {shlex.quote(site.patroni_config_for(member))}")
+        # One command, one round trip: pg_controldata (the token step's very command, run once),
+        # its exit code, a separator, then the watchdog mode.
+        read = controldata_command(site.ssh_for(member).user, site.postgres.bin_dir,
+                                   site.data_dir_for(member), self.timeout, wait=False)
+        command = (f"{read}; echo \"{CONTROLDATA_EXIT_MARKER} $?\"; echo {HOST_FACTS_SEPARATOR}; "
+                   f"cat {shlex.quote(site.patroni_config_for(member))}")
         with SshSession(member.name, site.ssh_for(member), self.timeout) as ssh:
-            out = ssh.run(command).stdout
-        control, _, config = out.partition(HOST_FACTS_SEPARATOR + "\n")
+            result = ssh.run(command)
+        control, _, rest = result.stdout.partition(CONTROLDATA_EXIT_MARKER + " ")
+        code, _, rest = rest.partition("\n")
+        _, _, config = rest.partition(HOST_FACTS_SEPARATOR + "\n")
         return HostFacts(controldata=parse_controldata(control),
+                         controldata_error=controldata_failure(code, result.stderr),
                          watchdog_mode=watchdog_mode(config) if config.strip() else None)
 
     # ---- gather ----------------------------------------------------------------------------
@@ -183,6 +191,19 @@ def parse_controldata(text: str) -> dict[str, str]:
         if sep:
             facts[key.strip()] = value.strip()
     return facts
+
+
+def controldata_failure(exit_code: str, stderr: str) -> str | None:
+    """None when the pg_controldata command succeeded, else one line: its exit code and the
+    first line it wrote on stderr (the reason: no such file, permission denied, sudo...)."""
+    code = exit_code.strip()
+    if code == "0":
+        return None
+    reason = next((line.strip() for line in stderr.splitlines() if line.strip()), "")
+    if code == "124":
+        reason = reason or "did not finish in time"
+    what = f"exit {code}" if code else "no exit code"
+    return f"{what}: {reason[:200]}" if reason else what
 
 
 def watchdog_mode(patroni_yml: str) -> str:

@@ -108,6 +108,8 @@ class PatroniState(Frozen):
 class HostFacts(Frozen):
     """What only the host itself can tell, over SSH."""
     controldata: dict[str, str] = {}
+    # Why the token step's pg_controldata command failed on this host; None when it worked.
+    controldata_error: str | None = None
     patroni_version: str | None = None
     watchdog_mode: str | None = None  # from the member's patroni.yml; None when not readable
 

@@ -108,6 +108,25 @@ class PostgresProbe:
             raise UnreachableError(f"{member}: probing PostgreSQL failed ({_first_line(exc)})") from None
 
 
+def kept_open_options(timeout: float) -> dict[str, Any]:
+    """libpq options for connections kept open through a run, all derived from the inventory's
+    connect timeout: a statement the server does not finish in that time is cancelled by the
+    server; keepalives and tcp_user_timeout make the kernel give up on a peer that stopped
+    acknowledging (a host gone from the network), where a read would otherwise wait for the
+    system's TCP retry limit (~15 minutes). A frozen process on a live host is left to
+    `Step.wait`'s deadline (the kernel still answers for it)."""
+    seconds = max(1, int(timeout))
+    return {
+        "connect_timeout": seconds,
+        "options": f"-c statement_timeout={seconds * 1000}",
+        "keepalives": 1,
+        "keepalives_idle": seconds,
+        "keepalives_interval": max(1, seconds // 3),
+        "keepalives_count": 3,
+        "tcp_user_timeout": seconds * 1000,
+    }
+
+
 def connection_problem(member: str, conninfo: dict[str, Any], exc: Exception) -> str:
     """One line that says which of the usual causes it is, and the fix."""
     where = f"{member}: PostgreSQL at {conninfo['host']}:{conninfo['port']}"

@@ -12,6 +12,7 @@ of re-observing the whole service.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,13 +22,18 @@ import psycopg
 
 from migrator.adapters.patroni import PatroniApi, PatroniRefused
 from migrator.adapters.ssh import SshSession
-from migrator.errors import GateTimeout, MigratorError, UnreachableError
+from migrator.adapters.pg import kept_open_options
+from migrator.bounded import Claims, NoAnswer, PollTimedOut, call_with_deadline, first_answer, poll_until
+from migrator.errors import GateTimeout, UnreachableError
 from migrator.inventory import Inventory, Member, Site
 from migrator.observe import observe, patroni_api
 from migrator.plan import Plan, PlanStep, deadline_seconds
 from migrator.state import ServiceState
 
 Progress = Callable[[str], None]
+# A kept-open query gets statement_timeout (connect timeout) on the server, and this much more
+# before the client gives up on a server that does not answer at all.
+QUERY_GRACE_SECONDS = 1.0
 
 
 class Live:
@@ -40,6 +46,7 @@ class Live:
         self._pg: dict[str, psycopg.Connection] = {}
         self._ssh: dict[str, SshSession] = {}
         self._pending: dict[str, tuple] = {}
+        self._claims = Claims()  # which thread uses which connection (see `abandon`)
 
     # ---- lookup ------------------------------------------------------------------------------
     def site(self, name: str) -> Site:
@@ -56,6 +63,7 @@ class Live:
 
     # ---- Patroni -----------------------------------------------------------------------------
     def patroni(self, member_name: str) -> dict[str, Any]:
+        self._claims.refuse_if_abandoned()
         site_name, _, member = self.inventory.member(member_name)
         return self.api(site_name).get(member.api_url, "/patroni", member.name)
 
@@ -63,6 +71,7 @@ class Live:
         """PATCH /config on the first member that answers (any member accepts it)."""
         errors: list[UnreachableError] = []
         for member in self.site(site_name).members:
+            self._claims.refuse_if_abandoned()  # before each member: the last one may have hung
             try:
                 return self.api(site_name).patch_config(member.api_url, patch, member.name)
             except UnreachableError as exc:
@@ -73,13 +82,12 @@ class Live:
         raise UnreachableError(message)
 
     def config(self, site_name: str) -> dict[str, Any]:
-        errors = []
-        for member in self.site(site_name).members:
-            try:
-                return self.api(site_name).get(member.api_url, "/config", member.name)
-            except UnreachableError as exc:
-                errors.append(str(exc))
-        raise UnreachableError(f"no member of {site_name} answered GET /config: " + "; ".join(errors))
+        """The site's dynamic config from whichever member answers first (all read the same DCS
+        key): a frozen member costs nothing while another answers."""
+        self._claims.refuse_if_abandoned()
+        api, members = self.api(site_name), self.site(site_name).members
+        return first_answer({m.name: (lambda m=m: api.get(m.api_url, "/config", m.name)) for m in members},
+                            f"no member of {site_name} answered GET /config", 2 * self.timeout + 1)
 
     def site_roles(self, site_name: str) -> dict[str, str | None]:
         """Each member's role by its own word; None when it does not answer."""
@@ -95,17 +103,27 @@ class Live:
     # ---- PostgreSQL --------------------------------------------------------------------------
     def query(self, member_name: str, sql: str, params: Any = None) -> list[tuple]:
         """Run one query on a member over a kept-open connection; reconnect once if it broke."""
+        self._claims.refuse_if_abandoned()
         for attempt in (1, 2):
             conn = self._pg_connection(member_name)
-            try:
-                cur = conn.execute(sql, params)
-                return cur.fetchall() if cur.description else []
-            except psycopg.OperationalError as exc:
-                self._drop_pg(member_name)
-                if attempt == 2:
+            still_running: list[bool] = []  # then the query's own thread closes it when done
+            with self._claims.using(self._pg, member_name, conn, close=lambda c: still_running or _close_quietly(c)):
+                try:
+                    # statement_timeout ends a slow statement on the server; only this deadline
+                    # ends one on a frozen server (whose kernel keeps the connection up).
+                    return call_with_deadline(lambda: _fetch(conn, sql, params), self.timeout + QUERY_GRACE_SECONDS,
+                                              cleanup=lambda: _close_quietly(conn))
+                except NoAnswer as exc:
+                    still_running.append(True)
+                    self._claims.forget(self._pg, member_name, conn)
+                    raise UnreachableError(f"{member_name}: PostgreSQL gave no answer ({exc}); is the host "
+                                           "frozen or cut off?") from None
+                except psycopg.OperationalError as exc:
+                    self._drop_pg(member_name, conn)
+                    if attempt == 2:
+                        raise UnreachableError(f"{member_name}: PostgreSQL query failed ({_first_line(exc)})") from None
+                except psycopg.Error as exc:
                     raise UnreachableError(f"{member_name}: PostgreSQL query failed ({_first_line(exc)})") from None
-            except psycopg.Error as exc:
-                raise UnreachableError(f"{member_name}: PostgreSQL query failed ({_first_line(exc)})") from None
         return []
 
     def _pg_connection(self, member_name: str) -> psycopg.Connection:
@@ -122,21 +140,27 @@ class Live:
                                    f"{creds.password} ({_first_line(exc)})") from None
         try:
             conn = psycopg.connect(host=member.host, port=member.pg_port, user=creds.username,
-                                   password=password, dbname="postgres",
-                                   connect_timeout=max(1, int(self.timeout)), autocommit=True,
-                                   application_name="migrator")
+                                   password=password, dbname="postgres", autocommit=True,
+                                   application_name="migrator", **kept_open_options(self.timeout))
         except psycopg.Error as exc:
             raise UnreachableError(f"{member_name}: cannot connect to PostgreSQL ({_first_line(exc)})") from None
-        self._pg[member_name] = conn
+        self._claims.keep(self._pg, member_name, conn)
         return conn
 
-    def _drop_pg(self, member_name: str) -> None:
-        conn = self._pg.pop(member_name, None)
+    def _drop_pg(self, member_name: str, conn: psycopg.Connection | None = None) -> None:
+        """Forget and close the member's connection (only `conn`, when given: another thread
+        may have put a fresh one in its place)."""
+        if conn is None:
+            conn = self._pg.pop(member_name, None)
+        else:
+            self._claims.forget(self._pg, member_name, conn)
         if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - it is broken already
-                pass
+            _close_quietly(conn)
+
+    def abandon(self, thread: threading.Thread) -> None:
+        """A wait gave up on a probe running in `thread` (it may hang on a frozen host): drop
+        every connection it is using, so no later call reuses one, and let it keep nothing."""
+        self._claims.abandon(thread)
 
     def writable(self, site_name: str) -> list[str]:
         """The members of a site that answer pg_is_in_recovery() false, by their own word."""
@@ -155,22 +179,25 @@ class Live:
         if session is None:
             site, member = self.member(member_name)
             session = SshSession(member.name, site.ssh_for(member), self.timeout)
-            self._ssh[member_name] = session
+            self._claims.keep(self._ssh, member_name, session)
         return session
 
     def ssh(self, member_name: str, command: str, timeout: float | None = None, stdin: str | None = None):
+        self._claims.refuse_if_abandoned()
         session = self._session(member_name)
-        try:
-            return session.run(command, timeout=timeout, stdin=stdin)
-        except UnreachableError:
-            self._ssh.pop(member_name, None)
-            session.close()
-            raise
+        with self._claims.using(self._ssh, member_name, session):
+            try:
+                return session.run(command, timeout=timeout, stdin=stdin)
+            except UnreachableError:
+                self._claims.forget(self._ssh, member_name, session)
+                session.close()
+                raise
 
     def start_remote(self, key: str, member_name: str, command: str, timeout: float) -> None:
         """Start a command on a host now and collect it later with `finish_remote(key)`: a wait
         that runs on the host answers the moment its condition holds, with no round trip
         (an SSH exec costs 0.1-0.2 s) inside the write-unavailability window."""
+        self._claims.refuse_if_abandoned()
         session = self._session(member_name)
         self._pending[key] = (session, session.start(command, timeout=timeout), timeout)
 
@@ -247,40 +274,55 @@ class Step:
         for spec in self.ctx.plan.steps:
             if spec.kind == "read_token":
                 # Waits on the host for pg_control to leave "in production"; read by read_token.
-                self.live.start_remote(spec.id, spec.args["member"], controldata_wait_command(
-                    spec.args["bin_dir"], spec.args["data_dir"], spec.gate.timeout_seconds),
-                    timeout=spec.gate.timeout_seconds)
+                args, seconds = spec.args, spec.gate.timeout_seconds
+                command = controldata_wait_command(self.live, args["member"], args["bin_dir"], args["data_dir"], seconds)
+                self.live.start_remote(spec.id, args["member"], command, timeout=seconds)
             elif spec.kind == "wait_replay_past_token":
                 self.live.in_recovery(spec.args["member"])
 
     def wait(self, probe: Callable[[], Any], what: str, interval: float = 0.05,
              timeout: float | None = None, describe: Callable[[], str] | None = None) -> Any:
-        """Poll `probe` until truthy; GateTimeout naming `what` (and the last reason) at the deadline."""
+        """Poll `probe` until truthy; GateTimeout naming `what` (and the last reason) at the deadline.
+
+        The deadline holds even while a probe hangs on a black-holed host: probes run in a
+        worker thread (migrator/bounded.py) and one still running at the deadline is abandoned,
+        its connections dropped from `Live`."""
         limit = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        last_error = ""
-        next_report = 0.0
-        while True:
-            self.ctx.check_lock()
-            try:
-                result = probe()
-                if result:
-                    return result
-            except MigratorError as exc:
-                last_error = str(exc)
-            now = time.monotonic()
-            if now >= next_report:
-                detail = describe() if describe else last_error
-                self.ctx.progress(f"{what} ({deadline - now:.0f}s left){': ' + detail if detail else ''}")
-                self.ctx.journal_sample(step=self.spec.id, waiting_for=what, detail=detail,
-                                        seconds_left=round(deadline - now, 1))
-                next_report = now + 1.0
-            if now >= deadline:
-                reason = f"; last: {last_error}" if last_error else ""
-                if not reason and describe is not None:
-                    reason = f"; last seen: {describe()}"  # the operator's next step starts here
-                raise GateTimeout(f"step {self.spec.id}: gave up after {limit:.0f}s waiting for {what}{reason}")
-            time.sleep(interval)
+
+        def report(last_error: str, hung: float | None, seconds_left: float) -> None:
+            detail = describe() if describe else last_error
+            if hung is not None:
+                detail = f"no answer for {hung:.0f}s" + (f"; {detail}" if detail else "")
+            self.ctx.progress(f"{what} ({seconds_left:.0f}s left){': ' + detail if detail else ''}")
+            self.ctx.journal_sample(step=self.spec.id, waiting_for=what, detail=detail,
+                                    seconds_left=round(seconds_left, 1))
+
+        # Test doubles of Live may lack `abandon`: then an abandoned probe just keeps its connection.
+        on_abandon = getattr(self.live, "abandon", lambda thread: None)
+        try:
+            return poll_until(probe, time.monotonic() + limit, interval, report, on_abandon,
+                              check=self.ctx.check_lock)
+        except PollTimedOut as timed_out:
+            last_error = timed_out.last_error
+            if timed_out.hung_seconds is not None:
+                last_error = f"a probe got no answer for {timed_out.hung_seconds:.0f}s" + (
+                    f" (before it: {last_error})" if last_error else "")
+            reason = f"; last: {last_error}" if last_error else ""
+            if not reason and describe is not None:
+                reason = f"; last seen: {describe()}"  # the operator's next step starts here
+            raise GateTimeout(f"step {self.spec.id}: gave up after {limit:.0f}s waiting for {what}{reason}") from None
+
+
+def _fetch(conn: psycopg.Connection, sql: str, params: Any) -> list[tuple]:
+    cur = conn.execute(sql, params)
+    return cur.fetchall() if cur.description else []
+
+
+def _close_quietly(conn: psycopg.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - it is broken already
+        pass
 
 
 def _first_line(exc: Exception) -> str:

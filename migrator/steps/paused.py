@@ -12,7 +12,7 @@ from typing import Any
 from migrator.errors import UnsafeStateError
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
-from migrator.remote import as_postgres
+from migrator.remote import as_postgres, controldata_command
 from migrator.steps.base import Step
 from migrator.steps.switchover import run_before_demote
 
@@ -57,7 +57,10 @@ class StopPostgres(Step):
         return self.live.in_recovery(self.args["member"]) is None and self._stopped()
 
     def _stopped(self) -> bool:
-        result = self.live.ssh(self.args["member"], f"{self.args['bin_dir']}/pg_controldata {self.args['data_dir']}")
+        site, member = self.live.member(self.args["member"])
+        read_once = controldata_command(site.ssh_for(member).user, self.args["bin_dir"], self.args["data_dir"],
+                                        self.live.timeout, wait=False)
+        result = self.live.ssh(self.args["member"], read_once)
         return parse_controldata(result.stdout).get("Database cluster state") == "shut down"
 
     def apply(self) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from migrator.hooks import migration_env, run_configured_hook
 from migrator.journal import utc_now
 from migrator.observe import parse_controldata
 from migrator.plan import deadline_seconds
+from migrator.remote import controldata_command
 from migrator.state import lsn_text as lsn, lsn_value
-from migrator.steps.base import Step
+from migrator.steps.base import Live, Step
 from migrator.steps.standby_leader import ReplayProof, confirmed_standby_leader, forked_after_token, replay_proof
 
 # A clean shutdown leaves pg_control "shut down"; a standby shut down cleanly says "... in
@@ -144,12 +145,13 @@ class ReadToken(Step):
     def gate(self) -> dict[str, Any]:
         member, data_dir, bin_dir = self.args["member"], self.args["data_dir"], self.args["bin_dir"]
         seen: dict[str, Any] = {"reads": 0}
-        started_early = self.live.finish_remote(self.spec.id)  # begun before the demotion
+        early = {"pending": True}  # a read begun before the demotion, collected by the first probe
 
         def token() -> dict[str, Any] | None:
-            nonlocal started_early
-            result = started_early or self.live.ssh(member, controldata_wait_command(bin_dir, data_dir, 5), timeout=10)
-            started_early = None
+            result = self.live.finish_remote(self.spec.id) if early.pop("pending", False) else None
+            if result is None:
+                command = controldata_wait_command(self.live, member, bin_dir, data_dir, 5)
+                result = self.live.ssh(member, command, timeout=10)
             seen["reads"] += 1
             facts = parse_controldata(result.stdout)
             seen["state"] = facts.get("Database cluster state", result.stderr.strip()[:80])
@@ -170,12 +172,12 @@ class ReadToken(Step):
                          describe=lambda: f"state {seen.get('state', '?')}")
 
 
-def controldata_wait_command(bin_dir: str, data_dir: str, seconds: float) -> str:
+def controldata_wait_command(live: Live, member: str, bin_dir: str, data_dir: str, seconds: float) -> str:
     """Shell that prints pg_controldata once the cluster is neither "in production" nor "shutting
-    down" (so: shut down, or already restarted in recovery, which read_token tells apart)."""
-    return (f"timeout {max(1, int(seconds))} sh -c 'while :; do out=$({bin_dir}/pg_controldata {data_dir}); "
-            "case \"$out\" in *\"cluster state:\"*\"in production\"*|*\"cluster state:\"*\"shutting down\"*) sleep 0.01;; "
-            "*) break;; esac; done; echo \"$out\"'")
+    down" (so: shut down, or already restarted in recovery, which read_token tells apart). The
+    same command preflight runs once on the source leader (check `token-readable`)."""
+    site, found = live.member(member)
+    return controldata_command(site.ssh_for(found).user, bin_dir, data_dir, seconds, wait=True)
 
 
 def token_of(step: Step, token_from: str) -> tuple[int, int | None]:

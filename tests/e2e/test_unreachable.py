@@ -99,13 +99,15 @@ def test_every_host_without_sshd(baseline, tmp_path):
     """The testbed's one sshd serves every member address: stopping it makes every host refuse
     SSH while Patroni and PostgreSQL keep running (the token read and the replication access
     proof need SSH)."""
+    source_leader = _by_role(baseline, "dc1", "primary")
     baseline.registry.stop(["sshd"], timeout=10)
     try:
         before = _snapshot(baseline)
         out = migrate("execute", "-i", str(baseline.inventory_path), "--dc", "dc2", "--yes",
                       "--state-dir", str(tmp_path / "state"))
-        _assert_one_line_and_nothing_changed(baseline, out, before, "dc2-",
+        # Refused at preflight: the token read on the source leader cannot run (token-readable).
+        _assert_one_line_and_nothing_changed(baseline, out, before, source_leader,
                                              "check the host, the port and that sshd runs")
-        assert ":2222 over SSH (" in out.stderr
+        assert ":2222 over SSH (" in out.stderr and "token-readable" in out.stderr
     finally:
         start_sshd(baseline.base, baseline.registry)
