@@ -95,7 +95,8 @@ def _host_command(site: Site, member: Member) -> str:
     return (
         f"d={data_dir}; "
         f'if [ -d "$d" ]; then echo "{MARK}entries=$(ls -A "$d" | wc -l)"; fi; '
-        f'if [ -f "$d/global/pg_control" ]; then {controldata} "$d" | '
+        # LC_ALL=C: the "Database system identifier" key is translated in other locales.
+        f'if [ -f "$d/global/pg_control" ]; then LC_ALL=C {controldata} "$d" | '
         f"sed -n 's/^Database system identifier: *\\(.*\\)$/{MARK}sysid=\\1/p'; fi; "
         'p="$d"; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; '
         f'echo "{MARK}free=$(df -P -B1 "$p" | awk \'NR==2 {{print $4}}\')"; '
