@@ -3,11 +3,11 @@
 Usage: .venv/bin/python -m bench.fuzz_inputs [--examples 1000] [--seed N] [--only NAME] [--no-shrink]
 
 The properties are the ones tests/unit/test_fuzz_inputs.py runs 200 times each (bodies and
-strategies in tests/unit/fuzz_strategies.py): every bad inventory or command line exits 2 with one
+strategies in tests/helpers/fuzz_strategies.py): every bad inventory or command line exits 2 with one
 line on stderr and no traceback. For each property it prints the examples run, the failures
 grouped by what went wrong (with the first failing example of each group) and the time taken;
 then, if anything failed, lets Hypothesis shrink to a minimal falsifying example. Exits 1 if any
-property failed. No case reaches the network (see fuzz_strategies.py); nothing needs the testbed.
+property failed. No case reaches the network (see tests/helpers/fuzz_strategies.py); nothing needs the testbed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from tests.unit import fuzz_strategies as fz
+from tests.helpers import fuzz_strategies as fz
 
 
 @dataclass

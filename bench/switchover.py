@@ -29,7 +29,7 @@ from pathlib import Path
 
 import requests
 
-from tests.e2e.ledger import WriteLedger
+from tests.helpers.ledger import WriteLedger
 from tests.testbed import SITE_BY_NAME, Testbed
 from tests.testbed.patroni_config import member_dir, standby_cluster_section
 from tests.testbed.topology import PG_BIN_DIR, REST_USER, Site

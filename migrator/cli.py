@@ -24,8 +24,8 @@ from migrator import __version__
 from migrator.errors import (
     SHOWN_VALUE_LIMIT, MigratorError, NotImplementedYet, UsageError, one_line, shown,
 )
-from migrator.inventory import Inventory, load_inventory
-from migrator.journal import write_private
+from migrator.model.inventory import Inventory, load_inventory
+from migrator.run.journal import write_private
 
 try:  # typer >= 0.2x vendors click; older releases use the click package
     from typer._click import exceptions as click_exceptions
@@ -169,9 +169,9 @@ def rollback(
 
 
 def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None) -> int:
-    from migrator.planning import observe_and_plan
-    from migrator.report import render, render_runbook
-    from migrator.secrets import mask
+    from migrator.planning.preflight import observe_and_plan
+    from migrator.render.plan_report import render, render_runbook
+    from migrator.model.secrets import mask
 
     the_plan = observe_and_plan(inventory, dc)
     # Dynamic configs are copied verbatim into plans; a password someone put in, say,
@@ -195,9 +195,9 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     """The preflight checks, decided as `migrate plan` decides them (planning.check_outcome): the
     same findings, the same proposed plan (a re-seed where the target's WAL is gone) and the
     same exit code."""
-    from migrator.observe import observe
-    from migrator.planning import check_outcome
-    from migrator.report import render_findings
+    from migrator.observe.observer import observe
+    from migrator.planning.preflight import check_outcome
+    from migrator.render.plan_report import render_findings
 
     state = observe(inventory)
     outcome = check_outcome(inventory, state, dc)
@@ -221,8 +221,8 @@ def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None
     from rich.console import Console
     from rich.live import Live
 
-    from migrator.observe import observe
-    from migrator.status_view import render_status
+    from migrator.observe.observer import observe
+    from migrator.render.status import render_status
 
     # Without a terminal rich assumes 80 columns; the side-by-side table needs more.
     console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -240,7 +240,7 @@ def run_execute(
     inventory: Inventory, dc: str, plan_file: Path | None, resume: bool, yes: bool, state_dir: Path,
     until: str | None = None,
 ) -> int:
-    from migrator.execution import execute
+    from migrator.run.commands import execute
 
     console = _console()
     _print_trust_warnings(console, inventory)
@@ -253,7 +253,7 @@ def run_execute(
 
 
 def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
-    from migrator.execution import rollback
+    from migrator.run.commands import rollback
 
     console = _console()
     _print_trust_warnings(console, inventory)
@@ -263,7 +263,7 @@ def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
 
 def _trust_warnings(inventory: Inventory) -> list[str]:
     from migrator.adapters.ssh import accepted_unverified_keys
-    from migrator.trust import (
+    from migrator.rules.trust import (
         insecure_ssh_sites, insecure_transport_warnings, unknown_host_key_warnings,
     )
 
@@ -311,9 +311,9 @@ def _confirmer(console, yes: bool, verb: str):
 
 
 def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
-    from migrator.execution_report import render_outcome
-    from migrator.journal import Journal, state_dir_for
-    from migrator.secrets import mask
+    from migrator.render.run_outcome import render_outcome
+    from migrator.run.journal import Journal, state_dir_for
+    from migrator.model.secrets import mask
 
     directory = state_dir_for(state_dir, inventory.service)
     journal = Journal(directory, inventory.secrets())

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.e2e import secret_scan
+from tests.helpers import secret_scan
 from tests.testbed import Testbed
 
 

@@ -10,9 +10,9 @@ import shlex
 from typing import Any
 
 from migrator.errors import UnsafeStateError
-from migrator.journal import utc_now
-from migrator.observe import parse_controldata
-from migrator.remote import as_postgres, controldata_command
+from migrator.run.journal import utc_now
+from migrator.adapters.remote import as_postgres
+from migrator.observe.controldata import controldata_command, parse_controldata
 from migrator.steps.base import Step
 from migrator.steps.switchover import run_before_demote
 

@@ -6,8 +6,10 @@ import shlex
 import socket
 from typing import Any
 
+from migrator.checks import run_checks
 from migrator.errors import PreflightError
-from migrator.findings import blocking
+from migrator.model.findings import blocking
+from migrator.observe.observer import observe
 from migrator.steps.base import Step
 
 
@@ -15,9 +17,6 @@ class RunPreflight(Step):
     kind = "run_preflight"
 
     def gate(self) -> dict[str, Any]:
-        from migrator.checks import run_checks
-        from migrator.observe import observe
-
         state = observe(self.ctx.inventory)
         findings = blocking(run_checks(self.ctx.inventory, state, self.args["source"], self.args["target"]))
         if findings:

@@ -15,11 +15,15 @@ import time
 from typing import Any
 
 from migrator.adapters.dcs import Etcd3Dcs
+from migrator.adapters.remote import POSTGRES_OS_USER
+from migrator.checks import run_checks
+from migrator.checks.seed import needs_seed, seed_findings
 from migrator.errors import MigratorError, PreflightError, UnreachableError
-from migrator.findings import blocking
-from migrator.journal import utc_now
-from migrator.remote import POSTGRES_OS_USER
-from migrator.seed_config import reveal
+from migrator.model.findings import blocking
+from migrator.observe.observer import observe, site_dcs
+from migrator.observe.seed_facts import observe_seed
+from migrator.planning.seed_config import reveal
+from migrator.run.journal import utc_now
 from migrator.steps.base import Step
 from migrator.steps.standby_leader import RECEIVER_SLOT
 
@@ -42,10 +46,6 @@ class RunSeedPreflight(Step):
     kind = "run_seed_preflight"
 
     def gate(self) -> dict[str, Any]:
-        from migrator.checks import run_checks
-        from migrator.observe import observe
-        from migrator.seed_checks import needs_seed, observe_seed, seed_findings
-
         inventory, source, target = self.ctx.inventory, self.args["source"], self.args["target"]
         state = observe(inventory)
         if not needs_seed(state, target):
@@ -172,8 +172,6 @@ class _SeedMembers(Step):
         site = self.live.site(self.args["site"])
         if any(self._running(m.name) is not None for m in site.members):
             return  # someone runs there: leave the keys alone
-        from migrator.observe import site_dcs
-
         dcs: Etcd3Dcs = site_dcs(site, self.live.timeout)
         prefix = f"{site.namespace.rstrip('/')}/{site.scope}/"
         try:
@@ -302,8 +300,6 @@ class WipeTarget(_SeedMembers):
     kind = "wipe_target"
 
     def _keys_left(self) -> bool:
-        from migrator.observe import site_dcs
-
         site = self.live.site(self.args["site"])
         snapshot = site_dcs(site, self.live.timeout).snapshot(site.namespace, site.scope)
         return bool(snapshot.keys)

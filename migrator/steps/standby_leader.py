@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrator.errors import UnreachableError, UnsafeStateError
-from migrator.hooks import HookFailed, migration_env, run_configured_hook
-from migrator.state import lsn_text, lsn_value
-from migrator.steps.base import Live, Step
+from migrator.run.hooks import HookFailed, migration_env, run_configured_hook
+from migrator.model.state import lsn_text, lsn_value
+from migrator.adapters.live import Live
+from migrator.steps.base import Step
 
 HISTORY_QUERY = "SELECT pg_read_file(%s)"
 RECEIVER_SLOT = "SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver"

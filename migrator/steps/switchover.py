@@ -8,15 +8,15 @@ from typing import Any
 
 from migrator.adapters.patroni import PatroniRefused
 from migrator.adapters.pg import TIMELINE_QUERY
-from migrator.dcs_watch import etcd_problem, hold_for_dcs
+from migrator.run.dcs_hold import etcd_problem, hold_for_dcs
 from migrator.errors import GateTimeout, LockLost, PreflightError, UnreachableError, UnsafeStateError
-from migrator.hooks import migration_env, run_configured_hook
-from migrator.journal import utc_now
-from migrator.observe import parse_controldata
-from migrator.plan import deadline_seconds
-from migrator.remote import controldata_command
-from migrator.state import lsn_text as lsn, lsn_value
-from migrator.steps.base import Live, Step
+from migrator.run.hooks import migration_env, run_configured_hook
+from migrator.run.journal import utc_now
+from migrator.observe.controldata import parse_controldata
+from migrator.model.plan import deadline_seconds
+from migrator.model.state import lsn_text as lsn, lsn_value
+from migrator.adapters.live import controldata_wait_command
+from migrator.steps.base import Step
 from migrator.steps.standby_leader import ReplayProof, confirmed_standby_leader, forked_after_token, replay_proof
 
 # A clean shutdown leaves pg_control "shut down"; a standby shut down cleanly says "... in
@@ -170,14 +170,6 @@ class ReadToken(Step):
 
         return self.wait(token, f"{member}'s pg_control to show a clean shutdown", interval=0.02,
                          describe=lambda: f"state {seen.get('state', '?')}")
-
-
-def controldata_wait_command(live: Live, member: str, bin_dir: str, data_dir: str, seconds: float) -> str:
-    """Shell that prints pg_controldata once the cluster is neither "in production" nor "shutting
-    down" (so: shut down, or already restarted in recovery, which read_token tells apart). The
-    same command preflight runs once on the source leader (check `token-readable`)."""
-    site, found = live.member(member)
-    return controldata_command(site.ssh_for(found).user, bin_dir, data_dir, seconds, wait=True)
 
 
 def token_of(step: Step, token_from: str) -> tuple[int, int | None]:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.faults import Run, inventory_with_gates
-from tests.e2e.ledger import ALL_MEMBERS, WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.faults import Run, inventory_with_gates
+from tests.helpers.ledger import ALL_MEMBERS, WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import DC1, DC2, assert_primary_site, explain
 from tests.testbed import wait_until
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.testbed import MEMBER_BY_NAME, SITE_BY_NAME, wait_until
 
 pytestmark = pytest.mark.testbed

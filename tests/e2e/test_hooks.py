@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.e2e.faults import Run, inventory_with_gates, member_with_role, one_line, replay_frozen
+from tests.helpers.faults import Run, inventory_with_gates, member_with_role, one_line, replay_frozen
 from tests.e2e.test_execute import MIGRATE, assert_primary_site, explain, journal_records
 from tests.testbed import SITE_BY_NAME
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from tests.e2e.ledger import (
+from tests.helpers.ledger import (
     ALL_MEMBERS,
     Ack,
     WriteLedger,

@@ -19,11 +19,11 @@ from datetime import datetime
 
 import pytest
 
-from tests.e2e.faults import (
+from tests.helpers.faults import (
     GATES, Run, ensure_etcd_running, events, inventory_with_gates, member_with_role, one_line, replay_frozen,
     start_etcd_again, stop_etcd,
 )
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import assert_primary_site, explain, migrate, writable
 from tests.testbed import SITE_BY_NAME, wait_until
 

@@ -6,7 +6,7 @@ send the change that is missing and never send one twice.
 
 A machine crash cannot be timed to an instruction from outside the process (a SIGKILL on seeing
 the journal's `step-started` lands before or after the PATCH by chance), so these runs use the
-test-only fault injection point MIGRATOR_TEST_CRASH_AT (migrator/crashpoint.py): the engine ends
+test-only fault injection point MIGRATOR_TEST_CRASH_AT (migrator/run/crashpoint.py): the engine ends
 its process with os._exit right before or right after sending the change, with no journal record,
 no cleanup and the lock left held, as a power cut would.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator.crashpoint import CRASH_EXIT_CODE, ENV
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from migrator.run.crashpoint import CRASH_EXIT_CODE, ENV
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import MIGRATE, assert_primary_site, explain, journal_records
 from tests.testbed import SITE_BY_NAME, wait_until
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import assert_primary_site, explain, journal_records, migrate
 from tests.testbed import SITE_BY_NAME
 from tests.testbed.topology import DEFAULT_PATRONI_VERSION

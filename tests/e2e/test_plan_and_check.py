@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.e2e.faults import inventory_with_gates
+from tests.helpers.faults import inventory_with_gates
 from tests.testbed import SITE_BY_NAME, wait_until
 
 pytestmark = pytest.mark.testbed

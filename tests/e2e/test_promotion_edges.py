@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.faults import GATES, Run, events, inventory_with_gates, one_line, replay_frozen
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
-from tests.e2e.site_moves import member_with_role
+from tests.helpers.faults import GATES, Run, events, inventory_with_gates, one_line, replay_frozen
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.site_moves import member_with_role
 from tests.e2e.test_execute import assert_primary_site, explain, journal_records, writable
 from tests.testbed import SITE_BY_NAME, wait_until
 from tests.testbed.processes import pid_alive

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrator.secrets import MASK
+from migrator.model.secrets import MASK
 from tests.e2e.test_execute import explain, migrate
 from tests.e2e.test_unreachable import _moved_to_nowhere
 from tests.testbed import SITE_BY_NAME

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e.ledger import WriteLedger, assert_no_acknowledged_commit_lost
+from tests.helpers.ledger import WriteLedger, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import explain, journal_records, migrate
 from tests.testbed import SITE_BY_NAME, wait_until
 from tests.testbed.patroni_config import member_dir

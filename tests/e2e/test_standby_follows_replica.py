@@ -16,8 +16,8 @@ import subprocess
 
 import pytest
 
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
-from tests.e2e.site_moves import (
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.site_moves import (
     in_site_switchover, inventory_with_gates, member_with_role, receiver, wait_streams_from,
 )
 from tests.e2e.test_execute import (

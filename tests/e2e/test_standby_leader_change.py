@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
-from tests.e2e.site_moves import inventory_with_gates, member_with_role
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.site_moves import inventory_with_gates, member_with_role
 from tests.e2e.test_execute import (
     MIGRATE, assert_primary_site, explain, journal_records, migrate, writable,
 )

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from migrator.crashpoint import CRASH_EXIT_CODE, ENV as CRASH_ENV
-from tests.e2e.faults import inventory_with_gates, one_line
+from migrator.run.crashpoint import CRASH_EXIT_CODE, ENV as CRASH_ENV
+from tests.helpers.faults import inventory_with_gates, one_line
 from tests.e2e.test_execute import MIGRATE, assert_primary_site, explain, journal_records
 from tests.testbed import SITE_BY_NAME
 

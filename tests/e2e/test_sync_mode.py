@@ -14,8 +14,8 @@ import json
 
 import pytest
 
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
-from tests.e2e.site_moves import inventory_with_gates, member_with_role
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.site_moves import inventory_with_gates, member_with_role
 from tests.e2e.test_execute import assert_primary_site, explain, migrate
 from tests.testbed import SITE_BY_NAME, wait_until
 

@@ -16,8 +16,8 @@ import signal
 
 import pytest
 
-from tests.e2e.faults import GATES, Run, events, inventory_with_gates, member_with_role, one_line
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers.faults import GATES, Run, events, inventory_with_gates, member_with_role, one_line
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import assert_primary_site, explain, writable
 from tests.testbed import SITE_BY_NAME, wait_until
 from tests.testbed.processes import pid_alive, send_signal

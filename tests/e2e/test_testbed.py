@@ -14,7 +14,7 @@ import requests
 
 from migrator.adapters.ssh import SshSession
 from migrator.errors import UnreachableError
-from migrator.inventory import load_inventory
+from migrator.model.inventory import load_inventory
 from tests.testbed import SITE_BY_NAME, Testbed, wait_until
 
 pytestmark = pytest.mark.testbed

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from migrator.adapters.ssh import SshSession
-from migrator.inventory import load_inventory
+from migrator.model.inventory import load_inventory
 from tests.testbed import SITE_BY_NAME, wait_until
 
 pytestmark = pytest.mark.testbed

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e import secret_scan
-from tests.e2e.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.helpers import secret_scan
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.e2e.test_execute import assert_primary_site, explain, migrate
 from tests.testbed import MEMBER_BY_NAME, SITE_BY_NAME
 from tests.testbed.tls import TlsTestbed

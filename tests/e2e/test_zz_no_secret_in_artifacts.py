@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import secret_scan
+from tests.helpers import secret_scan
 
 RUN_LAST = True
 pytestmark = pytest.mark.testbed

@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from migrator.bounded import NoAnswer, call_with_deadline, first_answer
+from migrator.run.bounded import NoAnswer, call_with_deadline, first_answer
 from migrator.errors import GateTimeout, UnreachableError
 from migrator.adapters.pg import kept_open_options
-from migrator.steps.base import Live, RunContext, Step
+from migrator.adapters.live import Live
+from migrator.steps.base import RunContext, Step
 from tests.unit.test_planner import example_inventory, make_plan
 
 

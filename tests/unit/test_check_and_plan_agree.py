@@ -11,10 +11,10 @@ import pytest
 
 from migrator import cli
 from migrator.errors import PreflightError
-from migrator.findings import Verdict
-from migrator.planning import check_outcome, plan_from_state
-from migrator.state import ServiceState
-from tests.unit.snapshots import example_inventory, load_baseline, member, unreachable, with_member
+from migrator.model.findings import Verdict
+from migrator.planning.preflight import check_outcome, plan_from_state
+from migrator.model.state import ServiceState
+from tests.helpers.snapshots import example_inventory, load_baseline, member, unreachable, with_member
 from tests.unit.test_seed import MIB, empty_dc2, facts, wal_gone
 
 
@@ -90,9 +90,9 @@ def test_no_primary_site_is_refused_by_both_and_the_check_says_why():
 def wal_gone_observed(monkeypatch):
     """Both commands observe the WAL-gone snapshot; the target hosts' facts are data."""
     state = wal_gone(16 * MIB)
-    monkeypatch.setattr("migrator.observe.observe", lambda inventory, **_: state)
-    monkeypatch.setattr("migrator.planning.observe", lambda inventory, **_: state)
-    monkeypatch.setattr("migrator.planning.observe_seed", _seed_facts)
+    monkeypatch.setattr("migrator.observe.observer.observe", lambda inventory, **_: state)
+    monkeypatch.setattr("migrator.planning.preflight.observe", lambda inventory, **_: state)
+    monkeypatch.setattr("migrator.planning.preflight.observe_seed", _seed_facts)
     return state
 
 

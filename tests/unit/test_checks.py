@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from migrator.checks import CHECK_IDS, run_checks, version_tuple, worst
 from migrator.errors import UsageError
-from migrator.findings import Finding, Verdict
-from migrator.state import ServiceState
-from tests.unit.snapshots import (
+from migrator.model.findings import Finding, Verdict
+from migrator.model.state import ServiceState
+from tests.helpers.snapshots import (
     load_baseline,
     member,
     streaming_from,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from migrator.crashpoint import CRASH_EXIT_CODE, ENV
+from migrator.run.crashpoint import CRASH_EXIT_CODE, ENV
 
-PROGRAM = ("from migrator.crashpoint import crash_here\n"
+PROGRAM = ("from migrator.run.crashpoint import crash_here\n"
            "crash_here('before-patch', 'promote-target')\n"
            "crash_here('after-patch', 'demote-source')\n"
            "print('ran to the end')\n")

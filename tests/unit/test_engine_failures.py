@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-import migrator.engine as engine_module
+import migrator.run.engine as engine_module
 from migrator.adapters.patroni import PatroniRefused
-from migrator.engine import Engine, latest_migration, promotion_attempted
+from migrator.run.engine import Engine, latest_migration, promotion_attempted
 from migrator.errors import GateTimeout
 from migrator.steps.base import Step
-from tests.unit.snapshots import example_inventory
+from tests.helpers.snapshots import example_inventory
 from tests.unit.test_planner import make_plan
 
 
@@ -165,7 +165,7 @@ def test_an_unexpected_exception_before_the_demotion_exits_1_with_nothing_left_c
 def test_a_full_disk_on_the_failure_path_still_undoes(run, monkeypatch):
     """The journal cannot be written once the fault is there: the undo happens anyway and the
     message says the journal could not be written."""
-    from migrator.journal import Journal
+    from migrator.run.journal import Journal
 
     real_append = Journal.append
     state = {"full": False}

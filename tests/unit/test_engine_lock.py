@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator.engine import Engine, Migration, Outcome
+from migrator.run.engine import Engine, Migration, Outcome
 from migrator.errors import GateTimeout, LockLost
 from tests.unit.test_planner import inventory_with_secrets
 from tests.unit.test_runbook import checked_plan

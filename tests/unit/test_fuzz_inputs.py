@@ -1,6 +1,6 @@
 """Fuzzing the inventory and the command line (issue, case 10): every bad input exits 2 with one
 line on stderr and no traceback. 200 examples per property here; bench/fuzz_inputs.py runs the
-same properties with 1,000. Strategies, safety guards and property bodies: fuzz_strategies.py.
+same properties with 1,000. Strategies, safety guards and property bodies: tests/helpers/fuzz_strategies.py.
 
 No case may reach the network: inventories given to the CLI are invalid by construction and are
 proven invalid before the CLI sees them, and `no_network()` turns any socket connect, name lookup
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from migrator import __version__, cli
-from tests.unit import fuzz_strategies as fz
+from tests.helpers import fuzz_strategies as fz
 
 FUZZ = settings(
     max_examples=200,

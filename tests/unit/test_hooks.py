@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from migrator.errors import UsageError
-from migrator.execution import _hooks_as_planned
-from migrator.hooks import HookFailed, run_hook
-from migrator.report import render, render_runbook
+from migrator.run.commands import _hooks_as_planned
+from migrator.run.hooks import HookFailed, run_hook
+from migrator.render.plan_report import render, render_runbook
 from tests.unit.test_planner import EXAMPLE_INVENTORY, example_inventory, make_plan
 
 PAUSE = "psql -h pgbouncer -p 6432 pgbouncer -c 'PAUSE shop'"
@@ -113,7 +113,7 @@ def test_a_failing_hook_names_its_exit_code_and_last_line():
 
 
 def test_on_the_pause_path_before_demote_runs_with_the_clean_stop():
-    from tests.unit.snapshots import load_baseline
+    from tests.helpers.snapshots import load_baseline
     from tests.unit.test_planner import with_patroni_version
 
     plan = make_plan(with_patroni_version(load_baseline(), "dc1-b", "3.3.11"),

@@ -8,7 +8,7 @@ import pytest
 
 from migrator import cli
 from migrator.errors import InventoryError, escape_controls, one_line, shown
-from migrator.inventory import load_inventory
+from migrator.model.inventory import load_inventory
 from tests.unit.test_inventory import FIXTURE, write_two_sites
 
 ESC = "\x1b"

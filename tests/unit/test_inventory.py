@@ -20,8 +20,8 @@ from migrator.errors import (
     UnsafeStateError,
     UsageError,
 )
-from migrator.inventory import Inventory, load_inventory, parse_inventory
-from migrator.secrets import SecretRef, mask
+from migrator.model.inventory import Inventory, load_inventory, parse_inventory
+from migrator.model.secrets import SecretRef, mask
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_INVENTORY = REPO_ROOT / "examples" / "testbed.yml"

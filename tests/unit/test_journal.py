@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from migrator.engine import latest_migration
-from migrator.journal import Journal
-from migrator.secrets import MASK
+from migrator.run.engine import latest_migration
+from migrator.run.journal import Journal
+from migrator.model.secrets import MASK
 
 
 def test_a_secret_in_a_value_is_masked_and_the_line_is_still_json(tmp_path):

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from migrator import cli
-from migrator.engine import latest_migration
+from migrator.run.engine import latest_migration
 from migrator.errors import UsageError
-from migrator.journal import Journal, JournalCorrupt, state_dir_for, write_private
-from migrator.plan import Plan
-from migrator.plan_file import store_plan
-from tests.unit.snapshots import load_baseline, with_config
+from migrator.run.journal import Journal, JournalCorrupt, state_dir_for, write_private
+from migrator.model.plan import Plan
+from migrator.model.plan_file import store_plan
+from tests.helpers.snapshots import load_baseline, with_config
 from tests.unit.test_cli import _args, env_secrets, inventory  # noqa: F401 - pytest fixtures
 from tests.unit.test_planner import make_plan
 

@@ -15,7 +15,7 @@ import os
 import pytest
 from etcd3gw.exceptions import ConnectionFailedError, Etcd3Exception
 
-from migrator.lock import EtcdLease, holder_description, holder_died_here, read_refresh
+from migrator.run.lock import EtcdLease, holder_description, holder_died_here, read_refresh
 
 HERE = {"host": "db-ops-1", "boot_id": "b-1", "pid_ns": "pid:[4026531836]", "pid": 4242, "lease": 77}
 DEAD = lambda pid: False  # noqa: E731 - the pid probe, as plain data

@@ -5,8 +5,8 @@ changes, instead of a pause that times out and is undone a full gate later."""
 from __future__ import annotations
 
 from migrator.checks import run_checks
-from migrator.findings import Verdict
-from tests.unit.snapshots import example_inventory, load_baseline, unreachable, with_member
+from migrator.model.findings import Verdict
+from tests.helpers.snapshots import example_inventory, load_baseline, unreachable, with_member
 
 
 def _finding(state):

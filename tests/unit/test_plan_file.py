@@ -4,10 +4,10 @@ word they contain."""
 
 from __future__ import annotations
 
-from migrator.plan import Plan
-from migrator.plan_file import private_plan_json
-from migrator.secrets import MASK
-from tests.unit.snapshots import load_baseline, with_config
+from migrator.model.plan import Plan
+from migrator.model.plan_file import private_plan_json
+from migrator.model.secrets import MASK
+from tests.helpers.snapshots import load_baseline, with_config
 from tests.unit.test_planner import make_plan
 
 

@@ -10,24 +10,24 @@ from pathlib import Path
 import pytest
 
 from migrator.errors import InventoryError, PreflightError
-from migrator.findings import Finding, Verdict
-from migrator.inventory import Inventory, parse_inventory
-from migrator.plan import Plan
-from migrator.planner import (
+from migrator.model.findings import Finding, Verdict
+from migrator.model.inventory import Inventory, parse_inventory
+from migrator.model.plan import Plan
+from migrator.planning.switchover import (
     config_diff,
-    graceful_demote_possible,
     plan,
     render_standby_cluster,
 )
-from migrator.playbook import (
+from migrator.rules.patroni_version import graceful_demote_possible
+from migrator.model.playbook import (
     SWITCHOVER_PHASES,
     PlaybookError,
     parse_playbook,
     switchover_playbook,
 )
-from migrator.report import render
-from migrator.state import ServiceState
-from tests.unit.snapshots import load_baseline, unreachable, with_config, with_member, with_site
+from migrator.render.plan_report import render
+from migrator.model.state import ServiceState
+from tests.helpers.snapshots import load_baseline, unreachable, with_config, with_member, with_site
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_INVENTORY = REPO_ROOT / "examples" / "testbed.yml"

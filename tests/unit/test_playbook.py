@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from migrator.playbook import (
+from migrator.model.playbook import (
     STEP_KINDS,
     SWITCHOVER_PHASES,
     SWITCHOVER_PLAYBOOK,

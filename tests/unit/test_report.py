@@ -7,10 +7,10 @@ import json
 import pytest
 
 from migrator.checks import run_checks
-from migrator.findings import Finding, Verdict
-from migrator.plan import Plan
-from migrator.report import render, render_findings
-from tests.unit.snapshots import load_baseline
+from migrator.model.findings import Finding, Verdict
+from migrator.model.plan import Plan
+from migrator.render.plan_report import render, render_findings
+from tests.helpers.snapshots import load_baseline
 from tests.unit.test_planner import (
     EXAMPLE_INVENTORY,
     blocking_finding,

@@ -10,12 +10,12 @@ import pytest
 
 from migrator import cli
 from migrator.checks import run_checks
-from migrator.findings import Finding, Verdict
-from migrator.planner import plan
-from migrator.playbook import SWITCHOVER_PHASES, switchover_playbook
-from migrator.report import RUNBOOK_DOC, render_runbook
+from migrator.model.findings import Finding, Verdict
+from migrator.planning.switchover import plan
+from migrator.model.playbook import SWITCHOVER_PHASES, switchover_playbook
+from migrator.render.plan_report import RUNBOOK_DOC, render_runbook
 from migrator.steps import STEP_CLASSES
-from tests.unit.snapshots import load_baseline
+from tests.helpers.snapshots import load_baseline
 from tests.unit.test_planner import (
     REPO_ROOT,
     blocking_finding,
@@ -182,7 +182,7 @@ def test_the_runbook_index_lists_the_switchover_runbook():
 def test_plan_format_runbook_writes_the_runbook(monkeypatch, tmp_path, capsys):
     inventory = inventory_with_secrets(monkeypatch, tmp_path)
     p = make_plan(inventory=inventory)
-    monkeypatch.setattr("migrator.planning.observe_and_plan", lambda inv, dc: p)
+    monkeypatch.setattr("migrator.planning.preflight.observe_and_plan", lambda inv, dc: p)
     out = tmp_path / "runbook.md"
     assert cli.run_plan(inventory, "dc2", cli.OutputFormat.runbook, out) == 0
     assert out.read_text() == render_runbook(p)

@@ -8,13 +8,14 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from migrator.checks import run_checks
-from migrator.findings import Verdict
-from migrator.playbook import PLAYBOOK_DIR, load_playbook
-from migrator.seed_checks import SeedFacts, SeedHost, needs_seed, seed_findings
-from migrator.seed_config import bootstrap_dcs, placeholder, render_member_config
-from migrator.seed_plan import seed_plan
-from migrator.state import ServiceState
-from tests.unit.snapshots import (
+from migrator.model.findings import Verdict
+from migrator.model.playbook import PLAYBOOK_DIR, load_playbook
+from migrator.checks.seed import needs_seed, seed_findings
+from migrator.model.state import SeedFacts, SeedHost
+from migrator.planning.seed_config import bootstrap_dcs, placeholder, render_member_config
+from migrator.planning.seed import seed_plan
+from migrator.model.state import ServiceState
+from tests.helpers.snapshots import (
     example_inventory, load_baseline, unreachable, with_member, with_settings, with_site,
     without_slot,
 )
@@ -158,7 +159,7 @@ def test_wal_still_there_or_kept_by_the_slot_is_ok():
 
 
 def test_wal_gone_plans_a_reseed_that_wipes_the_target_first():
-    from migrator.seed_checks import needs_reseed, reseed_findings
+    from migrator.checks.seed import needs_reseed, reseed_findings
 
     inventory, state = example_inventory(), wal_gone(16 * MIB)
     switchover = run_checks(inventory, state, "dc1", "dc2")
@@ -172,7 +173,7 @@ def test_wal_gone_plans_a_reseed_that_wipes_the_target_first():
 
 
 def test_the_seed_plan_report_shows_each_patroni_yml_with_placeholders_in_text_and_markdown():
-    from migrator.report import render
+    from migrator.render.plan_report import render
 
     inventory, state = example_inventory(), empty_dc2()
     plan = seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
@@ -185,7 +186,7 @@ def test_the_seed_plan_report_shows_each_patroni_yml_with_placeholders_in_text_a
 
 
 def test_a_source_config_without_rewind_settings_still_seeds_a_rewindable_site():
-    from migrator.seed_config import bootstrap_dcs
+    from migrator.planning.seed_config import bootstrap_dcs
 
     dcs = bootstrap_dcs(example_inventory(), "dc1", "dc2", {"ttl": 30, "slots": {"dc2": {"type": "physical"}}})
     assert dcs["postgresql"] == {"use_pg_rewind": True, "parameters": {"wal_log_hints": True}}
@@ -198,7 +199,7 @@ def test_until_a_phase_that_does_not_exist_is_refused_before_anything_is_contact
     import pytest
 
     from migrator.errors import UsageError
-    from migrator.execution import execute
+    from migrator.run.commands import execute
 
     with pytest.raises(UsageError, match="--until cascde: not a phase; --until takes preflight, pre-seed, cascade"):
         execute(example_inventory(), "dc2", tmp_path, None, False, lambda plan: True,
@@ -209,8 +210,8 @@ def test_the_reseed_runbook_links_each_step_to_a_page_and_section_that_exist():
     import re
     from pathlib import Path
 
-    from migrator.report import render_runbook
-    from migrator.seed_checks import needs_reseed, reseed_findings
+    from migrator.render.plan_report import render_runbook
+    from migrator.checks.seed import needs_reseed, reseed_findings
 
     inventory, state = example_inventory(), wal_gone(16 * MIB)
     switchover = run_checks(inventory, state, "dc1", "dc2")

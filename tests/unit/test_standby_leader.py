@@ -8,14 +8,14 @@ import pytest
 
 from migrator.checks import run_checks
 from migrator.errors import UnreachableError, UnsafeStateError
-from migrator.findings import Verdict
-from migrator.plan import PlanGate, PlanStep, PlanUndo
-from migrator.state import lsn_value
+from migrator.model.findings import Verdict
+from migrator.model.plan import PlanGate, PlanStep, PlanUndo
+from migrator.model.state import lsn_value
 from migrator.steps.base import RunContext
 from migrator.steps.standby_leader import (
     VerifyPromotionPoint, confirmed_standby_leader, fork_point, orphaned_slot_user,
 )
-from tests.unit.snapshots import (
+from tests.helpers.snapshots import (
     example_inventory, load_baseline, unreachable, with_member, with_site,
 )
 

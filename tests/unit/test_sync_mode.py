@@ -4,12 +4,12 @@ States are the observed healthy testbed plus named mutations."""
 from __future__ import annotations
 
 from migrator.checks import run_checks
-from migrator.findings import Verdict
-from migrator.planner import plan
-from migrator.playbook import switchover_playbook
-from migrator.sync_mode import settings_text, sync_mode_carry
-from migrator.state import ServiceState
-from tests.unit.snapshots import (
+from migrator.model.findings import Verdict
+from migrator.planning.switchover import plan
+from migrator.model.playbook import switchover_playbook
+from migrator.rules.sync_mode import settings_text, sync_mode_carry
+from migrator.model.state import ServiceState
+from tests.helpers.snapshots import (
     example_inventory, load_baseline, unreachable, with_config, with_member, with_replication,
 )
 

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from migrator.checks import run_checks
-from migrator.findings import Finding, Verdict
-from migrator.observe import controldata_failure, parse_controldata
-from migrator.remote import controldata_command
-from migrator.state import ServiceState
-from tests.unit.snapshots import example_inventory, load_baseline, unreachable, with_member
+from migrator.model.findings import Finding, Verdict
+from migrator.observe.controldata import controldata_command, controldata_failure, parse_controldata
+from migrator.model.state import ServiceState
+from tests.helpers.snapshots import example_inventory, load_baseline, unreachable, with_member
 
 BIN = "/usr/lib/postgresql/15/bin"
 AWKWARD_DIR = "/srv/pg data/it's \"main\"; rm -rf $HOME `id`"

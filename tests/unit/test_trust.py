@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from migrator.plan import Plan
-from migrator.report import render, render_runbook
-from migrator.trust import (
+from migrator.model.plan import Plan
+from migrator.render.plan_report import render, render_runbook
+from migrator.rules.trust import (
     insecure_ssh_sites, insecure_transport_warnings, unknown_host_key_warnings,
 )
 from tests.unit.test_planner import EXAMPLE_INVENTORY, example_inventory, make_plan
@@ -168,7 +168,7 @@ def test_execute_and_rollback_print_the_warnings_first_and_put_them_in_the_run_r
     """The run itself is replaced by one that only returns its outcome: what is tested is what
     the command prints before the run and writes after it."""
     from migrator import cli
-    from migrator.engine import Outcome
+    from migrator.run.engine import Outcome
 
     printed_before_the_run: list[str] = []
 
@@ -176,7 +176,7 @@ def test_execute_and_rollback_print_the_warnings_first_and_put_them_in_the_run_r
         printed_before_the_run.append(capsys.readouterr().out)
         return Outcome(0, "done", "m1", "done")
 
-    monkeypatch.setattr(f"migrator.execution.{command}", run)
+    monkeypatch.setattr(f"migrator.run.commands.{command}", run)
     inventory = example_inventory()
     if command == "execute":
         code = cli.run_execute(inventory, "dc2", None, False, True, tmp_path)

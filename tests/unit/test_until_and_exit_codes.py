@@ -8,10 +8,10 @@ import pytest
 
 from migrator.cli import run
 from migrator.errors import LockBusy, StalePlan, UsageError
-from migrator.execution import _check_reviewed, execute
-from migrator.lock import LocalLock
-from migrator.playbook import PLAYBOOK_DIR, SWITCHOVER_PHASES, UNTIL_STOPS, load_playbook, switchover_playbook
-from tests.unit.snapshots import EXAMPLE_INVENTORY, example_inventory
+from migrator.run.commands import _check_reviewed, execute
+from migrator.run.lock import LocalLock
+from migrator.model.playbook import PLAYBOOK_DIR, SWITCHOVER_PHASES, UNTIL_STOPS, load_playbook, switchover_playbook
+from tests.helpers.snapshots import EXAMPLE_INVENTORY, example_inventory
 
 
 def test_every_until_stop_of_the_switchover_comes_before_the_write_unavailability_window():

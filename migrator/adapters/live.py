@@ -1,0 +1,239 @@
+"""The live connections a run keeps open to every member, shared by every step.
+
+Between demotion and promotion every millisecond is write unavailability, so steps poll over
+connections that stay open (one psycopg connection per member, one SSH session per host) instead
+of re-observing the whole service.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from migrator.adapters.patroni import PatroniApi, PatroniRefused
+from migrator.adapters.pg import kept_open_options
+from migrator.adapters.ssh import SshSession
+from migrator.errors import UnreachableError
+from migrator.model.inventory import Inventory, Member, Site
+from migrator.model.state import ServiceState
+from migrator.observe.controldata import controldata_command
+from migrator.observe.observer import observe, patroni_api
+from migrator.run.bounded import Claims, NoAnswer, call_with_deadline, first_answer
+
+Progress = Callable[[str], None]
+# A kept-open query gets statement_timeout (connect timeout) on the server, and this much more
+# before the client gives up on a server that does not answer at all.
+QUERY_GRACE_SECONDS = 1.0
+
+
+class Live:
+    """Open connections to every member, reused by every step of a run."""
+
+    def __init__(self, inventory: Inventory):
+        self.inventory = inventory
+        self.timeout = inventory.gates.connect_timeout_seconds
+        self._apis: dict[str, PatroniApi] = {}
+        self._pg: dict[str, psycopg.Connection] = {}
+        self._ssh: dict[str, SshSession] = {}
+        self._pending: dict[str, tuple] = {}
+        self._claims = Claims()  # which thread uses which connection (see `abandon`)
+
+    # ---- lookup ------------------------------------------------------------------------------
+    def site(self, name: str) -> Site:
+        return self.inventory.sites[name]
+
+    def member(self, name: str) -> tuple[Site, Member]:
+        _, site, member = self.inventory.member(name)
+        return site, member
+
+    def api(self, site_name: str) -> PatroniApi:
+        if site_name not in self._apis:
+            self._apis[site_name] = patroni_api(self.site(site_name), self.timeout)
+        return self._apis[site_name]
+
+    # ---- Patroni -----------------------------------------------------------------------------
+    def patroni(self, member_name: str) -> dict[str, Any]:
+        self._claims.refuse_if_abandoned()
+        site_name, _, member = self.inventory.member(member_name)
+        return self.api(site_name).get(member.api_url, "/patroni", member.name)
+
+    def patch_config(self, site_name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /config on the first member that answers (any member accepts it)."""
+        errors: list[UnreachableError] = []
+        for member in self.site(site_name).members:
+            self._claims.refuse_if_abandoned()  # before each member: the last one may have hung
+            try:
+                return self.api(site_name).patch_config(member.api_url, patch, member.name)
+            except UnreachableError as exc:
+                errors.append(exc)
+        message = f"no member of {site_name} accepted PATCH /config: " + "; ".join(map(str, errors))
+        if errors and all(isinstance(e, PatroniRefused) for e in errors):
+            raise PatroniRefused(message)  # every member answered no: nothing can land later
+        raise UnreachableError(message)
+
+    def config(self, site_name: str) -> dict[str, Any]:
+        """The site's dynamic config from whichever member answers first (all read the same DCS
+        key): a frozen member costs nothing while another answers."""
+        self._claims.refuse_if_abandoned()
+        api, members = self.api(site_name), self.site(site_name).members
+        return first_answer({m.name: (lambda m=m: api.get(m.api_url, "/config", m.name)) for m in members},
+                            f"no member of {site_name} answered GET /config", 2 * self.timeout + 1)
+
+    def site_roles(self, site_name: str) -> dict[str, str | None]:
+        """Each member's role by its own word; None when it does not answer."""
+        roles: dict[str, str | None] = {}
+        for member in self.site(site_name).members:
+            try:
+                role = self.patroni(member.name).get("role")
+                roles[member.name] = "primary" if role == "master" else role
+            except UnreachableError:
+                roles[member.name] = None
+        return roles
+
+    # ---- PostgreSQL --------------------------------------------------------------------------
+    def query(self, member_name: str, sql: str, params: Any = None) -> list[tuple]:
+        """Run one query on a member over a kept-open connection; reconnect once if it broke."""
+        self._claims.refuse_if_abandoned()
+        for attempt in (1, 2):
+            conn = self._pg_connection(member_name)
+            still_running: list[bool] = []  # then the query's own thread closes it when done
+            with self._claims.using(self._pg, member_name, conn, close=lambda c: still_running or _close_quietly(c)):
+                try:
+                    # statement_timeout ends a slow statement on the server; only this deadline
+                    # ends one on a frozen server (whose kernel keeps the connection up).
+                    return call_with_deadline(lambda: _fetch(conn, sql, params), self.timeout + QUERY_GRACE_SECONDS,
+                                              cleanup=lambda: _close_quietly(conn))
+                except NoAnswer as exc:
+                    still_running.append(True)
+                    self._claims.forget(self._pg, member_name, conn)
+                    raise UnreachableError(f"{member_name}: PostgreSQL gave no answer ({exc}); is the host "
+                                           "frozen or cut off?") from None
+                except psycopg.OperationalError as exc:
+                    self._drop_pg(member_name, conn)
+                    if attempt == 2:
+                        raise UnreachableError(f"{member_name}: PostgreSQL query failed ({_first_line(exc)})") from None
+                except psycopg.Error as exc:
+                    raise UnreachableError(f"{member_name}: PostgreSQL query failed ({_first_line(exc)})") from None
+        return []
+
+    def _pg_connection(self, member_name: str) -> psycopg.Connection:
+        conn = self._pg.get(member_name)
+        if conn is not None and not conn.closed:
+            return conn
+        _, member = self.member(member_name)
+        creds = self.inventory.credentials.superuser
+        try:
+            password = creds.password.reveal()
+        except (OSError, LookupError, UnicodeError) as exc:
+            # Read at every new connection, so a secret rotated (or removed) mid-run shows here.
+            raise UnreachableError(f"{member_name}: cannot read the superuser password "
+                                   f"{creds.password} ({_first_line(exc)})") from None
+        try:
+            conn = psycopg.connect(host=member.host, port=member.pg_port, user=creds.username,
+                                   password=password, dbname="postgres", autocommit=True,
+                                   application_name="migrator", **kept_open_options(self.timeout))
+        except psycopg.Error as exc:
+            raise UnreachableError(f"{member_name}: cannot connect to PostgreSQL ({_first_line(exc)})") from None
+        self._claims.keep(self._pg, member_name, conn)
+        return conn
+
+    def _drop_pg(self, member_name: str, conn: psycopg.Connection | None = None) -> None:
+        """Forget and close the member's connection (only `conn`, when given: another thread
+        may have put a fresh one in its place)."""
+        if conn is None:
+            conn = self._pg.pop(member_name, None)
+        else:
+            self._claims.forget(self._pg, member_name, conn)
+        if conn is not None:
+            _close_quietly(conn)
+
+    def abandon(self, thread: threading.Thread) -> None:
+        """A wait gave up on a probe running in `thread` (it may hang on a frozen host): drop
+        every connection it is using, so no later call reuses one, and let it keep nothing."""
+        self._claims.abandon(thread)
+
+    def writable(self, site_name: str) -> list[str]:
+        """The members of a site that answer pg_is_in_recovery() false, by their own word."""
+        return [m.name for m in self.site(site_name).members if self.in_recovery(m.name) is False]
+
+    def in_recovery(self, member_name: str) -> bool | None:
+        """True/False from the member itself; None when it does not answer (it writes nothing)."""
+        try:
+            return self.query(member_name, "SELECT pg_is_in_recovery()")[0][0]
+        except UnreachableError:
+            return None
+
+    # ---- SSH ---------------------------------------------------------------------------------
+    def _session(self, member_name: str) -> SshSession:
+        session = self._ssh.get(member_name)
+        if session is None:
+            site, member = self.member(member_name)
+            session = SshSession(member.name, site.ssh_for(member), self.timeout)
+            self._claims.keep(self._ssh, member_name, session)
+        return session
+
+    def ssh(self, member_name: str, command: str, timeout: float | None = None, stdin: str | None = None):
+        self._claims.refuse_if_abandoned()
+        session = self._session(member_name)
+        with self._claims.using(self._ssh, member_name, session):
+            try:
+                return session.run(command, timeout=timeout, stdin=stdin)
+            except UnreachableError:
+                self._claims.forget(self._ssh, member_name, session)
+                session.close()
+                raise
+
+    def start_remote(self, key: str, member_name: str, command: str, timeout: float) -> None:
+        """Start a command on a host now and collect it later with `finish_remote(key)`: a wait
+        that runs on the host answers the moment its condition holds, with no round trip
+        (an SSH exec costs 0.1-0.2 s) inside the write-unavailability window."""
+        self._claims.refuse_if_abandoned()
+        session = self._session(member_name)
+        self._pending[key] = (session, session.start(command, timeout=timeout), timeout)
+
+    def finish_remote(self, key: str):
+        """The result of a command started with `start_remote`, or None if none was started."""
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            return None
+        session, channel, timeout = pending
+        return session.finish(channel, timeout=timeout + 5)
+
+    def observe(self) -> ServiceState:
+        return observe(self.inventory, host_facts=False)
+
+    def close(self) -> None:
+        for name in list(self._pg):
+            self._drop_pg(name)
+        for session in self._ssh.values():
+            session.close()
+        self._ssh.clear()
+
+
+def controldata_wait_command(live: Live, member: str, bin_dir: str, data_dir: str, seconds: float) -> str:
+    """Shell that prints pg_controldata once the cluster is neither "in production" nor "shutting
+    down" (so: shut down, or already restarted in recovery, which read_token tells apart). The
+    same command preflight runs once on the source leader (check `token-readable`)."""
+    site, found = live.member(member)
+    return controldata_command(site.ssh_for(found).user, bin_dir, data_dir, seconds, wait=True)
+
+
+def _fetch(conn: psycopg.Connection, sql: str, params: Any) -> list[tuple]:
+    cur = conn.execute(sql, params)
+    return cur.fetchall() if cur.description else []
+
+
+def _close_quietly(conn: psycopg.Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - it is broken already
+        pass
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+

@@ -1,0 +1,745 @@
+"""The inventory: which service, which sites, which members, and how to reach them.
+
+`load_inventory(path)` is the only way the CLI reads one. Every problem becomes an
+`InventoryError` with one line: `inventory <file>: <yaml.path> (line N): <what>; <fix>`.
+Models are frozen and reject unknown keys, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from migrator.errors import InventoryError, UsageError, shown
+from migrator.model.secrets import SecretRef, checks_local_files, readable_file_error, resolve_local_path
+from migrator.model.yamlio import YamlShapeError, plain
+
+# --- field types --------------------------------------------------------------------------
+
+
+def _matching(pattern: str, what: str, hint: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise PydanticCustomError(
+                "bad_name", "{what} '{value}' is not valid; {hint}",
+                {"what": what, "value": shown(value), "hint": hint},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+_LOWER_NAME_HINT = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
+ServiceName = Annotated[str, _matching(r"[a-z0-9][a-z0-9_-]*", "service name", _LOWER_NAME_HINT)]
+SiteName = Annotated[str, _matching(r"[a-z0-9][a-z0-9_-]*", "site name", _LOWER_NAME_HINT)]
+MemberName = Annotated[
+    str,
+    _matching(
+        r"[A-Za-z0-9][A-Za-z0-9_.-]*", "member name",
+        "use letters, digits, '.', '-' and '_', starting with a letter or digit",
+    ),
+]
+SLOT_NAME_PATTERN = r"[a-z0-9_]{1,63}"
+SlotName = Annotated[
+    str,
+    _matching(
+        SLOT_NAME_PATTERN, "replication slot name",
+        "PostgreSQL slot names use lowercase letters, digits and '_', at most 63 characters",
+    ),
+]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "is empty; give it a value")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
+def _refuse_bool(error_type: str) -> BeforeValidator:
+    """YAML's `true` is not the number 1 (pydantic's lax mode would take it as 1)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(error_type, "a boolean is not a number")
+        return value
+
+    return BeforeValidator(check)
+
+
+Port = Annotated[int, _refuse_bool("int_type"), Field(ge=1, le=65535)]
+Seconds = Annotated[float, _refuse_bool("float_type"), Field(gt=0, allow_inf_nan=False)]
+
+
+def _check_host(value: str) -> str:
+    if not value or any(c.isspace() for c in value) or "/" in value:
+        raise PydanticCustomError(
+            "bad_host", "host '{value}' is not a host name or IP address; write it without "
+            "scheme, port or path", {"value": shown(value)},
+        )
+    return value
+
+
+Host = Annotated[str, AfterValidator(_check_host)]
+
+
+def _check_http_url(value: str) -> str:
+    problem = None
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        problem = "its port is not a number between 0 and 65535"
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it has no host"
+    if problem:
+        raise PydanticCustomError(
+            "bad_url", "'{value}' is not a usable URL: {problem}; write it like "
+            "http://db1.example.net:8008", {"value": shown(value), "problem": problem},
+        )
+    # Stored without a trailing slash so that callers can append "/cluster" and the like.
+    return value.strip().rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+
+
+def _check_local_file(value: Path, info: ValidationInfo) -> Path:
+    path = resolve_local_path(value, info)
+    if checks_local_files(info) and (error := readable_file_error(path)):
+        raise error
+    return path
+
+
+# A file on the machine running migrate (keys, CAs); stored as an absolute path.
+LocalFile = Annotated[Path, AfterValidator(_check_local_file)]
+
+MEMBER_PLACEHOLDER = "{member}"
+
+
+def _check_remote_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise PydanticCustomError(
+            "remote_path_relative", "'{value}' is not an absolute path; paths on the database "
+            "hosts must start with /", {"value": shown(value)},
+        )
+    unknown = set(re.findall(r"\{[^}]*\}", value)) - {MEMBER_PLACEHOLDER}
+    if unknown:
+        raise PydanticCustomError(
+            "remote_path_placeholder", "unknown placeholder {found} in '{value}'; only "
+            "{placeholder} is expanded (to the member name)",
+            {"found": shown(", ".join(sorted(unknown))), "value": shown(value),
+             "placeholder": MEMBER_PLACEHOLDER},
+        )
+    return value
+
+
+# A path on the database host, never checked locally; may contain {member}.
+RemotePath = Annotated[str, AfterValidator(_check_remote_path)]
+
+
+def _error_at(
+    error_type: str, message: str, at: tuple[str | int, ...], **ctx: Any
+) -> PydanticCustomError:
+    """An error raised by a model validator but reported at `at` (relative to that model).
+
+    Pydantic reports model-validator errors at the model itself; the loader adds `at` to the
+    location so the message points at the exact key and line.
+    """
+    return PydanticCustomError(error_type, message, {**ctx, "at": at})
+
+
+def _require_pair(model: BaseModel, first: str, second: str, what: str) -> None:
+    has_first, has_second = getattr(model, first) is not None, getattr(model, second) is not None
+    if has_first != has_second:
+        missing, given = (second, first) if has_first else (first, second)
+        raise _error_at(
+            "incomplete_pair", "{given} is set but {missing} is not; {what} needs both or neither",
+            (given,), given=given, missing=missing, what=what,
+        )
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _NoneMeansDefaults(_Model):
+    """An optional section written as an empty key (`gates:`) means "all defaults"."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        return {} if data is None else data
+
+
+class Credential(_Model):
+    username: Text
+    password: SecretRef
+
+
+class Credentials(_Model):
+    superuser: Credential
+    replication: Credential
+
+
+class Gates(_NoneMeansDefaults):
+    max_replay_lag_bytes: Annotated[int, _refuse_bool("int_type"), Field(ge=0)] = 16 * 1024 * 1024
+    lag_window_seconds: Seconds = 10
+    cascade_timeout_seconds: Seconds = 300
+    catchup_timeout_seconds: Seconds = 60
+    promote_timeout_seconds: Seconds = 60
+    repoint_timeout_seconds: Seconds = 180
+    # Applies to every network call: REST, etcd, PostgreSQL, SSH.
+    connect_timeout_seconds: Seconds = 5
+    # Seeding an empty target site: the base backup of the whole source, per member.
+    seed_timeout_seconds: Seconds = 3600
+    # The migration lock's etcd lease: a run that lost it for this long is noticed within it.
+    lock_ttl_seconds: Annotated[int, _refuse_bool("int_type"), Field(ge=5, le=3600)] = 30
+
+
+class Hooks(_NoneMeansDefaults):
+    """Commands run on the operator's machine around the demotion and the promotion, e.g. to
+    hold and move traffic (pgbouncer PAUSE/RESUME, DNS, VIP). Their environment holds only
+    MIGRATOR_SERVICE, MIGRATOR_SOURCE, MIGRATOR_TARGET, MIGRATOR_HOOK (and, after the promotion,
+    MIGRATOR_NEW_PRIMARY and MIGRATOR_NEW_PRIMARY_HOST) plus PATH, HOME and LANG: a hook reads
+    its own credentials from files. The plan shows each hook and its fingerprint covers them."""
+
+    before_demote: Text | None = None  # right before the demotion, e.g. pgbouncer PAUSE
+    before_promote: Text | None = None  # inside the write-unavailability window: keep it quick
+    after_promote: Text | None = None
+    on_undo: Text | None = None  # after a demotion was undone, e.g. pgbouncer RESUME
+    timeout_seconds: Seconds = 30
+
+
+class Dcs(_Model):
+    type: Literal["etcd3"] = "etcd3"
+    endpoints: Annotated[list[HttpUrl], Field(min_length=1)]
+    username: Text | None = None
+    password: SecretRef | None = None
+    ca_file: LocalFile | None = None
+    cert_file: LocalFile | None = None
+    key_file: LocalFile | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Dcs:
+        _require_pair(self, "username", "password", "etcd authentication")
+        _require_pair(self, "cert_file", "key_file", "a TLS client certificate")
+        return self
+
+
+class RestApi(_Model):
+    username: Text
+    password: SecretRef
+    ca_file: LocalFile | None = None
+    cert_file: LocalFile | None = None
+    key_file: LocalFile | None = None
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _pairs(self) -> RestApi:
+        _require_pair(self, "cert_file", "key_file", "a TLS client certificate")
+        return self
+
+
+class PostgresPaths(_NoneMeansDefaults):
+    bin_dir: RemotePath = "/usr/lib/postgresql/15/bin"
+    data_dir: RemotePath = "/var/lib/postgresql/15/main"
+
+
+class PatroniHost(_NoneMeansDefaults):
+    config_file: RemotePath = "/etc/patroni/patroni.yml"
+    start_command: Text = "sudo systemctl start patroni"
+    stop_command: Text = "sudo systemctl stop patroni"
+    # Used when the tool writes patroni.yml to seed an empty site ({member} is expanded in
+    # local_parameters values and in the commands above).
+    local_parameters: dict[str, str | int | bool] = {}  # postgresql.parameters of this host
+    basebackup_max_rate: Text | None = None  # pg_basebackup --max-rate, e.g. 100M
+
+
+class SshSettings(_Model):
+    port: Port = 22
+    user: Text = "postgres"
+    key_file: LocalFile
+    known_hosts: LocalFile
+    # Explicit opt-in only; reports print it as a warning.
+    accept_unknown_host_keys: bool = False
+
+
+class SshOverride(_Model):
+    host: Host | None = None
+    port: Port | None = None
+    user: Text | None = None
+    key_file: LocalFile | None = None
+    known_hosts: LocalFile | None = None
+
+
+class ResolvedSsh(_Model):
+    """How to reach one member over SSH: the site's defaults with the member's overrides."""
+
+    host: str
+    port: int
+    user: str
+    key_file: Path
+    known_hosts: Path
+    accept_unknown_host_keys: bool
+
+
+class Member(_Model):
+    name: MemberName
+    host: Host
+    pg_port: Port = 5432
+    api_url: HttpUrl
+    ssh: SshOverride | None = None
+    tags: dict[str, str | int | bool] = {}  # Patroni tags written into a seeded patroni.yml
+
+
+class Site(_Model):
+    scope: Text
+    namespace: str = "/service/"
+    # The permanent physical slot this site's standby leader consumes on the site it follows.
+    # Filled in with the site name by Inventory when left out.
+    replication_slot: SlotName | None = None
+    dcs: Dcs
+    rest_api: RestApi
+    postgres: PostgresPaths = PostgresPaths()
+    patroni: PatroniHost = PatroniHost()
+    ssh: SshSettings
+    members: Annotated[list[Member], Field(min_length=1)]
+
+    @field_validator("namespace")
+    @classmethod
+    def _normalise_namespace(cls, value: str) -> str:
+        inner = value.strip().strip("/")
+        if not inner or any(c.isspace() for c in inner):
+            raise PydanticCustomError(
+                "bad_namespace", "namespace '{value}' is not usable; write it like /service/",
+                {"value": shown(value)},
+            )
+        # Patroni joins namespace and scope as-is, so /service and service/ must both become
+        # /service/ to name the same keys in the DCS.
+        return f"/{inner}/"
+
+    @model_validator(mode="after")
+    def _one_member_per_address(self) -> Site:
+        seen: dict[tuple[str, int], str] = {}
+        for index, member in enumerate(self.members):
+            address = (member.host, member.pg_port)
+            if address in seen:
+                raise _error_at(
+                    "duplicate_address", "member '{name}' has the same host and port "
+                    "({host}:{port}) as member '{other}'; give each member its own host or pg_port",
+                    ("members", index, "host"), name=member.name, host=member.host,
+                    port=member.pg_port, other=seen[address],
+                )
+            seen[address] = member.name
+        return self
+
+    def ssh_for(self, member: Member) -> ResolvedSsh:
+        override = member.ssh or SshOverride()
+
+        def pick(own: Any, default: Any) -> Any:
+            return own if own is not None else default
+
+        return ResolvedSsh(
+            host=pick(override.host, member.host),
+            port=pick(override.port, self.ssh.port),
+            user=pick(override.user, self.ssh.user),
+            key_file=pick(override.key_file, self.ssh.key_file),
+            known_hosts=pick(override.known_hosts, self.ssh.known_hosts),
+            accept_unknown_host_keys=self.ssh.accept_unknown_host_keys,
+        )
+
+    def data_dir_for(self, member: Member) -> str:
+        return self.postgres.data_dir.replace(MEMBER_PLACEHOLDER, member.name)
+
+    def patroni_config_for(self, member: Member) -> str:
+        return self.patroni.config_file.replace(MEMBER_PLACEHOLDER, member.name)
+
+
+def default_slot_name(site_name: str) -> str:
+    # Site names may hold '-', which PostgreSQL slot names may not.
+    return site_name.replace("-", "_")
+
+
+class Inventory(_Model):
+    service: ServiceName
+    credentials: Credentials
+    gates: Gates = Gates()
+    hooks: Hooks = Hooks()
+    sites: dict[SiteName, Site]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_slot_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("sites"), dict):
+            return data
+        sites = {}
+        for name, site in data["sites"].items():
+            if (
+                isinstance(name, str)
+                and isinstance(site, dict)
+                and site.get("replication_slot") is None
+                and re.fullmatch(SLOT_NAME_PATTERN, default_slot_name(name))
+            ):
+                site = {**site, "replication_slot": default_slot_name(name)}
+            sites[name] = site
+        return {**data, "sites": sites}
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Inventory:
+        if len(self.sites) < 2:
+            raise _error_at(
+                "too_few_sites", "at least two sites are needed, found {found}; add the site "
+                "the primary moves to", ("sites",), found=len(self.sites),
+            )
+        member_site: dict[str, str] = {}
+        for site_name, site in self.sites.items():
+            for index, member in enumerate(site.members):
+                other = member_site.get(member.name)
+                if other is not None:
+                    where = f"used twice in site {site_name}" if other == site_name else (
+                        f"also used in site {other}"
+                    )
+                    raise _error_at(
+                        "duplicate_member", "member name '{name}' is {where}; Patroni needs "
+                        "member names unique across sites",
+                        ("sites", site_name, "members", index, "name"),
+                        name=member.name, where=where,
+                    )
+                member_site[member.name] = site_name
+        slot_site: dict[str, str] = {}
+        for site_name, site in self.sites.items():
+            slot = site.replication_slot or default_slot_name(site_name)
+            other = slot_site.setdefault(slot, site_name)
+            if other != site_name:
+                raise _error_at(
+                    "duplicate_slot", "replication slot '{slot}' is also used by site {other}; "
+                    "give each site its own replication_slot",
+                    ("sites", site_name, "replication_slot"), slot=slot, other=other,
+                )
+        return self
+
+    def site(self, name: str) -> Site:
+        try:
+            return self.sites[name]
+        except KeyError:
+            raise UsageError(
+                f"no site '{shown(name)}' in the inventory; sites: {', '.join(self.sites)}"
+            ) from None
+
+    def member(self, name: str) -> tuple[str, Site, Member]:
+        for site_name, site in self.sites.items():
+            for member in site.members:
+                if member.name == name:
+                    return site_name, site, member
+        names = ", ".join(m.name for s in self.sites.values() for m in s.members)
+        raise UsageError(f"no member '{shown(name)}' in the inventory; members: {names}")
+
+    def secrets(self) -> list[str]:
+        """Every secret value the inventory refers to, for masking logs and reports."""
+        values = []
+        for ref in _secret_refs(self):
+            try:
+                value = ref.reveal()
+            except (OSError, LookupError):
+                continue  # gone since load: nothing of it can be echoed either
+            if value and value not in values:
+                values.append(value)
+        return values
+
+
+def _secret_refs(value: Any) -> Iterator[SecretRef]:
+    # Walks every field, so secrets added to the schema later are masked without extra code.
+    if isinstance(value, SecretRef):
+        yield value
+    elif isinstance(value, BaseModel):
+        for field_name in type(value).model_fields:
+            yield from _secret_refs(getattr(value, field_name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _secret_refs(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _secret_refs(item)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+_TOP_LEVEL_HINT = (
+    "it needs the keys service, credentials, sites (and optionally gates); "
+    "see examples/testbed.yml"
+)
+
+
+def load_inventory(path: str | os.PathLike[str]) -> Inventory:
+    """Read, parse and validate an inventory file; any problem raises InventoryError."""
+    shown = os.fspath(path)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(
+            f"inventory {shown}: file not found; pass an existing file with --inventory "
+            "or MIGRATOR_INVENTORY"
+        ) from None
+    except IsADirectoryError:
+        raise InventoryError(
+            f"inventory {shown}: is a directory; pass the inventory file"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InventoryError(
+            f"inventory {shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise InventoryError(f"inventory {shown}: cannot read it: {exc.strerror or exc}") from None
+    return parse_inventory(text, source=shown, base_dir=file.absolute().parent)
+
+
+def parse_inventory(
+    text: str, *, source: str, base_dir: Path, check_local_files: bool = True
+) -> Inventory:
+    """Validate inventory YAML `text`; `source` names it in messages, `base_dir` anchors paths."""
+    tree = _parse_yaml(text, source)
+    if tree is None:
+        raise InventoryError(f"inventory {source}: the file is empty; {_TOP_LEVEL_HINT}")
+    if not isinstance(tree, CommentedMap):
+        raise InventoryError(
+            f"inventory {source}: the top level is {_describe(tree)}, expected a mapping; "
+            f"{_TOP_LEVEL_HINT}"
+        )
+    context = {"base_dir": base_dir, "check_local_files": check_local_files}
+    try:
+        data = plain(tree)
+    except YamlShapeError as exc:
+        raise InventoryError(f"inventory {source}: {exc}; write the values out instead") from None
+    try:
+        return Inventory.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise _inventory_error(source, tree, exc) from None
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    yaml = YAML(typ="rt")  # round-trip nodes remember their line numbers
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except DuplicateKeyError as exc:
+        # exc.problem also quotes both values; they must not reach a terminal or a log.
+        match = re.search(r'duplicate key "(.*?)"', exc.problem or "")
+        key = match.group(1) if match else "?"
+        raise InventoryError(
+            f"inventory {source}: line {_mark_line(exc)}: key '{key}' appears twice in the same "
+            "mapping; keep only one of them"
+        ) from None
+    except MarkedYAMLError as exc:
+        raise InventoryError(
+            f"inventory {source}: line {_mark_line(exc)}: YAML syntax error: "
+            f"{exc.problem or exc.context}; check the indentation and quoting there"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - whatever ruamel trips on, it is the file's fault
+        # ruamel builds some scalars itself: 2001-13-45 is read as a date and fails there,
+        # an empty `!!bool` tag raises KeyError.
+        raise InventoryError(
+            f"inventory {source}: a value could not be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); put quotes around values that "
+            "look like dates, times or numbers"
+        ) from None
+    except YAMLError as exc:
+        raise InventoryError(f"inventory {source}: YAML error: {exc}") from None
+
+
+def _mark_line(exc: MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    return str(mark.line + 1) if mark is not None else "?"
+
+
+# --- turning pydantic errors into one line each -------------------------------------------
+
+
+def _inventory_error(source: str, tree: CommentedMap, exc: ValidationError) -> InventoryError:
+    problems: list[tuple[int | None, str]] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"]) + tuple((error.get("ctx") or {}).get("at", ()))
+        line = _line_of(tree, loc)
+        where = _yaml_path(loc)
+        if line is not None:
+            where = f"{where} (line {line})" if where else f"line {line}"
+        prefix = f"inventory {source}: {where}: " if where else f"inventory {source}: "
+        problems.append((line, prefix + _describe_error(error, loc)))
+    # Top of the file first; problems without a line (a missing top-level key) last, since a
+    # misspelt key that has a line usually explains them.
+    problems.sort(key=lambda item: (item[0] is None, item[0] or 0))
+    lines = [text for _, text in problems]
+    message = lines[0] if len(lines) == 1 else f"{lines[0]} (and {len(lines) - 1} more problem(s))"
+    return InventoryError(message, problems=lines)
+
+
+def _yaml_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_-]+", str(part)):
+            path += f".{part}" if path else str(part)
+        else:
+            path += f"['{shown(part)}']"
+    return path
+
+
+def _line_of(tree: Any, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest node of `loc` present in the YAML (a key's own line)."""
+    node, line = tree, None
+    for part in loc:
+        try:
+            if isinstance(node, CommentedMap) and part in node:
+                line = node.lc.key(part)[0]
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line = node.lc.item(part)[0]
+                node = node[part]
+            else:
+                break
+        except (KeyError, TypeError, AttributeError):
+            break  # e.g. keys merged in with <<: have no position of their own
+    return line + 1 if line is not None else None
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 0.0 reads as 0 in a message about a YAML value
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return f"'{shown(value, 40)}'"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+_EXPECTED = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "finite_number": "a finite number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "path_type": "a file path",
+    "dict_type": "a mapping (key: value lines)",
+    "model_type": "a mapping (key: value lines)",
+    "model_attributes_type": "a mapping (key: value lines)",
+    "list_type": "a list (lines starting with '- ')",
+}
+
+
+def _describe_error(error: Any, loc: tuple[Any, ...]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "missing":
+        return f"missing required key '{loc[-1]}'; add it (examples/testbed.yml shows every key)"
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        allowed = f"; allowed keys here: {', '.join(model.model_fields)}" if model else ""
+        return f"unknown key '{shown(loc[-1])}'{allowed}"
+    if kind in _EXPECTED:
+        if value is None:
+            return f"no value given; write {_EXPECTED[kind]} after the colon"
+        hint = ""
+        if kind == "string_type" and isinstance(value, (int, float)):
+            hint = "; put it in quotes"
+        return f"expected {_EXPECTED[kind]}, got {_describe(value)}{hint}"
+    if kind == "literal_error":
+        expected = ctx.get("expected")
+        return f"expected {expected}, got {_describe(value)}; no other value is supported yet"
+    if kind == "too_short":
+        minimum = ctx.get("min_length")
+        entries = "entry" if minimum == 1 else "entries"
+        return f"needs at least {minimum} {entries}, found {ctx.get('actual_length')}; add them"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = {
+            "greater_than": f"greater than {_describe(ctx.get('gt'))}",
+            "greater_than_equal": f"at least {_describe(ctx.get('ge'))}",
+            "less_than": f"less than {_describe(ctx.get('lt'))}",
+            "less_than_equal": f"at most {_describe(ctx.get('le'))}",
+        }[kind]
+        return f"must be {bound}, got {_describe(value)}"
+    # Our own validators already speak plainly; pydantic's other messages are one sentence.
+    return str(error["msg"]).splitlines()[0]
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc`, to list its allowed keys."""
+    annotation: Any = Inventory
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        elif typing.get_origin(annotation) is list:
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return None
+    annotation = _unwrap(annotation)
+    is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return annotation if is_model else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated[...] and `X | None` down to X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return annotation
+            annotation = args[0]
+        else:
+            return annotation

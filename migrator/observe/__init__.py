@@ -1,0 +1,1 @@
+"""The only reading of live systems (through the adapters) into one immutable snapshot."""

@@ -1,0 +1,1 @@
+"""What people read: the plan report and runbook, the status view, a run's outcome."""

@@ -1,0 +1,1 @@
+"""Small pure rules shared by several layers: direction, sync mode, upstream, trust."""
