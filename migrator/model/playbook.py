@@ -34,6 +34,9 @@ from ruamel.yaml.error import YAMLError
 
 from migrator.errors import MigratorError
 from migrator.model.yamlio import YamlShapeError, plain
+# Step kinds and undo kinds are declared once, with everything else about each kind; the loader
+# refuses any other kind, so a misspelt kind fails when the playbook is read.
+from migrator.steps.kinds import STEP_KINDS, UNDO_KINDS
 
 
 
@@ -63,51 +66,6 @@ SWITCHOVER_PHASES = (
 # write-unavailability window (demote .. verify) would leave no primary, or a half-done move.
 # The seed playbook's phases (wipe, preflight, seed) end with the target following the source.
 UNTIL_STOPS = ("preflight", "pre-seed", "cascade", "wipe", "seed")
-
-# Every step class the engine must provide (migrator/steps/). The loader rejects other kinds, so
-# a misspelt kind fails when the playbook is read, not half-way through a switchover.
-STEP_KINDS = frozenset({
-    "run_preflight",             # the checks again, right before the first change
-    "ensure_permanent_slot",     # slots.<name>: {type: physical} in a site's dynamic config
-    "prove_replication_access",  # a real replication connection from each follower host
-    "validate_standby_cluster",  # the rendered section: hosts resolve, port open, slot exists
-    "wait_cascade",              # leader -> standby leader -> replicas streaming, lag gate
-    "demote_site",               # PATCH standby_cluster onto the source (Patroni >= 4.1)
-    "pause_site",                # PATCH pause: true and wait until every member reports it
-    "stop_postgres",             # pg_ctl stop -m fast -w over SSH (Patroni < 4.1 path)
-    "prove_not_writable",        # no member of the site accepts writes
-    "read_token",                # pg_controldata: shut down + latest checkpoint = the token
-    "wait_replay_past_token",    # target standby leader's replay LSN > token
-    "promote_site",              # PATCH standby_cluster: null on the target
-    "wait_patroni_stopped",      # GET /patroni says state stopped (Patroni < 4.1 path)
-    "resume_as_standby",         # PATCH standby_cluster + pause: null (Patroni < 4.1 path)
-    "wait_repoint",              # the old site streams the new timeline, no rewind, lag gate
-    "verify_single_writer",      # exactly one writable member, in the target site
-    "verify_slots_active",       # the new standby leader's slot is active on the new primary
-    "verify_write_visible",      # a WAL record written on the target is replayed in the source
-    "run_seed_preflight",        # seeding: the target is empty and safe to build (seed.yml)
-    "write_patroni_configs",     # seeding: each target member's patroni.yml over SSH, 0600
-    "start_seed_leader",         # seeding: Patroni on the first member, base backup, standby leader
-    "start_seed_replicas",       # seeding: the other members one by one, cascading
-    "wipe_target",               # re-seeding: stop the target, data aside, DCS keys removed
-    "repoint_standby_cluster",   # the target's standby_cluster.host -> every source member
-    "set_dynamic_config",        # top-level dynamic-config keys (synchronous mode) of a site
-    "verify_promotion_point",    # the new primary's timeline forked after the token
-})
-
-# How a completed step is undone (the engine's undo classes); "none" when nothing is to undo.
-UNDO_KINDS = frozenset({
-    "none",
-    "remove_permanent_slot",     # only if this run added it
-    "undo_demote",               # PATCH standby_cluster: null on the source again
-    "resume_site",               # PATCH pause: null
-    "start_postgres",            # pg_ctl start on the stopped primary, wait until writable
-    "reverse_switchover",        # past promotion: the same protocol with the sites swapped
-    "restore_patroni_configs",   # seeding: back-ups back in place, written files moved aside
-    "unseed_members",            # seeding: stop Patroni, data directories moved aside
-    "restore_standby_cluster",   # PATCH back the standby_cluster host/port a step replaced
-    "restore_dynamic_config",    # PATCH back the dynamic-config keys a step replaced
-})
 
 _ID = r"[a-z][a-z0-9-]*"
 

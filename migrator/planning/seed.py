@@ -22,6 +22,7 @@ from migrator.model.playbook import Playbook
 from migrator.planning.seed_config import bootstrap_dcs, member_command, render_member_config
 from migrator.model.state import ServiceState
 from migrator.rules.trust import insecure_ssh_sites, insecure_transport_warnings
+from migrator.steps.kinds import declared
 
 # Phases of the seeding plan, in order: the seed playbook's, then the switchover's that follow.
 SEED_PHASES = ("wipe", "preflight", "seed", "pre-seed", "cascade")
@@ -137,6 +138,7 @@ def seed_plan(inventory: Inventory, state: ServiceState, seed: Playbook, switcho
 def seed_files(plan: Plan) -> list[dict[str, str]]:
     """The patroni.yml files a seeding plan writes (passwords as placeholders), for reports."""
     for step in plan.steps:
-        if step.kind == "write_patroni_configs":
+        found = declared(step.kind)
+        if found is not None and found.writes_member_configs:
             return list(step.args.get("files") or [])
     return []

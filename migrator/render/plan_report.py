@@ -23,6 +23,7 @@ from rich.text import Text
 
 from migrator.model.findings import Finding, Verdict
 from migrator.run.hooks import HOOK_KINDS
+from migrator.steps.kinds import STEP_KINDS, declared, promotes
 from migrator.model.plan import MemberView, Plan, PlanHook, PlanStep, SiteView
 from migrator.model.playbook import TEMPLATE_DIR
 
@@ -413,37 +414,9 @@ RUNBOOK_FAILURES: tuple[tuple[str, str, str], ...] = (
 )
 _RUNBOOK_TITLES = {anchor: title for anchor, title, _ in RUNBOOK_FAILURES}
 
-# Step kind -> the failure sections that apply besides the step's phase section.
-_RUNBOOK_KIND_FAILURES: dict[str, tuple[str, ...]] = {
-    "ensure_permanent_slot": ("slot-missing",),
-    "wait_cascade": ("follows-a-replica", "slot-missing"),
-    "demote_site": ("undo-failed", "hooks"),
-    "pause_site": ("older-patroni", "undo-failed"),
-    "stop_postgres": ("older-patroni", "undo-failed", "hooks"),
-    "prove_not_writable": ("two-primaries", "undo-failed"),
-    "read_token": ("undo-failed",),
-    "wait_replay_past_token": ("catch-up-timed-out", "undo-failed"),
-    "promote_site": ("promotion-not-confirmed", "hooks"),
-    "wait_patroni_stopped": ("older-patroni", "promotion-not-confirmed"),
-    "resume_as_standby": ("older-patroni", "promotion-not-confirmed"),
-    "wait_repoint": ("source-diverged", "slot-missing", "promotion-not-confirmed"),
-    "verify_single_writer": ("two-primaries", "promotion-not-confirmed"),
-    "verify_slots_active": ("follows-a-replica", "promotion-not-confirmed"),
-    "verify_write_visible": ("promotion-not-confirmed",),
-    "repoint_standby_cluster": ("follows-a-replica",),
-    "set_dynamic_config": ("undo-failed",),
-    "verify_promotion_point": ("promotion-not-confirmed",),
-}
-
-
-# Phases and step kinds with a runbook page of their own, besides the switchover runbook's sections.
+# Phases with a runbook page of their own, besides the switchover runbook's sections (a step
+# kind's own sections and page are in its declaration, migrator/steps/kinds.py).
 _PHASE_PAGES = {"seed": "runbooks/seed.md", "wipe": "runbooks/slot-or-wal-gone.md"}
-_KIND_PAGES = {
-    "wipe_target": "runbooks/slot-or-wal-gone.md",
-    "repoint_standby_cluster": "runbooks/standby-follows-replica.md",
-    "set_dynamic_config": "runbooks/synchronous-mode.md",
-    "verify_promotion_point": "runbooks/standby-leader-changes.md",
-}
 
 
 def _step_links(phase: str, kind: str) -> list[dict[str, str]]:
@@ -453,29 +426,20 @@ def _step_links(phase: str, kind: str) -> list[dict[str, str]]:
         links = [{"target": _PHASE_PAGES[phase], "title": f"phase {phase}"}]
     else:
         links = [{"target": f"{RUNBOOK_DOC}#phase-{phase}", "title": f"phase {phase}"}]
+    found = declared(kind)
     links += [{"target": f"{RUNBOOK_DOC}#{a}", "title": _RUNBOOK_TITLES.get(a, a)}
-              for a in _RUNBOOK_KIND_FAILURES.get(kind, ())]
-    page = _KIND_PAGES.get(kind)
+              for a in (found.runbook_sections if found else ())]
+    page = found.runbook_page if found else None
     if page and all(link["target"] != page for link in links):
         links.append({"target": page, "title": page.removeprefix("runbooks/")})
     return links
-
-
-def _engine_step_kinds() -> frozenset[str] | None:
-    """The step kinds `migrate execute` can run; None when the engine cannot be imported here."""
-    try:
-        from migrator.steps import STEP_CLASSES
-    except ImportError:  # pragma: no cover - the steps' own dependencies are missing
-        return None
-    return frozenset(STEP_CLASSES)
 
 
 def runbook_view(plan: Plan) -> dict[str, Any]:
     """What the per-plan runbook shows: the report's header and steps, plus, per step, what a
     failure means there and which sections of runbooks/switchover.md apply."""
     view = report_view(plan)
-    engine_kinds = _engine_step_kinds()
-    promote_at = next((i for i, s in enumerate(plan.steps) if s.kind == "promote_site"), None)
+    promote_at = next((i for i, s in enumerate(plan.steps) if promotes(s.kind)), None)
     steps = []
     for index, (step, shown) in enumerate(zip(plan.steps, view["steps"])):
         if promote_at is not None and index >= promote_at:
@@ -486,7 +450,8 @@ def runbook_view(plan: Plan) -> dict[str, Any]:
                           "(exit 3 for a gate that timed out, 1 otherwise)")
         steps_links = _step_links(step.phase, step.kind)
         steps.append({**shown, "on_failure": on_failure, "links": steps_links,
-                      "manual_only": engine_kinds is not None and step.kind not in engine_kinds})
+                      # Every declared kind has a step class (tests/unit/test_step_registry.py).
+                      "manual_only": step.kind not in STEP_KINDS})
     return {
         **view,
         "steps": steps,

@@ -24,7 +24,7 @@ from migrator.observe.observer import site_dcs
 from migrator.model.plan import Plan
 from migrator.model.playbook import SWITCHOVER_PHASES, UNTIL_STOPS
 from migrator.planning.preflight import observe_and_plan
-from migrator.steps import STEP_CLASSES
+from migrator.steps.registry import STEP_CLASSES
 
 
 def _lock(inventory: Inventory, state_dir: Path) -> MigrationLock:

@@ -25,23 +25,8 @@ from typing import IO, Any
 from migrator.errors import GateTimeout, UnreachableError
 from migrator.observe.observer import site_dcs
 from migrator.model.plan import PlanStep, deadline_seconds
+from migrator.steps.kinds import TARGET, declared
 
-# Which sites' DCS a step kind needs before it starts, named by the step's plan arguments
-# ("@target" is the plan's target site).
-DCS_NEEDED_BY_KIND: dict[str, tuple[str, ...]] = {
-    "ensure_permanent_slot": ("site",),
-    "wait_cascade": ("source", "target"),
-    # The demotion is only worth starting when the promotion that must follow can happen.
-    "demote_site": ("site", "@target"),
-    "promote_site": ("site",),
-    "wait_repoint": ("site",),
-    # The older path's config changes (pause, resume as a standby) go through the DCS as well.
-    "pause_site": ("site",),
-    "resume_as_standby": ("site",),
-    # A PATCH of the standby site's host list or of synchronous settings is a config change too.
-    "repoint_standby_cluster": ("site",),
-    "set_dynamic_config": ("site",),
-}
 POLL_SECONDS = 1.0
 SETTLED_PROBES = 2
 PLAIN_LINE_EVERY_SECONDS = 5.0
@@ -52,9 +37,12 @@ class DcsUnavailable(GateTimeout):
 
 
 def sites_needed(spec: PlanStep, target: str) -> list[str]:
+    """Which sites' DCS the step needs before it starts (its kind's `dcs_sites`: plan arguments
+    naming a site, or the plan's target)."""
     names = []
-    for arg in DCS_NEEDED_BY_KIND.get(spec.kind, ()):
-        name = target if arg == "@target" else spec.args.get(arg)
+    found = declared(spec.kind)
+    for arg in found.dcs_sites if found else ():
+        name = target if arg == TARGET else spec.args.get(arg)
         if name and name not in names:
             names.append(name)
     return names
@@ -173,7 +161,8 @@ def hold_before_step(spec: PlanStep, ctx: Any, journal: Any, migration_id: str) 
 
     seconds = deadline_seconds(spec, ctx.inventory.gates.connect_timeout_seconds)
     state = ""
-    if spec.kind == "wait_repoint":  # it follows the promotion's gate, which saw the new primary
+    found = declared(spec.kind)
+    if found and found.dcs_hold_after_promotion:  # after the promotion's gate, which saw the new primary
         state = (f" ({ctx.plan.target} is primary and takes writes; {', '.join(sites)} stays read-only "
                  "and follows it once its DCS is back)")
     return hold_for_dcs(ctx, sites, seconds, spec.id, record, state)

@@ -32,7 +32,8 @@ from migrator.model.inventory import Inventory
 from migrator.run.journal import Journal
 from migrator.model.plan import Plan, PlanStep
 from migrator.model.plan_file import load_stored_plan, store_plan
-from migrator.steps import STEP_CLASSES
+from migrator.steps.kinds import promotes
+from migrator.steps.registry import STEP_CLASSES
 from migrator.adapters.live import Live
 from migrator.steps.base import RunContext, Step
 
@@ -98,7 +99,7 @@ def latest_migration(journal: Journal) -> Migration | None:
 def promotion_attempted(plan: Plan, migration: Migration) -> bool:
     """Whether a promotion PATCH of this migration may have landed: from then on a failure is
     not undone by a PATCH (that could leave two writable sites)."""
-    return any(s.kind == "promote_site" and s.id in migration.attempted for s in plan.steps)
+    return any(promotes(s.kind) and s.id in migration.attempted for s in plan.steps)
 
 
 @dataclass
@@ -156,7 +157,7 @@ class Engine:
         return steps, len(steps) < len(self.plan.steps)
 
     def _done_message(self, stopped_early: bool) -> str:
-        if any(s.kind == "promote_site" for s in self.plan.steps) and not stopped_early:
+        if any(promotes(s.kind) for s in self.plan.steps) and not stopped_early:
             return f"{self.plan.target} is primary; {self.plan.source} follows it"
         seeded = " seeded and" if self.plan.playbook == "seed" else ""
         return (f"{self.plan.target}{seeded} follows {self.plan.source} (phase "

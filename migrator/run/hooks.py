@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from migrator.errors import MigratorError
 from migrator.model.inventory import Hooks
 from migrator.model.plan import PlanHook, PlanStep
+from migrator.steps.kinds import DEMOTING_KINDS, PROMOTING_KINDS
 
 # Taken from the tool's own environment when set; every other variable stays out of a hook.
 PASSED_THROUGH = ("PATH", "HOME", "LANG")
@@ -30,18 +31,18 @@ OUTPUT_KEPT = 2000  # characters of a hook's stdout kept for the journal
 # Each hook: the step kinds it belongs to (the plan lists it only with one of them), and when
 # it runs and what its failure does, as the plan and the runbook say it.
 HOOK_POINTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("before_demote", ("demote_site", "stop_postgres"),
+    ("before_demote", DEMOTING_KINDS,
      "right before the source is demoted (its standby_cluster PATCH, or the clean stop on the "
      "Patroni < 4.1 path), e.g. pgbouncer PAUSE; a failure stops the run with nothing demoted "
      "and undoes the earlier steps"),
-    ("before_promote", ("promote_site",),
+    ("before_promote", PROMOTING_KINDS,
      "right before the promotion PATCH, inside the write-unavailability window; a failure stops "
      "the run before that PATCH is sent and undoes the demotion (exit 3)"),
-    ("after_promote", ("promote_site",),
+    ("after_promote", PROMOTING_KINDS,
      "once the new primary is proven to have every commit (its timeline forked after the token), "
      "e.g. move DNS/VIP/pgbouncer; a failure is a warning (exit 1): the database move stands, "
      "move the traffic by hand"),
-    ("on_undo", ("demote_site", "stop_postgres"),
+    ("on_undo", DEMOTING_KINDS,
      "after the tool undid the demotion and the source takes writes again, e.g. pgbouncer "
      "RESUME; a failure is a warning in the outcome, the undo stands"),
 )

@@ -1,28 +1,6 @@
-"""One class per step kind of the playbooks; the engine looks them up by kind."""
+"""One self-described unit per step kind: its declaration in `kinds` (pure data, read by every
+layer), its class (precheck/apply/gate/undo) in one module per step family, registered with
+`@step_kind`; `registry.STEP_CLASSES` is what the engine runs.
 
-from __future__ import annotations
-
-from migrator.steps.base import Step
-from migrator.steps.dynamic_config import SetDynamicConfig
-from migrator.steps.follow import (
-    VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible, WaitCascade, WaitRepoint,
-)
-from migrator.steps.paused import PauseSite, ResumeAsStandby, StopPostgres, WaitPatroniStopped
-from migrator.steps.preseed import (
-    EnsurePermanentSlot, ProveReplicationAccess, RunPreflight, ValidateStandbyCluster,
-)
-from migrator.steps.seed import (
-    RunSeedPreflight, StartSeedLeader, StartSeedReplicas, WipeTarget, WritePatroniConfigs,
-)
-from migrator.steps.repoint_target import RepointStandbyCluster
-from migrator.steps.standby_leader import VerifyPromotionPoint
-from migrator.steps.switchover import DemoteSite, PromoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken
-
-STEP_CLASSES: dict[str, type[Step]] = {cls.kind: cls for cls in (
-    RunPreflight, EnsurePermanentSlot, ProveReplicationAccess, ValidateStandbyCluster, WaitCascade,
-    DemoteSite, ProveNotWritable, ReadToken, WaitReplayPastToken, PromoteSite, WaitRepoint,
-    VerifySingleWriter, VerifySlotsActive, VerifyWriteVisible,
-    PauseSite, StopPostgres, WaitPatroniStopped, ResumeAsStandby,
-    RunSeedPreflight, WritePatroniConfigs, StartSeedLeader, StartSeedReplicas, WipeTarget,
-    RepointStandbyCluster, SetDynamicConfig, VerifyPromotionPoint,
-)}
+This package's __init__ imports nothing, so reading `migrator.steps.kinds` never loads the
+step classes and their adapters."""

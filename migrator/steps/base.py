@@ -14,13 +14,38 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from migrator.adapters.live import Live, Progress, controldata_wait_command
 from migrator.errors import GateTimeout
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan, PlanStep, deadline_seconds
 from migrator.run.bounded import PollTimedOut, poll_until
+from migrator.steps.kinds import KINDS, StepKind, declared
+
+# Every step class, by kind, as `@step_kind` registered it (migrator/steps/registry.py imports
+# every step family, so that this is complete there).
+REGISTERED: dict[str, type[Step]] = {}
+StepClass = TypeVar("StepClass", bound="type[Step]")
+
+
+def step_kind(name: str) -> Callable[[StepClass], StepClass]:
+    """Binds a step class to its declaration in migrator/steps/kinds.py (refusing an undeclared
+    kind or a second class for one kind) and registers it for the engine."""
+    if name not in KINDS:
+        raise ValueError(f"step kind {name!r} has no declaration in migrator/steps/kinds.py")
+
+    def register(cls: StepClass) -> StepClass:
+        if name in REGISTERED:
+            raise ValueError(f"step kind {name!r} has two classes: {REGISTERED[name].__name__}, {cls.__name__}")
+        cls.kind = name
+        cls.declaration = KINDS[name]
+        cls.changes_state = KINDS[name].changes_state
+        REGISTERED[name] = cls
+        return cls
+
+    return register
+
 
 @dataclass
 class RunContext:
@@ -39,7 +64,9 @@ class RunContext:
 
 class Step:
     kind: ClassVar[str]
-    # The change happens in `apply`; a step without a change only waits (gate).
+    declaration: ClassVar[StepKind]
+    # The change happens in `apply`; a step without a change only waits (gate). Set from the
+    # declaration by @step_kind.
     changes_state: ClassVar[bool] = False
 
     def __init__(self, spec: PlanStep, ctx: RunContext):
@@ -72,12 +99,14 @@ class Step:
         primary for its pg_control, PostgreSQL on the target's standby leader), so the window
         does not pay for a handshake or a login."""
         for spec in self.ctx.plan.steps:
-            if spec.kind == "read_token":
+            found = declared(spec.kind)
+            warm_up = found.warm_up if found else None
+            if warm_up == "token_wait_command":
                 # Waits on the host for pg_control to leave "in production"; read by read_token.
                 args, seconds = spec.args, spec.gate.timeout_seconds
                 command = controldata_wait_command(self.live, args["member"], args["bin_dir"], args["data_dir"], seconds)
                 self.live.start_remote(spec.id, args["member"], command, timeout=seconds)
-            elif spec.kind == "wait_replay_past_token":
+            elif warm_up == "replay_connection":
                 self.live.in_recovery(spec.args["member"])
 
     def wait(self, probe: Callable[[], Any], what: str, interval: float = 0.05,

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from migrator.steps.base import Step
+from migrator.steps.base import Step, step_kind
 
 
+@step_kind("set_dynamic_config")
 class SetDynamicConfig(Step):
-    kind = "set_dynamic_config"
-    changes_state = True
-
     def _differs(self, config: dict[str, Any]) -> dict[str, Any]:
         # null in the settings means "absent", as in a PATCH /config.
         return {k: v for k, v in self.args["settings"].items() if config.get(k) != v}

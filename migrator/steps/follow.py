@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from migrator.errors import PreflightError, UnreachableError
-from migrator.steps.base import Step
+from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import orphaned_slot_user
 
 RECEIVER = ("SELECT status, sender_host, slot_name, received_tli, "
@@ -72,24 +72,21 @@ class _StreamingGate(Step):
         return {"streaming": state["why"]}
 
 
+@step_kind("wait_cascade")
 class WaitCascade(_StreamingGate):
-    kind = "wait_cascade"
-
     def gate(self) -> dict[str, Any]:
         return self._hold(self.args["target"], self.args["source"], self.args["slot"], None)
 
 
+@step_kind("wait_repoint")
 class WaitRepoint(_StreamingGate):
-    kind = "wait_repoint"
-
     def gate(self) -> dict[str, Any]:
         timeline = (self.ctx.facts.get("promote-target") or {}).get("new_timeline")
         return self._hold(self.args["site"], self.args["follows"], self.args["slot"], timeline)
 
 
+@step_kind("verify_single_writer")
 class VerifySingleWriter(Step):
-    kind = "verify_single_writer"
-
     def gate(self) -> dict[str, Any]:
         writer_site = self.args["writer_site"]
 
@@ -102,9 +99,8 @@ class VerifySingleWriter(Step):
         return {"writer": writers[0]}
 
 
+@step_kind("verify_slots_active")
 class VerifySlotsActive(Step):
-    kind = "verify_slots_active"
-
     def gate(self) -> dict[str, Any]:
         site, slot = self.args["site"], self.args["slot"]
 
@@ -119,11 +115,10 @@ class VerifySlotsActive(Step):
         return {}
 
 
+@step_kind("verify_write_visible")
 class VerifyWriteVisible(Step):
     """A WAL record written on the new primary is replayed by every member of the old site. A
     logical message, not a table row: the tool leaves no object in the user's databases."""
-
-    kind = "verify_write_visible"
 
     def gate(self) -> dict[str, Any]:
         from_site, to_site = self.args["from_site"], self.args["to_site"]

@@ -13,7 +13,7 @@ from migrator.errors import UnsafeStateError
 from migrator.run.journal import utc_now
 from migrator.adapters.remote import as_postgres
 from migrator.observe.controldata import controldata_command, parse_controldata
-from migrator.steps.base import Step
+from migrator.steps.base import Step, step_kind
 from migrator.steps.switchover import run_before_demote
 
 
@@ -24,10 +24,8 @@ def _pg_ctl(step: Step, member_name: str, action: str) -> str:
     return as_postgres(ssh_user, f"{bin_dir}/pg_ctl {action} -D {shlex.quote(data_dir)} -t 60")
 
 
+@step_kind("pause_site")
 class PauseSite(Step):
-    kind = "pause_site"
-    changes_state = True
-
     def precheck(self) -> bool:
         return bool(self.live.config(self.args["site"]).get("pause"))
 
@@ -49,10 +47,8 @@ class PauseSite(Step):
         return True
 
 
+@step_kind("stop_postgres")
 class StopPostgres(Step):
-    kind = "stop_postgres"
-    changes_state = True
-
     def precheck(self) -> bool:
         return self.live.in_recovery(self.args["member"]) is None and self._stopped()
 
@@ -92,9 +88,8 @@ class StopPostgres(Step):
         return True
 
 
+@step_kind("wait_patroni_stopped")
 class WaitPatroniStopped(Step):
-    kind = "wait_patroni_stopped"
-
     def gate(self) -> dict[str, Any]:
         member = self.args["member"]
         self.wait(lambda: self.live.patroni(member).get("state") == "stopped",
@@ -102,10 +97,8 @@ class WaitPatroniStopped(Step):
         return {}
 
 
+@step_kind("resume_as_standby")
 class ResumeAsStandby(Step):
-    kind = "resume_as_standby"
-    changes_state = True
-
     def precheck(self) -> bool:
         config = self.live.config(self.args["site"])
         return bool(config.get("standby_cluster")) and not config.get("pause")

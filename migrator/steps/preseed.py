@@ -10,12 +10,11 @@ from migrator.checks import run_checks
 from migrator.errors import PreflightError
 from migrator.model.findings import blocking
 from migrator.observe.observer import observe
-from migrator.steps.base import Step
+from migrator.steps.base import Step, step_kind
 
 
+@step_kind("run_preflight")
 class RunPreflight(Step):
-    kind = "run_preflight"
-
     def gate(self) -> dict[str, Any]:
         state = observe(self.ctx.inventory)
         findings = blocking(run_checks(self.ctx.inventory, state, self.args["source"], self.args["target"]))
@@ -34,10 +33,8 @@ def _leader_of(step: Step, site: str) -> str:
     return leaders[0]
 
 
+@step_kind("ensure_permanent_slot")
 class EnsurePermanentSlot(Step):
-    kind = "ensure_permanent_slot"
-    changes_state = True
-
     def precheck(self) -> bool:
         return self.args["slot"] in (self.live.config(self.args["site"]).get("slots") or {})
 
@@ -62,11 +59,10 @@ class EnsurePermanentSlot(Step):
         return True
 
 
+@step_kind("prove_replication_access")
 class ProveReplicationAccess(Step):
     """From every follower host, a real replication connection (IDENTIFY_SYSTEM) to every member of
     the other site: pg_hba, credentials and the network path, proven before the move needs them."""
-
-    kind = "prove_replication_access"
 
     def gate(self) -> dict[str, Any]:
         inventory = self.ctx.inventory
@@ -99,10 +95,9 @@ class ProveReplicationAccess(Step):
         return {"proven": proven}
 
 
+@step_kind("validate_standby_cluster")
 class ValidateStandbyCluster(Step):
     """The section the source will get: every host it lists accepts connections on its port."""
-
-    kind = "validate_standby_cluster"
 
     def gate(self) -> dict[str, Any]:
         section = self.args["standby_cluster"]

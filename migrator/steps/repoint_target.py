@@ -11,16 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from migrator.errors import UnsafeStateError
-from migrator.steps.base import Step
+from migrator.steps.base import Step, step_kind
 from migrator.steps.follow import RECEIVER, member_by_host
 
 ACTIVE_SLOT = "SELECT active FROM pg_replication_slots WHERE slot_name = %s"
 
 
+@step_kind("repoint_standby_cluster")
 class RepointStandbyCluster(Step):
-    kind = "repoint_standby_cluster"
-    changes_state = True
-
     def _section(self) -> dict[str, Any]:
         return self.live.config(self.args["site"]).get("standby_cluster") or {}
 

@@ -24,7 +24,7 @@ from migrator.observe.observer import observe, site_dcs
 from migrator.observe.seed_facts import observe_seed
 from migrator.planning.seed_config import reveal
 from migrator.run.journal import utc_now
-from migrator.steps.base import Step
+from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import RECEIVER_SLOT
 
 PROGRESS_QUERY = ("SELECT phase, backup_streamed, backup_total FROM pg_stat_progress_basebackup "
@@ -42,9 +42,8 @@ def _privileged(ssh_user: str, command: str) -> str:
     return f"sudo -n sh -c {shlex.quote(command)}"
 
 
+@step_kind("run_seed_preflight")
 class RunSeedPreflight(Step):
-    kind = "run_seed_preflight"
-
     def gate(self) -> dict[str, Any]:
         inventory, source, target = self.ctx.inventory, self.args["source"], self.args["target"]
         state = observe(inventory)
@@ -61,12 +60,10 @@ class RunSeedPreflight(Step):
         return {}
 
 
+@step_kind("write_patroni_configs")
 class WritePatroniConfigs(Step):
     """Each member's patroni.yml, mode 0600, owned by the PostgreSQL user; a file already there
     that differs is copied to `<file>.migrator-backup-<UTC>` first."""
-
-    kind = "write_patroni_configs"
-    changes_state = True
 
     def _content(self, text: str) -> str:
         return reveal(text, self.ctx.inventory, self.args["site"])
@@ -122,8 +119,6 @@ class WritePatroniConfigs(Step):
 
 
 class _SeedMembers(Step):
-    changes_state = True
-
     def _running(self, member_name: str) -> dict[str, Any] | None:
         try:
             return self.live.patroni(member_name)
@@ -180,12 +175,11 @@ class _SeedMembers(Step):
             raise UnreachableError(f"cannot remove {prefix} from {self.args['site']}'s etcd ({exc})") from None
 
 
+@step_kind("start_seed_leader")
 class StartSeedLeader(_SeedMembers):
     """Patroni on the first member clones the source (create_replica_methods: basebackup) and
     becomes the standby leader; the base backup is followed from the source's
     pg_stat_progress_basebackup."""
-
-    kind = "start_seed_leader"
 
     def _member(self) -> dict[str, Any]:
         return {"name": self.args["member"], "stop_command": self.args["stop_command"],
@@ -236,11 +230,10 @@ class StartSeedLeader(_SeedMembers):
         return changed
 
 
+@step_kind("start_seed_replicas")
 class StartSeedReplicas(_SeedMembers):
     """The other members, one at a time: each clones the standby leader and must stream from it
     before the next one starts (two base backups at once would halve the speed of both)."""
-
-    kind = "start_seed_replicas"
 
     def precheck(self) -> bool:
         return all(self._running(m["name"]) is not None for m in self.args["members"])
@@ -292,12 +285,11 @@ class StartSeedReplicas(_SeedMembers):
         return self._unseed(list(reversed(self.args["members"])))
 
 
+@step_kind("wipe_target")
 class WipeTarget(_SeedMembers):
     """Before a re-seed: the target's members stopped, their data directories moved aside, its DCS
     keys removed, so that Patroni bootstraps it afresh as a standby cluster. Refused while any
     target member accepts writes: a writable site is never wiped."""
-
-    kind = "wipe_target"
 
     def _keys_left(self) -> bool:
         site = self.live.site(self.args["site"])

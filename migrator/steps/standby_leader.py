@@ -29,7 +29,7 @@ from migrator.errors import UnreachableError, UnsafeStateError
 from migrator.run.hooks import HookFailed, migration_env, run_configured_hook
 from migrator.model.state import lsn_text, lsn_value
 from migrator.adapters.live import Live
-from migrator.steps.base import Step
+from migrator.steps.base import Step, step_kind
 
 HISTORY_QUERY = "SELECT pg_read_file(%s)"
 RECEIVER_SLOT = "SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver"
@@ -178,12 +178,11 @@ def forked_after_token(step: Step, primary: str, timeline: int, token: int) -> i
     return fork
 
 
+@step_kind("verify_promotion_point")
 class VerifyPromotionPoint(Step):
     """The new primary's timeline forked after the token: it had replayed the old primary's
     shutdown checkpoint, so every commit acknowledged on the source is on it. Only then does
     traffic move: the after_promote hook runs here, after the proof, never before it."""
-
-    kind = "verify_promotion_point"
 
     def gate(self) -> dict[str, Any]:
         token = self.ctx.facts.get(self.args["token_from"], {}).get("token")

@@ -16,7 +16,7 @@ from migrator.observe.controldata import parse_controldata
 from migrator.model.plan import deadline_seconds
 from migrator.model.state import lsn_text as lsn, lsn_value
 from migrator.adapters.live import controldata_wait_command
-from migrator.steps.base import Step
+from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import ReplayProof, confirmed_standby_leader, forked_after_token, replay_proof
 
 # A clean shutdown leaves pg_control "shut down"; a standby shut down cleanly says "... in
@@ -28,10 +28,8 @@ RESTARTED_STATES = ("in archive recovery",)
 LEADER_RECHECK_SECONDS = 1.0  # how often a catch-up gate that waits asks who leads the target
 
 
+@step_kind("demote_site")
 class DemoteSite(Step):
-    kind = "demote_site"
-    changes_state = True
-
     def precheck(self) -> bool:
         return bool(self.live.config(self.args["site"]).get("standby_cluster"))
 
@@ -127,9 +125,8 @@ def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any)
         raise error from None
 
 
+@step_kind("prove_not_writable")
 class ProveNotWritable(Step):
-    kind = "prove_not_writable"
-
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
         self.wait(lambda: not self.live.writable(site), f"every {site} member to refuse writes",
@@ -137,10 +134,9 @@ class ProveNotWritable(Step):
         return {}
 
 
+@step_kind("read_token")
 class ReadToken(Step):
     """The old primary's final LSN: the location of its shutdown checkpoint."""
-
-    kind = "read_token"
 
     def gate(self) -> dict[str, Any]:
         member, data_dir, bin_dir = self.args["member"], self.args["data_dir"], self.args["bin_dir"]
@@ -180,9 +176,8 @@ def token_of(step: Step, token_from: str) -> tuple[int, int | None]:
     return facts["token"], facts.get("token_timeline")
 
 
+@step_kind("wait_replay_past_token")
 class WaitReplayPastToken(Step):
-    kind = "wait_replay_past_token"
-
     def gate(self) -> dict[str, Any]:
         token, token_timeline = token_of(self, self.args["token_from"])
         site = self.args["site"]
@@ -216,6 +211,7 @@ class WaitReplayPastToken(Step):
         return {"caught_up_member": state["member"], "replayed": state["replayed"], "caught_up_at": utc_now()}
 
 
+@step_kind("promote_site")
 class PromoteSite(Step):
     """Remove standby_cluster from the target's dynamic config: Patroni promotes the holder of
     the target's leader key. Right before the PATCH the catch-up proof is taken again, about the
@@ -224,9 +220,6 @@ class PromoteSite(Step):
     leader key may have moved meanwhile. The journal says `promotion-attempted` just before the
     PATCH: until then every failure undoes the demotion; from then on nothing is undone by a
     PATCH, unless every member answered with a refusal (`promotion-refused`: nothing can land)."""
-
-    kind = "promote_site"
-    changes_state = True
 
     def precheck(self) -> bool:
         if self.spec.id not in self.ctx.resumed_steps:

@@ -14,7 +14,7 @@ from migrator.model.findings import Finding, Verdict
 from migrator.planning.switchover import plan
 from migrator.model.playbook import SWITCHOVER_PHASES, switchover_playbook
 from migrator.render.plan_report import RUNBOOK_DOC, render_runbook
-from migrator.steps import STEP_CLASSES
+from migrator.steps.registry import STEP_CLASSES
 from tests.helpers.snapshots import load_baseline
 from tests.unit.test_planner import (
     REPO_ROOT,
