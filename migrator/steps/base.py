@@ -102,7 +102,7 @@ class Step:
             found = declared(spec.kind)
             warm_up = found.warm_up if found else None
             if warm_up == "token_wait_command":
-                # Waits on the host for pg_control to leave "in production"; read by read_token.
+                # Waits on the host for pg_control to leave "in production"; read by the token step.
                 args, seconds = spec.args, spec.gate.timeout_seconds
                 command = controldata_wait_command(self.live, args["member"], args["bin_dir"], args["data_dir"], seconds)
                 self.live.start_remote(spec.id, args["member"], command, timeout=seconds)
