@@ -112,7 +112,7 @@ def deadline_seconds(step: PlanStep, connect_timeout: float) -> float:
 
 class WriteUnavailability(_Frozen):
     path: Literal["graceful-demote", "pause-and-clean-stop"]
-    expected_seconds: float  # as measured on the testbed (patroni-facts.md)
+    expected_seconds: float  # as measured on the testbed (docs/architecture.md, "Patroni behaviour")
     worst_case_seconds: float  # the catch-up gate's timeout, after which the demotion is undone
     summary: str
 

@@ -55,7 +55,7 @@ PLAYBOOK_DIR = PROJECT_ROOT / "playbooks"
 TEMPLATE_DIR = PROJECT_ROOT / "templates"
 SWITCHOVER_PLAYBOOK = PLAYBOOK_DIR / "switchover.yml"
 
-# The protocol's phases, in the order design.md gives them.
+# The protocol's phases, in the order docs/architecture.md gives them.
 SWITCHOVER_PHASES = (
     "preflight", "pre-seed", "cascade", "demote", "token", "catch-up", "promote", "repoint",
     "verify",

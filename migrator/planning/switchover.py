@@ -50,7 +50,7 @@ from migrator.rules.trust import insecure_ssh_sites, insecure_transport_warnings
 NO_LEADER = "(no leader observed)"
 SOURCE_LEADER_AFTER = "decided by Patroni at demotion"
 
-# Write-unavailability measured on the testbed (patroni-facts.md): last commit on the source to
+# Write-unavailability measured on the testbed (docs/architecture.md, "Patroni behaviour"): last commit on the source to
 # first commit on the target.
 GRACEFUL_GAP_SECONDS = 0.3  # Patroni 4.1.5, PATCH standby_cluster: 0.28-0.39 s
 PAUSE_STOP_GAP_SECONDS = 0.4  # Patroni 3.3.11, pause + pg_ctl stop: 0.40-0.42 s

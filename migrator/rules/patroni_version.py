@@ -6,7 +6,7 @@ import re
 
 from migrator.model.state import MemberState, ServiceState
 
-# The first Patroni release whose demote-cluster does a fast shutdown (see patroni-facts.md).
+# The first Patroni release whose demote-cluster does a fast shutdown (docs/architecture.md, "Patroni behaviour").
 GRACEFUL_DEMOTE_MIN_PATRONI = (4, 1)
 
 

@@ -2,7 +2,7 @@
 can leave the old primary ahead of the target. Instead: pause the source, stop its primary
 cleanly (the token is then a real shutdown checkpoint), promote the target first, and resume
 the source with its standby_cluster only once its own Patroni reports PostgreSQL `stopped`:
-resuming earlier restarts the old primary read-write (shared/patroni-facts.md, the race)."""
+resuming earlier restarts the old primary read-write (docs/architecture.md, "Patroni behaviour")."""
 
 from __future__ import annotations
 
