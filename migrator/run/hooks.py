@@ -98,7 +98,7 @@ def run_hook(name: str, command: str, timeout: float, env: dict[str, str]) -> st
         kill_process_group(process)
         raise HookFailed(f"hook {name} did not finish within {timeout:g}s and was killed with every "
                          f"process it started: {command}") from None
-    except BaseException:  # Ctrl-C while a hook runs: it must not outlive the tool either
+    except BaseException:  # noqa: BLE001 - Ctrl-C while a hook runs: it must not outlive the tool; re-raised
         kill_process_group(process)
         raise
     if process.returncode != 0:

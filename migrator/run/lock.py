@@ -300,7 +300,7 @@ class MigrationLock:
         self.local.acquire(self.holder)
         try:
             self.remote.acquire(self.service, self.holder)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - any failure (Ctrl-C too) frees the local lock, then re-raises
             self.local.release()
             raise
         return self
