@@ -22,7 +22,12 @@ from typer.main import get_command
 
 from migrator import __version__
 from migrator.errors import (
-    SHOWN_VALUE_LIMIT, MigratorError, NotImplementedYet, UsageError, one_line, shown,
+    SHOWN_VALUE_LIMIT,
+    MigratorError,
+    NotImplementedYet,
+    UsageError,
+    one_line,
+    shown,
 )
 from migrator.model.inventory import Inventory, load_inventory
 from migrator.run.journal import write_private
@@ -45,7 +50,7 @@ app = typer.Typer(
 )
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(str, Enum):  # noqa: UP042 - StrEnum changes str() of a member; output stays as is
     text = "text"
     md = "md"
     json = "json"
@@ -148,7 +153,7 @@ def execute(
         typer.Option("--until", metavar="PHASE",
                      help="Stop after this phase (e.g. cascade: seed and stream now, cut over later)."),
     ] = None,
-) -> None:
+) -> int:  # the exit code, which run() returns
     """Move the primary role to --dc, step by step, with gates."""
     loaded = _load(inventory)
     loaded.site(dc)
@@ -160,7 +165,7 @@ def rollback(
     inventory: InventoryOption,
     yes: YesOption = False,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
-) -> None:
+) -> int:  # the exit code, which run() returns
     """Undo an interrupted or failed migration."""
     return run_rollback(_load(inventory), yes, state_dir)
 
@@ -169,9 +174,9 @@ def rollback(
 
 
 def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None) -> int:
+    from migrator.model.secrets import mask
     from migrator.planning.preflight import observe_and_plan
     from migrator.render.plan_report import render, render_runbook
-    from migrator.model.secrets import mask
 
     the_plan = observe_and_plan(inventory, dc)
     # Dynamic configs are copied verbatim into plans; a password someone put in, say,
@@ -264,7 +269,9 @@ def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
 def _trust_warnings(inventory: Inventory) -> list[str]:
     from migrator.adapters.ssh import accepted_unverified_keys
     from migrator.rules.trust import (
-        insecure_ssh_sites, insecure_transport_warnings, unknown_host_key_warnings,
+        insecure_ssh_sites,
+        insecure_transport_warnings,
+        unknown_host_key_warnings,
     )
 
     accepted = [f"WARNING: accepted unverified SSH host key {key}"
@@ -311,9 +318,9 @@ def _confirmer(console, yes: bool, verb: str):
 
 
 def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
+    from migrator.model.secrets import mask
     from migrator.render.run_outcome import render_outcome
     from migrator.run.journal import Journal, state_dir_for
-    from migrator.model.secrets import mask
 
     directory = state_dir_for(state_dir, inventory.service)
     journal = Journal(directory, inventory.secrets())
@@ -350,7 +357,7 @@ MAX_ERROR_LINE = 4000
 
 def _cut_long_values(message: str) -> str:
     """Values click quotes back ('...') cut to a readable length (our own messages cut theirs)."""
-    long_quoted = re.compile(r"'([^']{%d,})'" % (SHOWN_VALUE_LIMIT + 1))
+    long_quoted = re.compile(rf"'([^']{{{SHOWN_VALUE_LIMIT + 1},}})'")
     return long_quoted.sub(lambda m: f"'{shown(m.group(1))}'", message)
 
 

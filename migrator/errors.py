@@ -10,7 +10,6 @@ matches the sites (plan and review again). 5 and 6 let a pipeline tell "try late
 
 from __future__ import annotations
 
-
 # How much of a value the user gave is quoted back in a message.
 SHOWN_VALUE_LIMIT = 60
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import etcd3gw
+from etcd3gw.client import Etcd3Client
 
 from migrator.adapters.tls import is_tls_failure, tls_problem, tls_session
 from migrator.errors import UnreachableError
@@ -49,8 +50,10 @@ class Etcd3Dcs:
         self.tls = (ca_file, cert_file, key_file)
         self.credentials = (username, password) if username else None
 
-    def _client(self, endpoint: str) -> etcd3gw.client:
+    def _client(self, endpoint: str) -> Etcd3Client:
         url = urlsplit(endpoint)
+        if url.hostname is None:  # the inventory's endpoints are http(s) URLs, each with a host
+            raise UnreachableError(f"{endpoint}: the etcd endpoint URL names no host")
         ca, cert, key = self.tls
         # etcd3gw applies ca_cert/cert_* only to a session it makes itself: ours carries them.
         session = tls_session(ca, cert, key)

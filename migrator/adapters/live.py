@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -79,7 +80,7 @@ class Live:
         key): a frozen member costs nothing while another answers."""
         self._claims.refuse_if_abandoned()
         api, members = self.api(site_name), self.site(site_name).members
-        return first_answer({m.name: (lambda m=m: api.get(m.api_url, "/config", m.name)) for m in members},
+        return first_answer({m.name: partial(api.get, m.api_url, "/config", m.name) for m in members},
                             f"no member of {site_name} answered GET /config", 2 * self.timeout + 1)
 
     def site_roles(self, site_name: str) -> dict[str, str | None]:
@@ -100,12 +101,13 @@ class Live:
         for attempt in (1, 2):
             conn = self._pg_connection(member_name)
             still_running: list[bool] = []  # then the query's own thread closes it when done
-            with self._claims.using(self._pg, member_name, conn, close=lambda c: still_running or _close_quietly(c)):
+            with self._claims.using(self._pg, member_name, conn, close=_close_unless_running(still_running)):
                 try:
                     # statement_timeout ends a slow statement on the server; only this deadline
                     # ends one on a frozen server (whose kernel keeps the connection up).
-                    return call_with_deadline(lambda: _fetch(conn, sql, params), self.timeout + QUERY_GRACE_SECONDS,
-                                              cleanup=lambda: _close_quietly(conn))
+                    # partial binds this attempt's connection (a lambda would read the loop variable late).
+                    return call_with_deadline(partial(_fetch, conn, sql, params), self.timeout + QUERY_GRACE_SECONDS,
+                                              cleanup=partial(_close_quietly, conn))
                 except NoAnswer as exc:
                     still_running.append(True)
                     self._claims.forget(self._pg, member_name, conn)
@@ -231,6 +233,15 @@ def _close_quietly(conn: psycopg.Connection) -> None:
         conn.close()
     except Exception:  # noqa: BLE001 - it is broken already
         pass
+
+
+def _close_unless_running(still_running: list[bool]) -> Callable[[psycopg.Connection], None]:
+    """A close for Claims.using bound to this attempt's flag: a connection whose query still
+    runs (`still_running` not empty) is left to the query's own thread to close."""
+    def close(conn: psycopg.Connection) -> None:
+        if not still_running:
+            _close_quietly(conn)
+    return close
 
 
 def _first_line(exc: Exception) -> str:

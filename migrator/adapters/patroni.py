@@ -22,8 +22,9 @@ class PatroniApi:
         self.timeout = timeout
         self.session = tls_session(ca_file, cert_file, key_file, verify=verify_tls)
         # Basic auth on writes only: GETs need none, and the password stays off every read.
-        has_auth = username is not None and password is not None
-        self.write_auth = (username, password) if has_auth else None
+        self.write_auth: tuple[str, str] | None = None
+        if username is not None and password is not None:
+            self.write_auth = (username, password)
 
     def _request(self, method: str, api_url: str, path: str, member: str, **kwargs: Any) -> Any:
         try:
@@ -69,8 +70,8 @@ def _json(resp: requests.Response, member: str, path: str) -> Any:
         raise UnreachableError(f"{member}: {resp.request.method} {resp.url} answered HTTP {resp.status_code} "
                                f"with something that is not JSON: {resp.text.strip()[:80]!r}") from None
     if path in OBJECT_PATHS and not isinstance(data, dict):
-        raise UnreachableError(f"{member}: {resp.request.method} {resp.url} answered a JSON {type(data).__name__}, not an "
-                               "object: is that really Patroni's REST API?")
+        raise UnreachableError(f"{member}: {resp.request.method} {resp.url} answered a JSON "
+                               f"{type(data).__name__}, not an object: is that really Patroni's REST API?")
     return data
 
 

@@ -5,12 +5,14 @@ LSNs come back as byte positions (`lsn - '0/0'`) so the rest of the tool compare
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 
 from migrator.errors import UnreachableError
+
+RowT = TypeVar("RowT")
 
 SETTINGS = (
     "wal_log_hints", "data_checksums", "max_wal_senders", "max_replication_slots", "wal_keep_size",
@@ -76,7 +78,7 @@ SIZE_QUERY = "SELECT sum(pg_database_size(oid))::bigint FROM pg_database"
 class PostgresProbe:
     def __init__(self, host: str, port: int, user: str, password: str, timeout: float,
                  dbname: str = "postgres"):
-        self.conninfo = dict(host=host, port=port, user=user, password=password, dbname=dbname,
+        self.conninfo: dict[str, Any] = dict(host=host, port=port, user=user, password=password, dbname=dbname,
                              connect_timeout=max(1, int(timeout)), application_name="migrator",
                              options=f"-c statement_timeout={int(timeout * 1000)} "
                                      "-c default_transaction_read_only=on")
@@ -84,11 +86,11 @@ class PostgresProbe:
     def observe(self, member: str) -> dict[str, Any]:
         try:
             with psycopg.connect(autocommit=True, row_factory=dict_row, **self.conninfo) as conn:
-                node = conn.execute(NODE_QUERY).fetchone()
-                timeline = conn.execute(TIMELINE_QUERY).fetchone()
+                node = one_row(conn.execute(NODE_QUERY))
+                timeline = one_row(conn.execute(TIMELINE_QUERY))
                 settings = {r["name"]: r["setting"] for r in conn.execute(
                     "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(SETTINGS),))}
-                archiver = conn.execute(ARCHIVER_QUERY).fetchone()
+                archiver = one_row(conn.execute(ARCHIVER_QUERY))
                 return {
                     **{k: v for k, v in node.items() if k != "checkpoint_timeline"},
                     "timeline": next(iter(timeline.values())) or node["checkpoint_timeline"],
@@ -98,9 +100,8 @@ class PostgresProbe:
                     "settings": settings,
                     "archiver_failed_count": archiver["failed_count"],
                     "archiver_last_failed_wal": archiver["last_failed_wal"],
-                    "database_size_bytes": conn.execute(SIZE_QUERY).fetchone()["sum"],
-                    "oldest_wal_lsn": next(iter((conn.execute(OLDEST_WAL_QUERY).fetchone()
-                                                 or {None: None}).values())),
+                    "database_size_bytes": one_row(conn.execute(SIZE_QUERY))["sum"],
+                    "oldest_wal_lsn": _first_value(conn.execute(OLDEST_WAL_QUERY).fetchone()),
                 }
         except psycopg.OperationalError as exc:
             raise UnreachableError(connection_problem(member, self.conninfo, exc)) from None
@@ -146,3 +147,16 @@ def connection_problem(member: str, conninfo: dict[str, Any], exc: Exception) ->
 def _first_line(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def one_row(cur: psycopg.Cursor[RowT]) -> RowT:
+    """The row of a query that always returns exactly one (a function or an aggregate)."""
+    row = cur.fetchone()
+    if row is None:  # cannot happen for these queries; the TypeError indexing None would raise
+        raise TypeError("the query returned no row")
+    return row
+
+
+def _first_value(row: dict[str, Any] | None) -> Any:
+    """The row's first column; None for no row."""
+    return next(iter(row.values())) if row else None

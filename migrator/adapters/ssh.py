@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import paramiko
@@ -25,8 +25,8 @@ class SshTarget(Protocol):
     host: str
     port: int
     user: str
-    key_file: object
-    known_hosts: object
+    key_file: Path
+    known_hosts: Path
     accept_unknown_host_keys: bool
 
 
@@ -115,7 +115,7 @@ class SshSession:
                     f"{self.target.known_hosts}; add it after verifying it "
                     f"(ssh-keyscan -p {self.target.port} {self.target.host})") from None
             raise UnreachableError(f"{self.member_name}: SSH to {self.where} failed: {exc}") from None
-        except (OSError, socket.timeout, EOFError) as exc:
+        except (TimeoutError, OSError, EOFError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
             raise UnreachableError(
                 f"{self.member_name}: cannot reach {self.where} over SSH ({reason}); check the "

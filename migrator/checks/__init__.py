@@ -35,10 +35,10 @@ from typing import Any
 from migrator.errors import UsageError, one_line
 from migrator.model.findings import Finding, Verdict
 from migrator.model.inventory import Inventory, default_slot_name
+from migrator.model.state import MemberState, PostgresState, ServiceState, SiteState, lsn_text, lsn_value
 from migrator.rules.patroni_version import GRACEFUL_DEMOTE_MIN_PATRONI, graceful_demote_possible
-from migrator.rules.upstream import stray_upstream
-from migrator.model.state import MemberState, ServiceState, SiteState, lsn_text, lsn_value
 from migrator.rules.sync_mode import settings_text, sync_mode_carry
+from migrator.rules.upstream import stray_upstream
 
 # A probe's error quoted in a finding: long enough for the adapters' own one-line diagnoses (the
 # TLS ones end with the inventory key to fix), short enough to cut a foreign library's essay.
@@ -245,6 +245,11 @@ def size_text(n: int) -> str:
 
 def observed(members: Iterable[MemberState]) -> list[MemberState]:
     return [m for m in members if m.postgres is not None]
+
+
+def observed_postgres(members: Iterable[MemberState]) -> list[tuple[MemberState, PostgresState]]:
+    """`observed`, each member with its PostgreSQL state (typed as present)."""
+    return [(m, m.postgres) for m in members if m.postgres is not None]
 
 
 def unseen_note(members: Iterable[MemberState]) -> str:
@@ -497,6 +502,7 @@ def source_is_primary(ctx: Context) -> Outcome:
             "not standby_leader", f"wait until {standby_leader.name} reports standby_leader",
             dst.name, [standby_leader.name]))
     if not issues:
+        assert leader is not None and standby_leader is not None  # each missing one is an issue above
         return outcome(f"{src.name} is primary (leader {leader.name}, writable); {dst.name} is a "
                        f"standby cluster (standby leader {standby_leader.name})")
     return outcome("", issues)
@@ -600,10 +606,12 @@ def target_follows_source_leader(ctx: Context) -> Outcome:
             ctx.target, [standby.name, leader.name]))
     if host_issue := _standby_host_issue(ctx):
         issues.append(host_issue)
+    if issues:
+        return outcome("", issues)
+    assert standby is not None and leader is not None  # each missing one is an issue above
     section = (config_of(ctx.dst) or {}).get("standby_cluster") or {}
-    ok = (f"{standby.name} streams from {ctx.source}'s leader {leader.name} ({leader.host}); "
-          f"standby_cluster.host is {section.get('host')}") if not issues else ""
-    return outcome(ok, issues)
+    return outcome(f"{standby.name} streams from {ctx.source}'s leader {leader.name} ({leader.host}); "
+                   f"standby_cluster.host is {section.get('host')}", issues)
 
 
 @check("target-replicas-cascade")
@@ -749,6 +757,7 @@ def replay_lag(ctx: Context) -> Outcome:
             missing.append(f"{ctx.target} standby leader's replay LSN")
         return outcome("", [block(f"cannot measure replay lag: no {' and no '.join(missing)}",
                                   "make both leaders reachable and observe again")])
+    assert leader is not None and standby is not None  # each LSN above was read from its leader
     lag = max(0, current - replayed)  # probes run in parallel: a standby may look ahead
     if lag > gate:
         return outcome("", [block(
@@ -949,7 +958,7 @@ def slot_headroom(ctx: Context) -> Outcome:
     for site, other in ((ctx.src, ctx.target), (ctx.dst, ctx.source)):
         needed = ctx.slot_of(other)
         leader = leader_of(site)
-        for m in observed(site.members):
+        for m, pg in observed_postgres(site.members):
             limit = int_setting(m, "max_replication_slots")
             fix = (f"raise max_replication_slots in {site.name}'s dynamic config "
                    "(postgresql.parameters; needs a restart)")
@@ -957,11 +966,11 @@ def slot_headroom(ctx: Context) -> Outcome:
                 issues.append(warn(f"max_replication_slots not observed on {m.name}", fix,
                                    site.name, [m.name]))
                 continue
-            used = len(m.postgres.slots)
+            used = len(pg.slots)
             seen.append(f"{m.name} {used} of {limit}")
             if used < limit:
                 continue
-            lacks = m.postgres.slot(needed) is None
+            lacks = pg.slot(needed) is None
             make = block if lacks and leader is not None and m.name == leader.name else warn
             room = f": no room for slot {needed}" if lacks else ": none free"
             issues.append(make(f"max_replication_slots {limit} on {m.name} with {used} used{room}",
@@ -998,8 +1007,8 @@ def logical_slots(ctx: Context) -> Outcome:
     if leader is None or leader.postgres is None:
         issues.append(warn(f"cannot list slots on {ctx.source}'s leader: not observed",
                            "make it reachable and observe again", ctx.source))
-    for m in observed(ctx.src.members):
-        found += [f"{s.name} ({m.name})" for s in m.postgres.slots if s.slot_type == "logical"]
+    for m, pg in observed_postgres(ctx.src.members):
+        found += [f"{s.name} ({m.name})" for s in pg.slots if s.slot_type == "logical"]
     config_slots = (config_of(ctx.src) or {}).get("slots") or {}
     found += [f"{name} (permanent in {ctx.source}'s config)" for name, entry in
               config_slots.items() if isinstance(entry, dict) and entry.get("type") == "logical"]
@@ -1014,14 +1023,14 @@ def logical_slots(ctx: Context) -> Outcome:
 @check("archiving")
 def archiving(ctx: Context) -> Outcome:
     issues, archiving_members = [], []
-    for m in observed(_all_members(ctx.involved)):
+    for m, pg in observed_postgres(_all_members(ctx.involved)):
         if (setting(m, "archive_mode") or "off").lower() not in ("on", "always"):
             continue
         archiving_members.append(m.name)
-        if m.postgres.archiver_failed_count > 0:
-            last = m.postgres.archiver_last_failed_wal
+        if pg.archiver_failed_count > 0:
+            last = pg.archiver_last_failed_wal
             issues.append(warn(
-                f"archiving failed {m.postgres.archiver_failed_count} time(s) on {m.name}"
+                f"archiving failed {pg.archiver_failed_count} time(s) on {m.name}"
                 + (f", last on {last}" if last else ""),
                 "check archive_command and the archive's free space; Patroni 4.1 archives the "
                 "shutdown checkpoint's WAL on demotion", m.site, [m.name]))

@@ -2,8 +2,9 @@
 
 `needs_seed` decides from the snapshot alone. `observe_seed` (migrator/observe/seed_facts.py) asks
 what the snapshot does not hold (each target host's data directory and free disk over SSH, the
-source's WAL size), read-only. `seed_findings` is pure: the refusals of the seeding plan, one Finding each, and the checks of
-the switchover that still make sense while the target has no cluster.
+source's WAL size), read-only. `seed_findings` is pure: the refusals of the seeding plan, one
+Finding each, and the checks of the switchover that still make sense while the target has no
+cluster.
 """
 
 from __future__ import annotations
@@ -134,19 +135,21 @@ def _disk(state: ServiceState, facts: SeedFacts, source: str, target: str) -> Fi
         return _block(check, f"cannot measure {source}'s size: {facts.source_error or 'not observed'}",
                       f"make {source}'s leader reachable and plan again", source)
     need = size + facts.source_wal_bytes
-    short = [h for h in facts.hosts if h.free_bytes is not None and h.free_bytes < need]
+    short = [(h, h.free_bytes) for h in facts.hosts if h.free_bytes is not None and h.free_bytes < need]
     unknown = [h.member for h in facts.hosts if h.free_bytes is None and not h.error]
     if short:
-        h = short[0]
+        h, free_bytes = short[0]
         return _block(
-            check, f"not enough disk on {h.member} for {h.data_dir}: {_size(h.free_bytes)} free, "
+            check, f"not enough disk on {h.member} for {h.data_dir}: {_size(free_bytes)} free, "
             f"{source} needs {_size(need)} (databases {_size(size)} + WAL {_size(facts.source_wal_bytes)})",
             f"free or add space on {h.member} (df -h {h.data_dir}), or put the data directory "
-            "on a bigger file system", target, [h.member for h in short])
+            "on a bigger file system", target, [h.member for h, _ in short])
     if unknown:
         return _block(check, f"free disk unknown on {', '.join(unknown)}",
                       "make df work over SSH on those hosts and plan again", target, unknown)
-    free = ", ".join(f"{h.member} {_size(h.free_bytes)}" for h in facts.hosts)
+    # A host SSH failed on has no free size: seed-target-data-dir blocks with its error.
+    free = ", ".join(f"{h.member} {_size(h.free_bytes) if h.free_bytes is not None else 'not measured'}"
+                     for h in facts.hosts)
     return _ok(check, f"{source} needs {_size(need)}; free: {free}")
 
 
@@ -158,7 +161,7 @@ def _rewind(src: SiteState, source: str) -> Finding:
     leader = src.leader
     settings = leader.postgres.settings if leader and leader.postgres else {}
     hints, sums = settings.get("wal_log_hints"), settings.get("data_checksums")
-    if truthy(hints) or truthy(sums):
+    if leader is not None and (truthy(hints) or truthy(sums)):
         return _ok(check, f"use_pg_rewind with wal_log_hints {hints} / data_checksums {sums} on "
                           f"{leader.name}")
     return _block(

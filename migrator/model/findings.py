@@ -7,7 +7,7 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict
 
 
-class Verdict(str, Enum):
+class Verdict(str, Enum):  # noqa: UP042 - StrEnum changes str() of a member; output stays as is
     OK = "ok"
     WARN = "warn"
     BLOCK = "block"

@@ -145,7 +145,9 @@ class Plan(_Frozen):
     insecure_transport: tuple[str, ...] = ()
     fingerprint: str
 
-    @computed_field  # in the JSON plan too, so a machine reader cannot miss it
+    # In the JSON plan too, so a machine reader cannot miss it. The ignore: mypy does not support a
+    # decorator over @property, and this is pydantic's documented form.
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def warnings(self) -> list[str]:
         return unknown_host_key_warnings(self.insecure_ssh_sites) + list(self.insecure_transport)

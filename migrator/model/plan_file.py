@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from migrator.errors import UsageError
-from migrator.run.journal import write_private
 from migrator.model.plan import Plan
 from migrator.model.secrets import mask_values
+from migrator.run.journal import write_private
 
 DESCRIPTIVE = ("config_before", "config_after", "config_diff", "findings", "topology_before",
                "topology_after", "warnings")

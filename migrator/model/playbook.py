@@ -34,10 +34,10 @@ from ruamel.yaml.error import YAMLError
 
 from migrator.errors import MigratorError
 from migrator.model.yamlio import YamlShapeError, plain
+
 # Step kinds and undo kinds are declared once, with everything else about each kind; the loader
 # refuses any other kind, so a misspelt kind fails when the playbook is read.
 from migrator.steps.kinds import STEP_KINDS, UNDO_KINDS
-
 
 
 def _resource_root() -> Path:

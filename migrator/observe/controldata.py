@@ -7,7 +7,6 @@ import shlex
 
 from migrator.adapters.remote import as_postgres
 
-
 # pg_controldata until the cluster has left "in production" / "shutting down" (`wait`), or once
 # (`once`: preflight's proof that the token step's very command works on the source leader).
 # The paths arrive as positional parameters, so no inventory value is ever pasted inside this

@@ -21,10 +21,16 @@ from migrator.adapters.pg import PostgresProbe
 from migrator.adapters.ssh import SshSession
 from migrator.errors import MigratorError
 from migrator.model.inventory import Inventory, Member, Site
-from migrator.observe.controldata import controldata_command, controldata_failure, parse_controldata
 from migrator.model.state import (
-    DcsState, HostFacts, MemberState, PatroniState, PostgresState, ServiceState, SiteState,
+    DcsState,
+    HostFacts,
+    MemberState,
+    PatroniState,
+    PostgresState,
+    ServiceState,
+    SiteState,
 )
+from migrator.observe.controldata import controldata_command, controldata_failure, parse_controldata
 
 MAX_PARALLEL = 32
 HOST_FACTS_SEPARATOR = "--- migrator: patroni.yml ---"

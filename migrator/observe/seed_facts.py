@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
+from migrator.adapters.pg import one_row
 from migrator.adapters.ssh import SshSession
 from migrator.errors import MigratorError
 from migrator.model.inventory import Inventory, Member, Site
@@ -63,7 +64,7 @@ def _wal_bytes(inventory: Inventory, state: ServiceState, source: str) -> int:
                              password=creds.password.reveal(), dbname="postgres",
                              connect_timeout=max(1, int(timeout)), autocommit=True,
                              application_name="migrator") as conn:
-            return int(conn.execute("SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()").fetchone()[0])
+            return int(one_row(conn.execute("SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()"))[0])
     except psycopg.Error as exc:
         raise MigratorError(f"{leader.name}: cannot measure pg_wal ({str(exc).strip().splitlines()[0]})") from None
 

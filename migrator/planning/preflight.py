@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from migrator.checks import run_checks
-from migrator.rules.direction import direction
+from migrator.checks.seed import needs_reseed, needs_seed, reseed_findings, seed_findings
 from migrator.errors import PreflightError
 from migrator.model.findings import Finding, Verdict, blocking
 from migrator.model.inventory import Inventory
-from migrator.observe.observer import observe
 from migrator.model.plan import Plan
-from migrator.planning.switchover import plan
 from migrator.model.playbook import PLAYBOOK_DIR, load_playbook
-from migrator.checks.seed import needs_reseed, needs_seed, reseed_findings, seed_findings
+from migrator.model.state import SeedFacts, ServiceState
+from migrator.observe.observer import observe
 from migrator.observe.seed_facts import observe_seed
 from migrator.planning.seed import seed_plan
-from migrator.model.state import SeedFacts, ServiceState
+from migrator.planning.switchover import plan
+from migrator.rules.direction import direction
 
 Proposal = Literal["switchover", "seed", "reseed"]
 # How the seeding checks learn what the snapshot does not hold (SSH to the target hosts, the

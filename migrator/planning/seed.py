@@ -14,13 +14,18 @@ from typing import Any
 from migrator.model.findings import Finding, blocking
 from migrator.model.inventory import Inventory
 from migrator.model.plan import MemberView, Plan, SiteView
+from migrator.model.playbook import Playbook
+from migrator.model.state import ServiceState
+from migrator.planning.seed_config import bootstrap_dcs, member_command, render_member_config
 from migrator.planning.switchover import (
-    _finish, _Resolver, build_context, config_diff, standby_cluster_following, topology_before,
+    _finish,
+    _Resolver,
+    build_context,
+    config_diff,
+    standby_cluster_following,
+    topology_before,
 )
 from migrator.rules.patroni_version import graceful_demote_possible
-from migrator.model.playbook import Playbook
-from migrator.planning.seed_config import bootstrap_dcs, member_command, render_member_config
-from migrator.model.state import ServiceState
 from migrator.rules.trust import insecure_ssh_sites, insecure_transport_warnings
 from migrator.steps.kinds import declared
 

@@ -20,8 +20,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from ruamel.yaml import YAML
 
 from migrator.model.inventory import MEMBER_PLACEHOLDER, Inventory, Member
-from migrator.planning.switchover import standby_cluster_following
 from migrator.model.playbook import TEMPLATE_DIR
+from migrator.planning.switchover import standby_cluster_following
 
 SECRET_NAMES = ("restapi", "superuser", "replication")
 # Keys of the source's dynamic config that describe the source itself, not the service.

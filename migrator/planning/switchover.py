@@ -13,14 +13,14 @@ import difflib
 import io
 import json
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from jinja2 import TemplateError, Undefined
 from ruamel.yaml import YAML
 
+from migrator.adapters.remote import prefix_for
 from migrator.errors import InventoryError, PreflightError, UsageError
 from migrator.model.findings import Finding, Verdict, blocking
-from migrator.run.hooks import plan_hooks
 from migrator.model.inventory import Inventory, Member, Site
 from migrator.model.plan import (
     MemberView,
@@ -41,11 +41,11 @@ from migrator.model.playbook import (
     compile_template,
 )
 from migrator.model.state import MemberState, ServiceState, SiteState
-from migrator.adapters.remote import prefix_for
 from migrator.rules.patroni_version import graceful_demote_possible, patroni_version
-from migrator.rules.upstream import common_pg_port, target_repoint
 from migrator.rules.sync_mode import configs_with_sync_mode_carried, sync_mode_carry
 from migrator.rules.trust import insecure_ssh_sites, insecure_transport_warnings
+from migrator.rules.upstream import common_pg_port, target_repoint
+from migrator.run.hooks import plan_hooks
 
 NO_LEADER = "(no leader observed)"
 SOURCE_LEADER_AFTER = "decided by Patroni at demotion"
@@ -198,7 +198,7 @@ def _member_view(member: MemberState, primary_lsn: int | None) -> MemberView:
     )
 
 
-def _site_role(site: SiteState) -> str:
+def _site_role(site: SiteState) -> Literal["primary", "standby", "unknown"]:
     if site.is_standby_cluster:
         return "standby"
     if site.dynamic_config is None and site.leader is None:
@@ -506,7 +506,7 @@ def plan(
     before = topology_before(inventory, state, primary_lsn)
     configs_before = {name: _dynamic_config(state, name) for name in inventory.sites}
     graceful = graceful_demote_possible(state, [source, target])
-    common = dict(
+    common: dict[str, Any] = dict(
         service=inventory.service, playbook=playbook.name, source=source, target=target,
         observed_at=state.observed_at, graceful_demote=graceful,
         topology_before=before, config_before=configs_before,

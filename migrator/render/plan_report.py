@@ -22,10 +22,10 @@ from rich.table import Table
 from rich.text import Text
 
 from migrator.model.findings import Finding, Verdict
-from migrator.run.hooks import HOOK_KINDS
-from migrator.steps.kinds import STEP_KINDS, declared, promotes
 from migrator.model.plan import MemberView, Plan, PlanHook, PlanStep, SiteView
 from migrator.model.playbook import TEMPLATE_DIR
+from migrator.run.hooks import HOOK_KINDS
+from migrator.steps.kinds import STEP_KINDS, declared, promotes
 
 Format = Literal["text", "md", "json"]
 FORMATS: tuple[str, ...] = ("text", "md", "json")
@@ -287,7 +287,8 @@ def _console(color: bool) -> tuple[Console, io.StringIO]:
     out = io.StringIO()
     console = Console(
         file=out, width=TEXT_WIDTH, force_terminal=color,
-        color_system="standard" if color else None, no_color=not color, highlight=False, emoji=False, markup=False, soft_wrap=False,
+        color_system="standard" if color else None, no_color=not color, highlight=False, emoji=False, markup=False,
+        soft_wrap=False,
     )
     return console, out
 
@@ -441,7 +442,7 @@ def runbook_view(plan: Plan) -> dict[str, Any]:
     view = report_view(plan)
     promote_at = next((i for i, s in enumerate(plan.steps) if promotes(s.kind)), None)
     steps = []
-    for index, (step, shown) in enumerate(zip(plan.steps, view["steps"])):
+    for index, (step, shown) in enumerate(zip(plan.steps, view["steps"], strict=True)):
         if promote_at is not None and index >= promote_at:
             on_failure = ("on failure (the promotion was sent): the tool stops with exit 4 and "
                           "undoes nothing; never make the source primary again")

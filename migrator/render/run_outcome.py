@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from migrator.model.state import lsn_text
 from migrator.run.engine import Outcome, summary
 from migrator.run.journal import Journal
-from migrator.model.state import lsn_text
 
 
 def _facts_line(facts: dict[str, dict[str, Any]]) -> list[str]:

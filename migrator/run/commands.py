@@ -12,18 +12,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 from migrator.adapters.dcs import Etcd3Dcs
-from migrator.run.engine import (
-    Engine, LockWatch, Migration, Outcome, latest_migration, load_plan, never_lost, promotion_attempted,
-)
 from migrator.errors import MigratorError, PreflightError, StalePlan, UnreachableError, UsageError
-from migrator.run.hooks import plan_hooks
 from migrator.model.inventory import Inventory
-from migrator.run.journal import Journal, state_dir_for
-from migrator.run.lock import MigrationLock
-from migrator.observe.observer import site_dcs
 from migrator.model.plan import Plan
 from migrator.model.playbook import SWITCHOVER_PHASES, UNTIL_STOPS
+from migrator.observe.observer import site_dcs
 from migrator.planning.preflight import observe_and_plan
+from migrator.run.engine import (
+    Engine,
+    LockWatch,
+    Migration,
+    Outcome,
+    latest_migration,
+    load_plan,
+    never_lost,
+    promotion_attempted,
+)
+from migrator.run.hooks import plan_hooks
+from migrator.run.journal import Journal, state_dir_for
+from migrator.run.lock import MigrationLock
 from migrator.steps.registry import STEP_CLASSES
 
 
@@ -127,8 +134,9 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
     _check_reviewed(plan, reviewed_plan)
     if not plan.executable:
         first = plan.blocking_findings[0]
+        more = len(plan.blocking_findings) - 1
         raise PreflightError(f"the plan is blocked: {first.check}: {first.finding}"
-                             + (f" (and {len(plan.blocking_findings) - 1} more)" if len(plan.blocking_findings) > 1 else "")
+                             + (f" (and {more} more)" if more > 0 else "")
                              + "; see `migrate check`")
     _automated(plan)
     if not confirm(plan):

@@ -23,8 +23,8 @@ import time
 from typing import IO, Any
 
 from migrator.errors import GateTimeout, UnreachableError
-from migrator.observe.observer import site_dcs
 from migrator.model.plan import PlanStep, deadline_seconds
+from migrator.observe.observer import site_dcs
 from migrator.steps.kinds import TARGET, declared
 
 POLL_SECONDS = 1.0

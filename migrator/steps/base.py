@@ -103,8 +103,10 @@ class Step:
             warm_up = found.warm_up if found else None
             if warm_up == "token_wait_command":
                 # Waits on the host for pg_control to leave "in production"; read by the token step.
+                assert spec.gate is not None  # the playbook gives the token step a gate (its timeout)
                 args, seconds = spec.args, spec.gate.timeout_seconds
-                command = controldata_wait_command(self.live, args["member"], args["bin_dir"], args["data_dir"], seconds)
+                command = controldata_wait_command(self.live, args["member"], args["bin_dir"], args["data_dir"],
+                                                   seconds)
                 self.live.start_remote(spec.id, args["member"], command, timeout=seconds)
             elif warm_up == "replay_connection":
                 self.live.in_recovery(spec.args["member"])

@@ -25,7 +25,7 @@ class SetDynamicConfig(Step):
 
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
-        seen = {"differs": {}}
+        seen: dict[str, Any] = {"differs": {}}
 
         def served() -> bool:
             seen["differs"] = self._differs(self.live.config(site))

@@ -35,7 +35,7 @@ class _StreamingGate(Step):
         head = self.live.query(primary, HEAD)[0][0]
         followed_hosts, follower_hosts = member_by_host(self, followed), member_by_host(self, follower)
         worst = 0
-        for member, role in roles.items():
+        for member in roles:
             rows = self.live.query(member, RECEIVER)
             if not rows or rows[0][0] != "streaming":
                 return False, f"{member} not streaming"
@@ -56,7 +56,7 @@ class _StreamingGate(Step):
 
     def _hold(self, follower: str, followed: str, slot: str, timeline: int | None) -> dict[str, Any]:
         window = float(self.args["window_seconds"])
-        state = {"since": None, "why": ""}
+        state: dict[str, Any] = {"since": None, "why": ""}
 
         def held() -> bool:
             ok, state["why"] = self._streaming(follower, followed, slot, timeline)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from migrator.errors import UnsafeStateError
-from migrator.run.journal import utc_now
 from migrator.adapters.remote import as_postgres
+from migrator.errors import UnsafeStateError
 from migrator.observe.controldata import controldata_command, parse_controldata
+from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
 from migrator.steps.switchover import run_before_demote
 
@@ -67,7 +67,8 @@ class StopPostgres(Step):
         # -W: pg_ctl's own wait polls every 100 ms; the gate below polls pg_control faster.
         result = self.live.ssh(member, _pg_ctl(self, member, f"stop -W -m {self.args.get('mode', 'fast')}"), timeout=90)
         if not result.ok and not self._stopped():
-            raise UnsafeStateError(f"pg_ctl stop on {member} failed: {(result.stderr or result.stdout).strip()[-200:]}; "
+            output = (result.stderr or result.stdout).strip()[-200:]
+            raise UnsafeStateError(f"pg_ctl stop on {member} failed: {output}; "
                                    f"{self.args['site']} is paused: check PostgreSQL on {member} by hand")
         return {"stopped_by_this_run": True, "source_read_only_at": stopping_at, **hook_output}
 

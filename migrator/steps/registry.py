@@ -4,7 +4,14 @@
 from __future__ import annotations
 
 from migrator.steps import (  # noqa: F401 - imported for their @step_kind registrations
-    dynamic_config, follow, paused, preseed, repoint_target, seed, standby_leader, switchover,
+    dynamic_config,
+    follow,
+    paused,
+    preseed,
+    repoint_target,
+    seed,
+    standby_leader,
+    switchover,
 )
 from migrator.steps.base import REGISTERED, Step
 

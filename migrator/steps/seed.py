@@ -12,7 +12,8 @@ import hashlib
 import shlex
 import sys
 import time
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from migrator.adapters.dcs import Etcd3Dcs
 from migrator.adapters.remote import POSTGRES_OS_USER
@@ -26,6 +27,9 @@ from migrator.planning.seed_config import reveal
 from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import RECEIVER_SLOT
+
+if TYPE_CHECKING:  # rich.progress is imported when a bar is drawn, not at start-up
+    from rich.progress import Progress, TaskID
 
 PROGRESS_QUERY = ("SELECT phase, backup_streamed, backup_total FROM pg_stat_progress_basebackup "
                   "ORDER BY pid LIMIT 1")
@@ -111,7 +115,8 @@ class WritePatroniConfigs(Step):
             if backup:
                 command = f"mv {shlex.quote(backup)} {path}"
             else:
-                command = f"if [ -e {path} ]; then mv {path} {shlex.quote(entry['path'] + '.migrator-undone-' + _stamp())}; fi"
+                aside = shlex.quote(entry["path"] + ".migrator-undone-" + _stamp())
+                command = f"if [ -e {path} ]; then mv {path} {aside}; fi"
             site, member = self.live.member(entry["member"])
             self.live.ssh(entry["member"], _privileged(site.ssh_for(member).user, command))
             changed = True
@@ -124,6 +129,9 @@ class _SeedMembers(Step):
             return self.live.patroni(member_name)
         except UnreachableError:
             return None
+
+    def _stopped(self, member_name: str) -> bool:
+        return self._running(member_name) is None
 
     def _start(self, member_name: str, command: str) -> None:
         self.ctx.progress(f"{member_name}: {command}")
@@ -149,8 +157,7 @@ class _SeedMembers(Step):
                 self.live.ssh(name, m["stop_command"], timeout=120)
             except UnreachableError as exc:
                 raise UnreachableError(f"{name}: cannot stop Patroni ({exc})") from None
-            self.wait(lambda n=name: self._running(n) is None, f"{name}'s Patroni to stop", interval=0.5,
-                      timeout=120)
+            self.wait(partial(self._stopped, name), f"{name}'s Patroni to stop", interval=0.5, timeout=120)
             site, member = self.live.member(name)
             data_dir = shlex.quote(m["data_dir"])
             aside = shlex.quote(f"{m['data_dir']}.migrator-aside-{stamp}")
@@ -332,8 +339,8 @@ class BackupProgress:
         self.step, self.site, self.member = step, site, member
         self.first: tuple[float, int] | None = None
         self.last: tuple[float, int, int | None, str] | None = None
-        self.bar = None
-        self.task = None
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
 
     def _rows(self) -> list[tuple]:
         # Patroni takes the standby leader's base backup from the first host of standby_cluster
@@ -357,7 +364,7 @@ class BackupProgress:
         if self.first is None:
             self.first = (now, done or 0)
         self.last = (now, done or 0, total, phase)
-        self._draw()
+        self._draw(done or 0, total, phase)
 
     def rate(self) -> float | None:
         if self.first is None or self.last is None or self.last[0] - self.first[0] < 1:
@@ -383,15 +390,19 @@ class BackupProgress:
             return {}
         return {"bytes": self.last[1], "total": self.last[2], "bytes_per_second": self.rate()}
 
-    def _draw(self) -> None:
+    def _draw(self, done: int, total: int | None, phase: str) -> None:
         if not sys.stdout.isatty():
             return
         from rich.progress import (
-            BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
         )
 
-        _, done, total, phase = self.last
-        if self.bar is None:
+        if self.bar is None or self.task is None:
             self.bar = Progress(TextColumn("base backup {task.fields[phase]}"), BarColumn(),
                                 DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
                                 transient=True)

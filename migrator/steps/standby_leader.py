@@ -25,10 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from migrator.errors import UnreachableError, UnsafeStateError
-from migrator.run.hooks import HookFailed, migration_env, run_configured_hook
-from migrator.model.state import lsn_text, lsn_value
 from migrator.adapters.live import Live
+from migrator.errors import UnreachableError, UnsafeStateError
+from migrator.model.state import lsn_text, lsn_value
+from migrator.run.hooks import HookFailed, migration_env, run_configured_hook
 from migrator.steps.base import Step, step_kind
 
 HISTORY_QUERY = "SELECT pg_read_file(%s)"

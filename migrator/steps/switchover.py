@@ -6,16 +6,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from migrator.adapters.live import controldata_wait_command
 from migrator.adapters.patroni import PatroniRefused
 from migrator.adapters.pg import TIMELINE_QUERY
-from migrator.run.dcs_hold import etcd_problem, hold_for_dcs
 from migrator.errors import GateTimeout, LockLost, PreflightError, UnreachableError, UnsafeStateError
+from migrator.model.plan import deadline_seconds
+from migrator.model.state import lsn_text as lsn
+from migrator.model.state import lsn_value
+from migrator.observe.controldata import parse_controldata
+from migrator.run.dcs_hold import etcd_problem, hold_for_dcs
 from migrator.run.hooks import migration_env, run_configured_hook
 from migrator.run.journal import utc_now
-from migrator.observe.controldata import parse_controldata
-from migrator.model.plan import deadline_seconds
-from migrator.model.state import lsn_text as lsn, lsn_value
-from migrator.adapters.live import controldata_wait_command
 from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import ReplayProof, confirmed_standby_leader, forked_after_token, replay_proof
 

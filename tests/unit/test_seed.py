@@ -76,6 +76,18 @@ def test_a_different_cluster_in_the_target_dcs_blocks():
     assert found.verdict is Verdict.BLOCK and "different cluster under scope dc2" in found.finding
 
 
+def test_a_target_host_ssh_failed_on_blocks_with_its_error_and_the_disk_check_does_not_crash():
+    # Found by mypy: the disk check formatted the free size of every host, None for one SSH
+    # failed on, and seed planning died with a TypeError instead of this one-line refusal.
+    seed = SeedFacts(hosts=(SeedHost(member="dc2-a", data_dir="/data/dc2-a", error="ssh refused"),
+                            SeedHost(member="dc2-b", data_dir="/data/dc2-b", free_bytes=50_000 * MIB)),
+                     source_wal_bytes=64 * MIB)
+    found = findings(empty_dc2(), seed)
+    assert found["seed-target-data-dir"].verdict is Verdict.BLOCK
+    assert "dc2-a: cannot look at /data/dc2-a over SSH: ssh refused" in found["seed-target-data-dir"].finding
+    assert "dc2-a not measured" in found["seed-target-disk"].finding
+
+
 def test_too_little_disk_blocks_with_the_sizes():
     found = findings(empty_dc2(), facts(free_bytes=1 * MIB))["seed-target-disk"]
     assert found.verdict is Verdict.BLOCK
