@@ -42,8 +42,7 @@ EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name=PROG,
-    help="Move the primary role of a Patroni-managed PostgreSQL service between sites, "
-    "with no lost commit.",
+    help="Move the primary role of a Patroni-managed PostgreSQL service between sites, with no lost commit.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -60,13 +59,14 @@ class OutputFormat(str, Enum):  # noqa: UP042 - StrEnum changes str() of a membe
 InventoryOption = Annotated[
     Path,
     typer.Option(
-        "--inventory", "-i", envvar="MIGRATOR_INVENTORY", metavar="FILE",
+        "--inventory",
+        "-i",
+        envvar="MIGRATOR_INVENTORY",
+        metavar="FILE",
         help="Inventory YAML (also from MIGRATOR_INVENTORY).",
     ),
 ]
-TargetSiteOption = Annotated[
-    str, typer.Option("--dc", metavar="NAME", help="The site that becomes primary.")
-]
+TargetSiteOption = Annotated[str, typer.Option("--dc", metavar="NAME", help="The site that becomes primary.")]
 YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
 StateDirOption = Annotated[
     Path,
@@ -85,9 +85,7 @@ def _print_version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option(
-            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
-        ),
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Move the primary role of a Patroni-managed PostgreSQL service between sites."""
@@ -104,12 +102,8 @@ def _load(inventory_file: Path) -> Inventory:
 def plan(
     inventory: InventoryOption,
     dc: TargetSiteOption,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="Report format.")
-    ] = OutputFormat.text,
-    out: Annotated[
-        Path | None, typer.Option("--out", metavar="FILE", help="Write the plan here.")
-    ] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] = OutputFormat.text,
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write the plan here.")] = None,
 ) -> int:
     """Observe both sites and write the switchover plan (changes nothing)."""
     loaded = _load(inventory)
@@ -121,8 +115,9 @@ def plan(
 def check(
     inventory: InventoryOption,
     json_output: Annotated[bool, typer.Option("--json", help="Machine output only.")] = False,
-    dc: Annotated[str | None, typer.Option("--dc", metavar="NAME",
-                                           help="Target site (default: the other site).")] = None,
+    dc: Annotated[
+        str | None, typer.Option("--dc", metavar="NAME", help="Target site (default: the other site).")
+    ] = None,
 ) -> int:
     """Run the preflight checks only (changes nothing)."""
     return run_check(_load(inventory), json_output, dc)
@@ -150,8 +145,11 @@ def execute(
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
     until: Annotated[
         str | None,
-        typer.Option("--until", metavar="PHASE",
-                     help="Stop after this phase (e.g. cascade: seed and stream now, cut over later)."),
+        typer.Option(
+            "--until",
+            metavar="PHASE",
+            help="Stop after this phase (e.g. cascade: seed and stream now, cut over later).",
+        ),
     ] = None,
 ) -> int:  # the exit code, which run() returns
     """Move the primary role to --dc, step by step, with gates."""
@@ -184,13 +182,16 @@ def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Pa
     if output_format is OutputFormat.runbook:
         text = mask(render_runbook(the_plan), inventory.secrets())
     else:
-        text = mask(render(the_plan, output_format.value, color=sys.stdout.isatty() and out is None),
-                    inventory.secrets())
+        text = mask(
+            render(the_plan, output_format.value, color=sys.stdout.isatty() and out is None), inventory.secrets()
+        )
     if out is not None:
         write_private(out, text)
-        print(f"plan for {the_plan.source} -> {the_plan.target} written to {out} "
-              f"(fingerprint {the_plan.fingerprint[:12]}, "
-              f"{'executable' if the_plan.executable else 'BLOCKED'})")
+        print(
+            f"plan for {the_plan.source} -> {the_plan.target} written to {out} "
+            f"(fingerprint {the_plan.fingerprint[:12]}, "
+            f"{'executable' if the_plan.executable else 'BLOCKED'})"
+        )
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0 if the_plan.executable else 1
@@ -209,14 +210,23 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     findings = list(outcome.findings)
     warnings = _trust_warnings(inventory)
     if json_output:
-        print(json.dumps({"service": inventory.service, "source": outcome.source,
-                          "target": outcome.target, "observed_at": state.observed_at,
-                          "findings": [f.model_dump(mode="json") for f in findings],
-                          "blocking": len(outcome.blocking), "plan": outcome.as_json(),
-                          "warnings": warnings}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "service": inventory.service,
+                    "source": outcome.source,
+                    "target": outcome.target,
+                    "observed_at": state.observed_at,
+                    "findings": [f.model_dump(mode="json") for f in findings],
+                    "blocking": len(outcome.blocking),
+                    "plan": outcome.as_json(),
+                    "warnings": warnings,
+                },
+                indent=2,
+            )
+        )
     else:
-        sys.stdout.write(render_findings(findings, outcome.source, outcome.target,
-                                         color=sys.stdout.isatty()))
+        sys.stdout.write(render_findings(findings, outcome.source, outcome.target, color=sys.stdout.isatty()))
         sys.stdout.write(outcome.summary() + "\n")
         sys.stdout.write("".join(f"{w}\n" for w in warnings))
     return outcome.exit_code
@@ -234,23 +244,28 @@ def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None
     if not watch:
         console.print(render_status(observe(inventory, host_facts=False)))
         return
-    with Live(render_status(observe(inventory, host_facts=False)), console=console,
-              refresh_per_second=4) as live:
+    with Live(render_status(observe(inventory, host_facts=False)), console=console, refresh_per_second=4) as live:
         while True:  # until Ctrl-C, which main() turns into exit 130
             time.sleep(interval)
             live.update(render_status(observe(inventory, host_facts=False)))
 
 
 def run_execute(
-    inventory: Inventory, dc: str, plan_file: Path | None, resume: bool, yes: bool, state_dir: Path,
+    inventory: Inventory,
+    dc: str,
+    plan_file: Path | None,
+    resume: bool,
+    yes: bool,
+    state_dir: Path,
     until: str | None = None,
 ) -> int:
     from migrator.run.commands import execute
 
     console = _console()
     _print_trust_warnings(console, inventory)
-    outcome = execute(inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"),
-                      _progress(console), until)
+    outcome = execute(
+        inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"), _progress(console), until
+    )
     if isinstance(outcome, str):
         console.print(f"nothing to do: {outcome}")
         return 0
@@ -274,10 +289,12 @@ def _trust_warnings(inventory: Inventory) -> list[str]:
         unknown_host_key_warnings,
     )
 
-    accepted = [f"WARNING: accepted unverified SSH host key {key}"
-                for key in accepted_unverified_keys]
-    return (unknown_host_key_warnings(insecure_ssh_sites(inventory))
-            + list(insecure_transport_warnings(inventory)) + accepted)
+    accepted = [f"WARNING: accepted unverified SSH host key {key}" for key in accepted_unverified_keys]
+    return (
+        unknown_host_key_warnings(insecure_ssh_sites(inventory))
+        + list(insecure_transport_warnings(inventory))
+        + accepted
+    )
 
 
 def _print_trust_warnings(console, inventory: Inventory) -> None:
@@ -308,10 +325,10 @@ def _confirmer(console, yes: bool, verb: str):
         if yes:
             return True
         if not sys.stdin.isatty():
-            raise UsageError(f"refusing to {verb} without a terminal to confirm on; review the plan and "
-                             "pass --yes")
-        console.print(f"{verb} {plan.source} -> {plan.target}: {len(plan.steps)} steps, "
-                      f"fingerprint {plan.fingerprint[:12]}")
+            raise UsageError(f"refusing to {verb} without a terminal to confirm on; review the plan and pass --yes")
+        console.print(
+            f"{verb} {plan.source} -> {plan.target}: {len(plan.steps)} steps, fingerprint {plan.fingerprint[:12]}"
+        )
         return typer.confirm("Proceed?", default=False)
 
     return confirm
@@ -368,11 +385,10 @@ def _missing_value(root, exc, argv: list[str]) -> str:
     sub = next((root.commands[a] for a in argv if a in getattr(root, "commands", {})), None)
     where = f"{PROG} {sub.name}" if sub is not None else PROG
     option = next((p for p in (sub.params if sub is not None else []) if name in p.opts), None)
-    metavar = (option.metavar if option is not None and option.metavar else "VALUE")
+    metavar = option.metavar if option is not None and option.metavar else "VALUE"
     help_text = option.help.rstrip(".") if option is not None and option.help else ""
     what = f" ({help_text[:1].lower()}{help_text[1:]})" if help_text else ""
-    return (f"{PROG}: error: option {name} needs a value{what}; write {name} {metavar} "
-            f"(see '{where} --help')")
+    return f"{PROG}: error: option {name} needs a value{what}; write {name} {metavar} (see '{where} --help')"
 
 
 def _debug() -> bool:

@@ -24,8 +24,7 @@ def escape_controls(text: str) -> str:
     """Unprintable characters as Python escapes (\\x1b, \\u202e); spaces and letters stay."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def shown(value: object, limit: int = SHOWN_VALUE_LIMIT) -> str:

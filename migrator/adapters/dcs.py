@@ -42,9 +42,16 @@ def _parse(raw: bytes) -> Any:
 class Etcd3Dcs:
     """One etcd cluster; tries each endpoint in turn, as a client of a multi-node etcd should."""
 
-    def __init__(self, endpoints: list[str], timeout: float, ca_file: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None,
-                 username: str | None = None, password: str | None = None):
+    def __init__(
+        self,
+        endpoints: list[str],
+        timeout: float,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ):
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self.tls = (ca_file, cert_file, key_file)
@@ -57,9 +64,17 @@ class Etcd3Dcs:
         ca, cert, key = self.tls
         # etcd3gw applies ca_cert/cert_* only to a session it makes itself: ours carries them.
         session = tls_session(ca, cert, key)
-        client = etcd3gw.client(host=url.hostname, port=url.port or 2379, protocol=url.scheme,
-                                ca_cert=ca, cert_cert=cert, cert_key=key, timeout=self.timeout,
-                                api_path="/v3/", session=session)
+        client = etcd3gw.client(
+            host=url.hostname,
+            port=url.port or 2379,
+            protocol=url.scheme,
+            ca_cert=ca,
+            cert_cert=cert,
+            cert_key=key,
+            timeout=self.timeout,
+            api_path="/v3/",
+            session=session,
+        )
         if self.credentials:
             # etcd3gw has no auth of its own: fetch a token and send it on every request.
             user, password = self.credentials
@@ -98,7 +113,7 @@ class Etcd3Dcs:
         for value, meta in client.get_prefix(prefix):
             key = meta["key"]
             key = key.decode() if isinstance(key, bytes) else base64.b64decode(key).decode()
-            keys[key[len(prefix):]] = _parse(value)
+            keys[key[len(prefix) :]] = _parse(value)
         return DcsSnapshot(healthy=True, cluster_size=len(members), keys=keys)
 
 

@@ -80,8 +80,11 @@ class Live:
         key): a frozen member costs nothing while another answers."""
         self._claims.refuse_if_abandoned()
         api, members = self.api(site_name), self.site(site_name).members
-        return first_answer({m.name: partial(api.get, m.api_url, "/config", m.name) for m in members},
-                            f"no member of {site_name} answered GET /config", 2 * self.timeout + 1)
+        return first_answer(
+            {m.name: partial(api.get, m.api_url, "/config", m.name) for m in members},
+            f"no member of {site_name} answered GET /config",
+            2 * self.timeout + 1,
+        )
 
     def site_roles(self, site_name: str) -> dict[str, str | None]:
         """Each member's role by its own word; None when it does not answer."""
@@ -106,13 +109,17 @@ class Live:
                     # statement_timeout ends a slow statement on the server; only this deadline
                     # ends one on a frozen server (whose kernel keeps the connection up).
                     # partial binds this attempt's connection (a lambda would read the loop variable late).
-                    return call_with_deadline(partial(_fetch, conn, sql, params), self.timeout + QUERY_GRACE_SECONDS,
-                                              cleanup=partial(_close_quietly, conn))
+                    return call_with_deadline(
+                        partial(_fetch, conn, sql, params),
+                        self.timeout + QUERY_GRACE_SECONDS,
+                        cleanup=partial(_close_quietly, conn),
+                    )
                 except NoAnswer as exc:
                     still_running.append(True)
                     self._claims.forget(self._pg, member_name, conn)
-                    raise UnreachableError(f"{member_name}: PostgreSQL gave no answer ({exc}); is the host "
-                                           "frozen or cut off?") from None
+                    raise UnreachableError(
+                        f"{member_name}: PostgreSQL gave no answer ({exc}); is the host frozen or cut off?"
+                    ) from None
                 except psycopg.OperationalError as exc:
                     self._drop_pg(member_name, conn)
                     if attempt == 2:
@@ -131,12 +138,20 @@ class Live:
             password = creds.password.reveal()
         except (OSError, LookupError, UnicodeError) as exc:
             # Read at every new connection, so a secret rotated (or removed) mid-run shows here.
-            raise UnreachableError(f"{member_name}: cannot read the superuser password "
-                                   f"{creds.password} ({_first_line(exc)})") from None
+            raise UnreachableError(
+                f"{member_name}: cannot read the superuser password {creds.password} ({_first_line(exc)})"
+            ) from None
         try:
-            conn = psycopg.connect(host=member.host, port=member.pg_port, user=creds.username,
-                                   password=password, dbname="postgres", autocommit=True,
-                                   application_name="migrator", **kept_open_options(self.timeout))
+            conn = psycopg.connect(
+                host=member.host,
+                port=member.pg_port,
+                user=creds.username,
+                password=password,
+                dbname="postgres",
+                autocommit=True,
+                application_name="migrator",
+                **kept_open_options(self.timeout),
+            )
         except psycopg.Error as exc:
             raise UnreachableError(f"{member_name}: cannot connect to PostgreSQL ({_first_line(exc)})") from None
         self._claims.keep(self._pg, member_name, conn)
@@ -238,13 +253,14 @@ def _close_quietly(conn: psycopg.Connection) -> None:
 def _close_unless_running(still_running: list[bool]) -> Callable[[psycopg.Connection], None]:
     """A close for Claims.using bound to this attempt's flag: a connection whose query still
     runs (`still_running` not empty) is left to the query's own thread to close."""
+
     def close(conn: psycopg.Connection) -> None:
         if not still_running:
             _close_quietly(conn)
+
     return close
 
 
 def _first_line(exc: Exception) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-

@@ -16,9 +16,16 @@ class PatroniRefused(UnreachableError):
 
 
 class PatroniApi:
-    def __init__(self, timeout: float, username: str | None = None, password: str | None = None,
-                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
-                 verify_tls: bool = True):
+    def __init__(
+        self,
+        timeout: float,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        verify_tls: bool = True,
+    ):
         self.timeout = timeout
         self.session = tls_session(ca_file, cert_file, key_file, verify=verify_tls)
         # Basic auth on writes only: GETs need none, and the password stays off every read.
@@ -29,25 +36,29 @@ class PatroniApi:
     def _request(self, method: str, api_url: str, path: str, member: str, **kwargs: Any) -> Any:
         try:
             auth = self.write_auth if method != "GET" else None
-            resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, auth=auth,
-                                        **kwargs)
+            resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, auth=auth, **kwargs)
         except requests.exceptions.SSLError as exc:
             what = f"Patroni REST API at {api_url}"
             raise UnreachableError(tls_problem(member, what, exc, "rest_api")) from None
         except requests.RequestException as exc:
-            raise UnreachableError(f"{member}: Patroni REST API at {api_url} did not answer "
-                                   f"({_reason(exc, self.timeout)}); check that Patroni runs there "
-                                   "and the member's api_url in the inventory") from None
+            raise UnreachableError(
+                f"{member}: Patroni REST API at {api_url} did not answer "
+                f"({_reason(exc, self.timeout)}); check that Patroni runs there "
+                "and the member's api_url in the inventory"
+            ) from None
         if resp.status_code == 401:
-            raise PatroniRefused(f"{member}: Patroni REST API at {api_url} refused the credentials "
-                                 "(401); check rest_api.username/password in the inventory")
+            raise PatroniRefused(
+                f"{member}: Patroni REST API at {api_url} refused the credentials "
+                "(401); check rest_api.username/password in the inventory"
+            )
         if method == "GET" and resp.status_code == 503 and path == "/patroni":
             return _json(resp, member, path)  # /patroni answers 503 while PostgreSQL is down: still a state
         if resp.status_code >= 400:
             # A 4xx is Patroni saying no (nothing changed); a 5xx may hide a half-done write.
             error = PatroniRefused if resp.status_code < 500 else UnreachableError
-            raise error(f"{member}: {method} {api_url}{path} answered HTTP {resp.status_code}: "
-                        f"{resp.text.strip()[:200]}")
+            raise error(
+                f"{member}: {method} {api_url}{path} answered HTTP {resp.status_code}: {resp.text.strip()[:200]}"
+            )
         return _json(resp, member, path) if resp.content else None
 
     def get(self, api_url: str, path: str, member: str) -> Any:
@@ -67,11 +78,15 @@ def _json(resp: requests.Response, member: str, path: str) -> Any:
     try:
         data = resp.json()
     except ValueError:
-        raise UnreachableError(f"{member}: {resp.request.method} {resp.url} answered HTTP {resp.status_code} "
-                               f"with something that is not JSON: {resp.text.strip()[:80]!r}") from None
+        raise UnreachableError(
+            f"{member}: {resp.request.method} {resp.url} answered HTTP {resp.status_code} "
+            f"with something that is not JSON: {resp.text.strip()[:80]!r}"
+        ) from None
     if path in OBJECT_PATHS and not isinstance(data, dict):
-        raise UnreachableError(f"{member}: {resp.request.method} {resp.url} answered a JSON "
-                               f"{type(data).__name__}, not an object: is that really Patroni's REST API?")
+        raise UnreachableError(
+            f"{member}: {resp.request.method} {resp.url} answered a JSON "
+            f"{type(data).__name__}, not an object: is that really Patroni's REST API?"
+        )
     return data
 
 

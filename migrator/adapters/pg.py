@@ -15,9 +15,19 @@ from migrator.errors import UnreachableError
 RowT = TypeVar("RowT")
 
 SETTINGS = (
-    "wal_log_hints", "data_checksums", "max_wal_senders", "max_replication_slots", "wal_keep_size",
-    "max_slot_wal_keep_size", "archive_mode", "archive_command", "synchronous_standby_names",
-    "hot_standby", "hot_standby_feedback", "wal_level", "server_version_num",
+    "wal_log_hints",
+    "data_checksums",
+    "max_wal_senders",
+    "max_replication_slots",
+    "wal_keep_size",
+    "max_slot_wal_keep_size",
+    "archive_mode",
+    "archive_command",
+    "synchronous_standby_names",
+    "hot_standby",
+    "hot_standby_feedback",
+    "wal_level",
+    "server_version_num",
 )
 
 NODE_QUERY = """
@@ -76,20 +86,29 @@ SIZE_QUERY = "SELECT sum(pg_database_size(oid))::bigint FROM pg_database"
 
 
 class PostgresProbe:
-    def __init__(self, host: str, port: int, user: str, password: str, timeout: float,
-                 dbname: str = "postgres"):
-        self.conninfo: dict[str, Any] = dict(host=host, port=port, user=user, password=password, dbname=dbname,
-                             connect_timeout=max(1, int(timeout)), application_name="migrator",
-                             options=f"-c statement_timeout={int(timeout * 1000)} "
-                                     "-c default_transaction_read_only=on")
+    def __init__(self, host: str, port: int, user: str, password: str, timeout: float, dbname: str = "postgres"):
+        self.conninfo: dict[str, Any] = dict(
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            dbname=dbname,
+            connect_timeout=max(1, int(timeout)),
+            application_name="migrator",
+            options=f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on",
+        )
 
     def observe(self, member: str) -> dict[str, Any]:
         try:
             with psycopg.connect(autocommit=True, row_factory=dict_row, **self.conninfo) as conn:
                 node = one_row(conn.execute(NODE_QUERY))
                 timeline = one_row(conn.execute(TIMELINE_QUERY))
-                settings = {r["name"]: r["setting"] for r in conn.execute(
-                    "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(SETTINGS),))}
+                settings = {
+                    r["name"]: r["setting"]
+                    for r in conn.execute(
+                        "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(SETTINGS),)
+                    )
+                }
                 archiver = one_row(conn.execute(ARCHIVER_QUERY))
                 return {
                     **{k: v for k, v in node.items() if k != "checkpoint_timeline"},
@@ -133,8 +152,10 @@ def connection_problem(member: str, conninfo: dict[str, Any], exc: Exception) ->
     where = f"{member}: PostgreSQL at {conninfo['host']}:{conninfo['port']}"
     text = str(exc)
     if "password authentication failed" in text or "no password supplied" in text:
-        return (f"{where} refused the password of user {conninfo['user']}; check the credentials "
-                "in the inventory (credentials.superuser)")
+        return (
+            f"{where} refused the password of user {conninfo['user']}; check the credentials "
+            "in the inventory (credentials.superuser)"
+        )
     if "no pg_hba.conf entry" in text:
         return f"{where} has no pg_hba.conf entry for this machine; allow it for user {conninfo['user']}"
     if "Connection refused" in text:

@@ -70,7 +70,10 @@ class SshSession:
         self.timeout = timeout
         config = Config(overrides={"load_ssh_configs": False})
         self._conn = Connection(
-            host=target.host, user=target.user, port=target.port, config=config,
+            host=target.host,
+            user=target.user,
+            port=target.port,
+            config=config,
             connect_timeout=max(1, int(timeout)),
             connect_kwargs={
                 "key_filename": str(target.key_file),
@@ -83,7 +86,8 @@ class SshSession:
         client = self._conn.client
         client.load_host_keys(str(target.known_hosts))
         client.set_missing_host_key_policy(
-            _AcceptForThisRunOnly() if target.accept_unknown_host_keys else paramiko.RejectPolicy())
+            _AcceptForThisRunOnly() if target.accept_unknown_host_keys else paramiko.RejectPolicy()
+        )
 
     def __enter__(self) -> SshSession:
         self.open()
@@ -103,23 +107,27 @@ class SshSession:
             raise UnreachableError(
                 f"{self.member_name}: SSH host key of {self.where} does not match "
                 f"{self.target.known_hosts}; if the host was really rebuilt, verify and replace "
-                "its line in that file") from None
+                "its line in that file"
+            ) from None
         except paramiko.AuthenticationException:
             raise UnreachableError(
                 f"{self.member_name}: SSH login as {self.where} with key {self.target.key_file} "
-                "was refused; install the public key in that user's authorized_keys") from None
+                "was refused; install the public key in that user's authorized_keys"
+            ) from None
         except paramiko.SSHException as exc:
             if "known_hosts" in str(exc):
                 raise UnreachableError(
                     f"{self.member_name}: SSH host key of {self.where} is not in "
                     f"{self.target.known_hosts}; add it after verifying it "
-                    f"(ssh-keyscan -p {self.target.port} {self.target.host})") from None
+                    f"(ssh-keyscan -p {self.target.port} {self.target.host})"
+                ) from None
             raise UnreachableError(f"{self.member_name}: SSH to {self.where} failed: {exc}") from None
         except (TimeoutError, OSError, EOFError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
             raise UnreachableError(
                 f"{self.member_name}: cannot reach {self.where} over SSH ({reason}); check the "
-                "host, the port and that sshd runs") from None
+                "host, the port and that sshd runs"
+            ) from None
 
     def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> SshResult:
         """Run one command; a non-zero exit is data (in the result), not an exception.
@@ -162,7 +170,8 @@ class SshSession:
     def _failed(self, exc: Exception) -> UnreachableError:
         return UnreachableError(
             f"{self.member_name}: command over SSH to {self.where} failed: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'timed out'}")
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'timed out'}"
+        )
 
     def close(self) -> None:
         self._conn.close()

@@ -46,7 +46,8 @@ def _matching(pattern: str, what: str, hint: str) -> AfterValidator:
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
             raise PydanticCustomError(
-                "bad_name", "{what} '{value}' is not valid; {hint}",
+                "bad_name",
+                "{what} '{value}' is not valid; {hint}",
                 {"what": what, "value": shown(value), "hint": hint},
             )
         return value
@@ -60,7 +61,8 @@ SiteName = Annotated[str, _matching(r"[a-z0-9][a-z0-9_-]*", "site name", _LOWER_
 MemberName = Annotated[
     str,
     _matching(
-        r"[A-Za-z0-9][A-Za-z0-9_.-]*", "member name",
+        r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+        "member name",
         "use letters, digits, '.', '-' and '_', starting with a letter or digit",
     ),
 ]
@@ -68,7 +70,8 @@ SLOT_NAME_PATTERN = r"[a-z0-9_]{1,63}"
 SlotName = Annotated[
     str,
     _matching(
-        SLOT_NAME_PATTERN, "replication slot name",
+        SLOT_NAME_PATTERN,
+        "replication slot name",
         "PostgreSQL slot names use lowercase letters, digits and '_', at most 63 characters",
     ),
 ]
@@ -101,8 +104,9 @@ Seconds = Annotated[float, _refuse_bool("float_type"), Field(gt=0, allow_inf_nan
 def _check_host(value: str) -> str:
     if not value or any(c.isspace() for c in value) or "/" in value:
         raise PydanticCustomError(
-            "bad_host", "host '{value}' is not a host name or IP address; write it without "
-            "scheme, port or path", {"value": shown(value)},
+            "bad_host",
+            "host '{value}' is not a host name or IP address; write it without scheme, port or path",
+            {"value": shown(value)},
         )
     return value
 
@@ -124,8 +128,9 @@ def _check_http_url(value: str) -> str:
             problem = "it has no host"
     if problem:
         raise PydanticCustomError(
-            "bad_url", "'{value}' is not a usable URL: {problem}; write it like "
-            "http://db1.example.net:8008", {"value": shown(value), "problem": problem},
+            "bad_url",
+            "'{value}' is not a usable URL: {problem}; write it like http://db1.example.net:8008",
+            {"value": shown(value), "problem": problem},
         )
     # Stored without a trailing slash so that callers can append "/cluster" and the like.
     return value.strip().rstrip("/")
@@ -150,16 +155,16 @@ MEMBER_PLACEHOLDER = "{member}"
 def _check_remote_path(value: str) -> str:
     if not value.startswith("/"):
         raise PydanticCustomError(
-            "remote_path_relative", "'{value}' is not an absolute path; paths on the database "
-            "hosts must start with /", {"value": shown(value)},
+            "remote_path_relative",
+            "'{value}' is not an absolute path; paths on the database hosts must start with /",
+            {"value": shown(value)},
         )
     unknown = set(re.findall(r"\{[^}]*\}", value)) - {MEMBER_PLACEHOLDER}
     if unknown:
         raise PydanticCustomError(
-            "remote_path_placeholder", "unknown placeholder {found} in '{value}'; only "
-            "{placeholder} is expanded (to the member name)",
-            {"found": shown(", ".join(sorted(unknown))), "value": shown(value),
-             "placeholder": MEMBER_PLACEHOLDER},
+            "remote_path_placeholder",
+            "unknown placeholder {found} in '{value}'; only {placeholder} is expanded (to the member name)",
+            {"found": shown(", ".join(sorted(unknown))), "value": shown(value), "placeholder": MEMBER_PLACEHOLDER},
         )
     return value
 
@@ -168,9 +173,7 @@ def _check_remote_path(value: str) -> str:
 RemotePath = Annotated[str, AfterValidator(_check_remote_path)]
 
 
-def _error_at(
-    error_type: str, message: str, at: tuple[str | int, ...], **ctx: Any
-) -> PydanticCustomError:
+def _error_at(error_type: str, message: str, at: tuple[str | int, ...], **ctx: Any) -> PydanticCustomError:
     """An error raised by a model validator but reported at `at` (relative to that model).
 
     Pydantic reports model-validator errors at the model itself; the loader adds `at` to the
@@ -184,8 +187,12 @@ def _require_pair(model: BaseModel, first: str, second: str, what: str) -> None:
     if has_first != has_second:
         missing, given = (second, first) if has_first else (first, second)
         raise _error_at(
-            "incomplete_pair", "{given} is set but {missing} is not; {what} needs both or neither",
-            (given,), given=given, missing=missing, what=what,
+            "incomplete_pair",
+            "{given} is set but {missing} is not; {what} needs both or neither",
+            (given,),
+            given=given,
+            missing=missing,
+            what=what,
         )
 
 
@@ -345,7 +352,8 @@ class Site(_Model):
         inner = value.strip().strip("/")
         if not inner or any(c.isspace() for c in inner):
             raise PydanticCustomError(
-                "bad_namespace", "namespace '{value}' is not usable; write it like /service/",
+                "bad_namespace",
+                "namespace '{value}' is not usable; write it like /service/",
                 {"value": shown(value)},
             )
         # Patroni joins namespace and scope as-is, so /service and service/ must both become
@@ -359,10 +367,14 @@ class Site(_Model):
             address = (member.host, member.pg_port)
             if address in seen:
                 raise _error_at(
-                    "duplicate_address", "member '{name}' has the same host and port "
+                    "duplicate_address",
+                    "member '{name}' has the same host and port "
                     "({host}:{port}) as member '{other}'; give each member its own host or pg_port",
-                    ("members", index, "host"), name=member.name, host=member.host,
-                    port=member.pg_port, other=seen[address],
+                    ("members", index, "host"),
+                    name=member.name,
+                    host=member.host,
+                    port=member.pg_port,
+                    other=seen[address],
                 )
             seen[address] = member.name
         return self
@@ -422,22 +434,23 @@ class Inventory(_Model):
     def _cross_checks(self) -> Inventory:
         if len(self.sites) < 2:
             raise _error_at(
-                "too_few_sites", "at least two sites are needed, found {found}; add the site "
-                "the primary moves to", ("sites",), found=len(self.sites),
+                "too_few_sites",
+                "at least two sites are needed, found {found}; add the site the primary moves to",
+                ("sites",),
+                found=len(self.sites),
             )
         member_site: dict[str, str] = {}
         for site_name, site in self.sites.items():
             for index, member in enumerate(site.members):
                 other = member_site.get(member.name)
                 if other is not None:
-                    where = f"used twice in site {site_name}" if other == site_name else (
-                        f"also used in site {other}"
-                    )
+                    where = f"used twice in site {site_name}" if other == site_name else (f"also used in site {other}")
                     raise _error_at(
-                        "duplicate_member", "member name '{name}' is {where}; Patroni needs "
-                        "member names unique across sites",
+                        "duplicate_member",
+                        "member name '{name}' is {where}; Patroni needs member names unique across sites",
                         ("sites", site_name, "members", index, "name"),
-                        name=member.name, where=where,
+                        name=member.name,
+                        where=where,
                     )
                 member_site[member.name] = site_name
         slot_site: dict[str, str] = {}
@@ -446,9 +459,11 @@ class Inventory(_Model):
             other = slot_site.setdefault(slot, site_name)
             if other != site_name:
                 raise _error_at(
-                    "duplicate_slot", "replication slot '{slot}' is also used by site {other}; "
-                    "give each site its own replication_slot",
-                    ("sites", site_name, "replication_slot"), slot=slot, other=other,
+                    "duplicate_slot",
+                    "replication slot '{slot}' is also used by site {other}; give each site its own replication_slot",
+                    ("sites", site_name, "replication_slot"),
+                    slot=slot,
+                    other=other,
                 )
         return self
 
@@ -456,9 +471,7 @@ class Inventory(_Model):
         try:
             return self.sites[name]
         except KeyError:
-            raise UsageError(
-                f"no site '{shown(name)}' in the inventory; sites: {', '.join(self.sites)}"
-            ) from None
+            raise UsageError(f"no site '{shown(name)}' in the inventory; sites: {', '.join(self.sites)}") from None
 
     def member(self, name: str) -> tuple[str, Site, Member]:
         for site_name, site in self.sites.items():
@@ -498,10 +511,7 @@ def _secret_refs(value: Any) -> Iterator[SecretRef]:
 
 # --- loading ------------------------------------------------------------------------------
 
-_TOP_LEVEL_HINT = (
-    "it needs the keys service, credentials, sites (and optionally gates); "
-    "see examples/testbed.yml"
-)
+_TOP_LEVEL_HINT = "it needs the keys service, credentials, sites (and optionally gates); see examples/testbed.yml"
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
@@ -512,33 +522,25 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InventoryError(
-            f"inventory {shown}: file not found; pass an existing file with --inventory "
-            "or MIGRATOR_INVENTORY"
+            f"inventory {shown}: file not found; pass an existing file with --inventory or MIGRATOR_INVENTORY"
         ) from None
     except IsADirectoryError:
-        raise InventoryError(
-            f"inventory {shown}: is a directory; pass the inventory file"
-        ) from None
+        raise InventoryError(f"inventory {shown}: is a directory; pass the inventory file") from None
     except UnicodeDecodeError as exc:
-        raise InventoryError(
-            f"inventory {shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
-        ) from None
+        raise InventoryError(f"inventory {shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise InventoryError(f"inventory {shown}: cannot read it: {exc.strerror or exc}") from None
     return parse_inventory(text, source=shown, base_dir=file.absolute().parent)
 
 
-def parse_inventory(
-    text: str, *, source: str, base_dir: Path, check_local_files: bool = True
-) -> Inventory:
+def parse_inventory(text: str, *, source: str, base_dir: Path, check_local_files: bool = True) -> Inventory:
     """Validate inventory YAML `text`; `source` names it in messages, `base_dir` anchors paths."""
     tree = _parse_yaml(text, source)
     if tree is None:
         raise InventoryError(f"inventory {source}: the file is empty; {_TOP_LEVEL_HINT}")
     if not isinstance(tree, CommentedMap):
         raise InventoryError(
-            f"inventory {source}: the top level is {_describe(tree)}, expected a mapping; "
-            f"{_TOP_LEVEL_HINT}"
+            f"inventory {source}: the top level is {_describe(tree)}, expected a mapping; {_TOP_LEVEL_HINT}"
         )
     context = {"base_dir": base_dir, "check_local_files": check_local_files}
     try:

@@ -87,14 +87,19 @@ class PlanStep(_Frozen):
 
     def fingerprint_part(self) -> dict[str, Any]:
         return {
-            "id": self.id, "kind": self.kind, "phase": self.phase, "args": self.args,
+            "id": self.id,
+            "kind": self.kind,
+            "phase": self.phase,
+            "args": self.args,
             "gate": self.gate.model_dump(mode="json") if self.gate else None,
-            "undo": self.undo.kind, "write_unavailable": self.write_unavailable,
+            "undo": self.undo.kind,
+            "write_unavailable": self.write_unavailable,
         }
 
 
 class PlanHook(_Frozen):
     """A command of the inventory's `hooks` that this plan runs (migrator/run/hooks.py)."""
+
     name: str  # before_demote | before_promote | after_promote | on_undo
     command: str
     timeout_seconds: float

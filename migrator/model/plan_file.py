@@ -21,8 +21,15 @@ from migrator.model.plan import Plan
 from migrator.model.secrets import mask_values
 from migrator.run.journal import write_private
 
-DESCRIPTIVE = ("config_before", "config_after", "config_diff", "findings", "topology_before",
-               "topology_after", "warnings")
+DESCRIPTIVE = (
+    "config_before",
+    "config_after",
+    "config_diff",
+    "findings",
+    "topology_before",
+    "topology_after",
+    "warnings",
+)
 
 
 def private_plan_json(plan: Plan, secrets: Iterable[str]) -> str:
@@ -54,20 +61,25 @@ def load_stored_plan(path: Path, fingerprint: str | None, digest: str | None) ->
     """The plan a migration started with, as `--resume` and `rollback` run it again: refused
     when the file is gone, unreadable, or not the one the journal's `migration-started` names
     (another plan's fingerprint, or its content changed since)."""
-    redo = ("`migrate status` shows the sites; restore the file from a backup, or finish by hand "
-            "(runbooks/switchover.md)")
+    redo = (
+        "`migrate status` shows the sites; restore the file from a backup, or finish by hand (runbooks/switchover.md)"
+    )
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"the stored plan {path} cannot be read ({exc.strerror or exc}); {redo}") from None
     if digest is not None and plan_file_digest(data) != digest:
-        raise UsageError(f"the stored plan {path} was changed after the migration started (its content no longer "
-                         f"matches the journal's record of it); {redo}")
+        raise UsageError(
+            f"the stored plan {path} was changed after the migration started (its content no longer "
+            f"matches the journal's record of it); {redo}"
+        )
     try:
         plan = Plan.from_json(data)
     except ValueError as exc:
         raise UsageError(f"the stored plan {path} is not a plan file ({str(exc).splitlines()[0]}); {redo}") from None
     if fingerprint is not None and plan.fingerprint != fingerprint:
-        raise UsageError(f"the stored plan {path} has fingerprint {plan.fingerprint[:12]}, but the migration started "
-                         f"with {fingerprint[:12]}; {redo}")
+        raise UsageError(
+            f"the stored plan {path} has fingerprint {plan.fingerprint[:12]}, but the migration started "
+            f"with {fingerprint[:12]}; {redo}"
+        )
     return plan

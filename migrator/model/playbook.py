@@ -57,7 +57,14 @@ SWITCHOVER_PLAYBOOK = PLAYBOOK_DIR / "switchover.yml"
 
 # The protocol's phases, in the order docs/architecture.md gives them.
 SWITCHOVER_PHASES = (
-    "preflight", "pre-seed", "cascade", "demote", "token", "catch-up", "promote", "repoint",
+    "preflight",
+    "pre-seed",
+    "cascade",
+    "demote",
+    "token",
+    "catch-up",
+    "promote",
+    "repoint",
     "verify",
 )
 
@@ -103,7 +110,9 @@ def jinja_env() -> ImmutableSandboxedEnvironment:
     """The one environment for playbook expressions and templates: sandboxed, strict undefined
     (a misspelt name is an error, never an empty string), no HTML escaping."""
     env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
     )
     env.filters["shquote"] = _shell_quote
     env.filters["json"] = _to_json
@@ -181,8 +190,7 @@ class UndoSpec(_Model):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         if value not in UNDO_KINDS:
-            raise ValueError(
-                f"unknown undo kind {value!r}; known: {', '.join(sorted(UNDO_KINDS))}")
+            raise ValueError(f"unknown undo kind {value!r}; known: {', '.join(sorted(UNDO_KINDS))}")
         return value
 
     @field_validator("description")
@@ -208,8 +216,7 @@ class StepSpec(_Model):
     @classmethod
     def _known_kind(cls, value: str) -> str:
         if value not in STEP_KINDS:
-            raise ValueError(
-                f"unknown step kind {value!r}; the engine knows: {', '.join(sorted(STEP_KINDS))}")
+            raise ValueError(f"unknown step kind {value!r}; the engine knows: {', '.join(sorted(STEP_KINDS))}")
         return value
 
     @field_validator("args")
@@ -219,8 +226,7 @@ class StepSpec(_Model):
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
                 raise ValueError(f"argument name {name!r} is not a lowercase identifier")
             if not isinstance(expression, (str, int, float, bool)) or expression is None:
-                raise ValueError(
-                    f"args.{name}: write a Jinja2 expression (a string), or a number or boolean")
+                raise ValueError(f"args.{name}: write a Jinja2 expression (a string), or a number or boolean")
             _check_expression(expression)
         return value
 
@@ -261,15 +267,17 @@ class Playbook(_Model):
             seen.add(step.id)
             if step.phase not in self.phases:
                 raise _StepProblem(
-                    index, "phase",
-                    f"phase '{step.phase}' is not one of the playbook's phases "
-                    f"({', '.join(self.phases)})")
+                    index,
+                    "phase",
+                    f"phase '{step.phase}' is not one of the playbook's phases ({', '.join(self.phases)})",
+                )
             position = self.phases.index(step.phase)
             if position < last_phase:
                 raise _StepProblem(
-                    index, "phase",
-                    f"phase '{step.phase}' comes after phase '{self.phases[last_phase]}'; "
-                    "list steps in phase order")
+                    index,
+                    "phase",
+                    f"phase '{step.phase}' comes after phase '{self.phases[last_phase]}'; list steps in phase order",
+                )
             last_phase = position
         return self
 
@@ -316,8 +324,8 @@ def parse_playbook(text: str, *, source: str) -> Playbook:
         raise PlaybookError(f"playbook {source}: {where}YAML error: {problem}") from None
     if not isinstance(tree, CommentedMap):
         raise PlaybookError(
-            f"playbook {source}: the top level must be a mapping with name, description, "
-            "phases and steps")
+            f"playbook {source}: the top level must be a mapping with name, description, phases and steps"
+        )
     try:
         data = plain(tree)
     except YamlShapeError as exc:
@@ -343,12 +351,11 @@ def _playbook_error(source: str, tree: CommentedMap, exc: ValidationError) -> Pl
         elif error["type"] == "missing":
             message = f"missing required key '{loc[-1]}'"
         lines.append(f"playbook {source}: {_where(tree, loc)}{message}")
-    return PlaybookError(lines[0] if len(lines) == 1
-                         else f"{lines[0]} (and {len(lines) - 1} more problem(s))")
+    return PlaybookError(lines[0] if len(lines) == 1 else f"{lines[0]} (and {len(lines) - 1} more problem(s))")
 
 
 def _where(tree: CommentedMap, loc: tuple[Any, ...]) -> str:
-    """"step '<id>' (line N): <field>: " inside a step, else "<path> (line N): "."""
+    """ "step '<id>' (line N): <field>: " inside a step, else "<path> (line N): "."""
     node: Any = tree
     line = None
     for part in loc:

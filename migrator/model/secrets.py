@@ -81,8 +81,7 @@ class SecretRef:
     def __init__(self, reference: str) -> None:
         if not reference.startswith((ENV_PREFIX, FILE_PREFIX)):
             raise ValueError(
-                "secret written inline; put it in an environment variable (env:NAME) "
-                "or a file (file:PATH)"
+                "secret written inline; put it in an environment variable (env:NAME) or a file (file:PATH)"
             )
         self.reference = reference
 
@@ -121,9 +120,7 @@ class SecretRef:
     # --- pydantic integration -------------------------------------------------------------
 
     @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.with_info_plain_validator_function(
             cls._validate,
             serialization=core_schema.plain_serializer_function_ser_schema(
@@ -142,9 +139,7 @@ class SecretRef:
         if isinstance(value, SecretRef):
             return value
         if value is None:
-            raise PydanticCustomError(
-                "secret_ref_missing", "no value given; write env:NAME or file:PATH"
-            )
+            raise PydanticCustomError("secret_ref_missing", "no value given; write env:NAME or file:PATH")
         if not isinstance(value, str):
             raise PydanticCustomError(
                 "secret_ref_type",
@@ -155,8 +150,7 @@ class SecretRef:
             # The value itself must never appear in the message: it may be the password.
             raise PydanticCustomError(
                 "secret_inline",
-                "secret written inline; put it in an environment variable (env:NAME) "
-                "or a file (file:PATH)",
+                "secret written inline; put it in an environment variable (env:NAME) or a file (file:PATH)",
             )
         kind, target = value.split(":", 1)
         if not target.strip():

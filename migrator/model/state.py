@@ -32,6 +32,7 @@ def lsn_value(text: str) -> int:
 # ---- PostgreSQL -------------------------------------------------------------------------------
 class ReplicationConnection(Frozen):
     """One row of pg_stat_replication: a standby streaming from this member."""
+
     application_name: str
     client_addr: str | None = None
     state: str | None = None
@@ -43,6 +44,7 @@ class ReplicationConnection(Frozen):
 
 class WalReceiver(Frozen):
     """pg_stat_wal_receiver: where this standby streams from."""
+
     status: str
     sender_host: str | None = None
     sender_port: int | None = None
@@ -90,6 +92,7 @@ class PostgresState(Frozen):
 # ---- Patroni ----------------------------------------------------------------------------------
 class PatroniState(Frozen):
     """A member's own view, GET /patroni (fresher than the DCS view during transitions)."""
+
     role: str | None = None  # primary | replica | standby_leader | demoted (Patroni 3: master)
     state: str | None = None  # running | streaming | stopping | stopped | starting ...
     timeline: int | None = None
@@ -107,6 +110,7 @@ class PatroniState(Frozen):
 
 class HostFacts(Frozen):
     """What only the host itself can tell, over SSH."""
+
     controldata: dict[str, str] = {}
     # Why the token step's pg_controldata command failed on this host; None when it worked.
     controldata_error: str | None = None
@@ -138,6 +142,7 @@ class MemberState(Frozen):
 # ---- DCS --------------------------------------------------------------------------------------
 class DcsState(Frozen):
     """The site's etcd: health and the keys Patroni keeps under /<namespace>/<scope>/."""
+
     endpoints: tuple[str, ...]
     healthy: bool = False
     cluster_size: int | None = None  # etcd members: quorum needs a majority of these
@@ -178,7 +183,8 @@ class SiteState(Frozen):
     @property
     def paused(self) -> bool:
         return bool((self.dynamic_config or {}).get("pause")) or any(
-            m.patroni is not None and m.patroni.pause for m in self.members)
+            m.patroni is not None and m.patroni.pause for m in self.members
+        )
 
     @property
     def leader(self) -> MemberState | None:
@@ -213,15 +219,18 @@ class ServiceState(Frozen):
     @property
     def primary_site(self) -> SiteState | None:
         """The one site that is not a standby cluster and has a writable leader, if exactly one."""
-        primaries = [s for s in self.sites.values()
-                     if not s.is_standby_cluster and s.leader is not None and s.leader.writable]
+        primaries = [
+            s for s in self.sites.values() if not s.is_standby_cluster and s.leader is not None and s.leader.writable
+        ]
         return primaries[0] if len(primaries) == 1 else None
 
 
 # --- seeding an empty target: what observe/seed_facts.py reads over SSH and SQL --------------
 
+
 class SeedHost(Frozen):
     """One target host, as seen over SSH before seeding."""
+
     member: str
     data_dir: str
     entries: int | None = None  # files in the data directory; None when it does not exist

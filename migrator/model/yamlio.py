@@ -35,8 +35,9 @@ def _plain(node: Any, budget: list[int], path: set[int]) -> Any:
         try:
             node.encode("utf-8")
         except UnicodeEncodeError:  # a "\uD800" escape: no character, and unprintable in errors
-            raise YamlShapeError("a string holds an escape that is not a Unicode character "
-                                 "(a lone surrogate such as \\uD800)") from None
+            raise YamlShapeError(
+                "a string holds an escape that is not a Unicode character (a lone surrogate such as \\uD800)"
+            ) from None
         return str(node)
     for kind in (bool, int, float):  # bool first: it is an int too
         if isinstance(node, kind):

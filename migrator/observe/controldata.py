@@ -23,8 +23,10 @@ def controldata_command(ssh_user: str, bin_dir: str, data_dir: str, seconds: flo
     """The one command that reads a member's pg_control as the postgres OS user: the token step
     runs it with `wait`, preflight (observe) without, so a check proves the token read works
     before anything is demoted. `timeout` bounds it on the host (exit 124)."""
-    script = (f"timeout {max(1, int(seconds))} sh -c {shlex.quote(_CONTROLDATA_SCRIPT)} sh "
-              f"{shlex.quote(bin_dir)} {shlex.quote(data_dir)} {'wait' if wait else 'once'}")
+    script = (
+        f"timeout {max(1, int(seconds))} sh -c {shlex.quote(_CONTROLDATA_SCRIPT)} sh "
+        f"{shlex.quote(bin_dir)} {shlex.quote(data_dir)} {'wait' if wait else 'once'}"
+    )
     return as_postgres(ssh_user, script)
 
 

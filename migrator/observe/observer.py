@@ -39,16 +39,28 @@ CONTROLDATA_EXIT_MARKER = "--- migrator: pg_controldata exit"
 
 def patroni_api(site: Site, timeout: float) -> PatroniApi:
     api = site.rest_api
-    return PatroniApi(timeout=timeout, username=api.username, password=api.password.reveal(),
-                      ca_file=_path(api.ca_file), cert_file=_path(api.cert_file),
-                      key_file=_path(api.key_file), verify_tls=api.verify_tls)
+    return PatroniApi(
+        timeout=timeout,
+        username=api.username,
+        password=api.password.reveal(),
+        ca_file=_path(api.ca_file),
+        cert_file=_path(api.cert_file),
+        key_file=_path(api.key_file),
+        verify_tls=api.verify_tls,
+    )
 
 
 def site_dcs(site: Site, timeout: float) -> Etcd3Dcs:
     dcs = site.dcs
-    return Etcd3Dcs(list(dcs.endpoints), timeout, ca_file=_path(dcs.ca_file), cert_file=_path(dcs.cert_file),
-                    key_file=_path(dcs.key_file), username=dcs.username,
-                    password=dcs.password.reveal() if dcs.password else None)
+    return Etcd3Dcs(
+        list(dcs.endpoints),
+        timeout,
+        ca_file=_path(dcs.ca_file),
+        cert_file=_path(dcs.cert_file),
+        key_file=_path(dcs.key_file),
+        username=dcs.username,
+        password=dcs.password.reveal() if dcs.password else None,
+    )
 
 
 def _path(value: Any) -> str | None:
@@ -74,11 +86,12 @@ class Observer:
     def observe(self) -> ServiceState:
         with ThreadPoolExecutor(max_workers=MAX_PARALLEL) as pool:
             pending = {name: self._submit_site(pool, name, site) for name, site in self.inventory.sites.items()}
-            sites = {name: self._collect_site(name, self.inventory.sites[name], jobs)
-                     for name, jobs in pending.items()}
-        return ServiceState(service=self.inventory.service,
-                            observed_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-                            sites=sites)
+            sites = {name: self._collect_site(name, self.inventory.sites[name], jobs) for name, jobs in pending.items()}
+        return ServiceState(
+            service=self.inventory.service,
+            observed_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            sites=sites,
+        )
 
     # ---- submit every probe first, so that all of them run at once -----------------------
     def _submit_site(self, pool: ThreadPoolExecutor, name: str, site: Site) -> dict[str, Any]:
@@ -104,8 +117,9 @@ class Observer:
         errors = []
         for member in site.members:
             try:
-                return {path: api.get(member.api_url, f"/{path}", member.name)
-                        for path in ("config", "cluster", "history")}
+                return {
+                    path: api.get(member.api_url, f"/{path}", member.name) for path in ("config", "cluster", "history")
+                }
             except MigratorError as exc:
                 errors.append(str(exc))
         raise MigratorError(f"no member of site {site.scope} answered on its REST API: " + "; ".join(errors))
@@ -118,18 +132,23 @@ class Observer:
     def _host_facts(self, site: Site, member: Member) -> HostFacts:
         # One command, one round trip: pg_controldata (the token step's very command, run once),
         # its exit code, a separator, then the watchdog mode.
-        read = controldata_command(site.ssh_for(member).user, site.postgres.bin_dir,
-                                   site.data_dir_for(member), self.timeout, wait=False)
-        command = (f"{read}; echo \"{CONTROLDATA_EXIT_MARKER} $?\"; echo {HOST_FACTS_SEPARATOR}; "
-                   f"cat {shlex.quote(site.patroni_config_for(member))}")
+        read = controldata_command(
+            site.ssh_for(member).user, site.postgres.bin_dir, site.data_dir_for(member), self.timeout, wait=False
+        )
+        command = (
+            f'{read}; echo "{CONTROLDATA_EXIT_MARKER} $?"; echo {HOST_FACTS_SEPARATOR}; '
+            f"cat {shlex.quote(site.patroni_config_for(member))}"
+        )
         with SshSession(member.name, site.ssh_for(member), self.timeout) as ssh:
             result = ssh.run(command)
         control, _, rest = result.stdout.partition(CONTROLDATA_EXIT_MARKER + " ")
         code, _, rest = rest.partition("\n")
         _, _, config = rest.partition(HOST_FACTS_SEPARATOR + "\n")
-        return HostFacts(controldata=parse_controldata(control),
-                         controldata_error=controldata_failure(code, result.stderr),
-                         watchdog_mode=watchdog_mode(config) if config.strip() else None)
+        return HostFacts(
+            controldata=parse_controldata(control),
+            controldata_error=controldata_failure(code, result.stderr),
+            watchdog_mode=watchdog_mode(config) if config.strip() else None,
+        )
 
     # ---- gather ----------------------------------------------------------------------------
     def _collect_site(self, name: str, site: Site, jobs: dict[str, Any]) -> SiteState:
@@ -139,11 +158,14 @@ class Observer:
         dcs = _dcs_state(site, dcs_result, dcs_error)
         config = api_result["config"] if api_result else dcs.config
         return SiteState(
-            name=name, scope=site.scope, dynamic_config=config,
+            name=name,
+            scope=site.scope,
+            dynamic_config=config,
             config_error=api_error if config is None else None,
             cluster=api_result["cluster"] if api_result else None,
             history=api_result["history"] if api_result else None,
-            dcs=dcs, members=members,
+            dcs=dcs,
+            members=members,
         )
 
     def _collect_member(self, site_name: str, member: Member, jobs: dict[str, Any]) -> MemberState:
@@ -151,10 +173,16 @@ class Observer:
         postgres, postgres_error = _outcome(jobs["postgres"])
         host, host_error = _outcome(jobs["host"]) if jobs["host"] is not None else (None, None)
         return MemberState(
-            name=member.name, site=site_name, host=member.host, api_url=member.api_url,
-            patroni=_patroni_state(patroni) if patroni is not None else None, patroni_error=patroni_error,
+            name=member.name,
+            site=site_name,
+            host=member.host,
+            api_url=member.api_url,
+            patroni=_patroni_state(patroni) if patroni is not None else None,
+            patroni_error=patroni_error,
             postgres=PostgresState.model_validate(postgres) if postgres is not None else None,
-            postgres_error=postgres_error, host_facts=host, host_error=host_error,
+            postgres_error=postgres_error,
+            host_facts=host,
+            host_error=host_error,
         )
 
 
@@ -164,9 +192,13 @@ def observe(inventory: Inventory, host_facts: bool = True) -> ServiceState:
 
 def _patroni_state(raw: dict[str, Any]) -> PatroniState:
     return PatroniState(
-        role=raw.get("role"), state=raw.get("state"), timeline=raw.get("timeline"),
-        version=(raw.get("patroni") or {}).get("version"), pause=bool(raw.get("pause", False)),
-        tags=raw.get("tags") or {}, replication_state=raw.get("replication_state"),
+        role=raw.get("role"),
+        state=raw.get("state"),
+        timeline=raw.get("timeline"),
+        version=(raw.get("patroni") or {}).get("version"),
+        pause=bool(raw.get("pause", False)),
+        tags=raw.get("tags") or {},
+        replication_state=raw.get("replication_state"),
         database_system_identifier=raw.get("database_system_identifier"),
     )
 
@@ -177,12 +209,17 @@ def _dcs_state(site: Site, snap: Any, error: str | None) -> DcsState:
     keys = snap.keys
     members = {k.split("/", 1)[1]: v for k, v in keys.items() if k.startswith("members/")}
     return DcsState(
-        endpoints=tuple(site.dcs.endpoints), healthy=snap.healthy, cluster_size=snap.cluster_size,
-        leader=keys.get("leader"), members=members, config=_dict_or_none(keys.get("config")),
+        endpoints=tuple(site.dcs.endpoints),
+        healthy=snap.healthy,
+        cluster_size=snap.cluster_size,
+        leader=keys.get("leader"),
+        members=members,
+        config=_dict_or_none(keys.get("config")),
         status=_dict_or_none(keys.get("status")),
         initialize=str(keys["initialize"]) if "initialize" in keys else None,
         history=keys.get("history") if isinstance(keys.get("history"), list) else None,
-        sync=_dict_or_none(keys.get("sync")), failover=_dict_or_none(keys.get("failover")),
+        sync=_dict_or_none(keys.get("sync")),
+        failover=_dict_or_none(keys.get("failover")),
     )
 
 
@@ -199,4 +236,3 @@ def watchdog_mode(patroni_yml: str) -> str:
     mode = (config.get("watchdog") or {}).get("mode", "automatic")
     # YAML 1.1 readers (Patroni's) take a bare `off` as False.
     return "off" if mode is False else str(mode)
-

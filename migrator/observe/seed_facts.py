@@ -41,10 +41,10 @@ def _seed_host(site: Site, member: Member, timeout: float) -> SeedHost:
             out = ssh.run(_host_command(site, member)).stdout
     except MigratorError as exc:
         return SeedHost(member=member.name, data_dir=data_dir, error=str(exc))
-    found = dict(line[len(MARK):].split("=", 1) for line in out.splitlines()
-                 if line.startswith(MARK) and "=" in line)
+    found = dict(line[len(MARK) :].split("=", 1) for line in out.splitlines() if line.startswith(MARK) and "=" in line)
     return SeedHost(
-        member=member.name, data_dir=data_dir,
+        member=member.name,
+        data_dir=data_dir,
         entries=int(found["entries"]) if found.get("entries", "").isdigit() else None,
         system_identifier=found.get("sysid") or None,
         free_bytes=int(found["free"]) if found.get("free", "").isdigit() else None,
@@ -60,10 +60,16 @@ def _wal_bytes(inventory: Inventory, state: ServiceState, source: str) -> int:
     creds = inventory.credentials.superuser
     timeout = inventory.gates.connect_timeout_seconds
     try:
-        with psycopg.connect(host=member.host, port=member.pg_port, user=creds.username,
-                             password=creds.password.reveal(), dbname="postgres",
-                             connect_timeout=max(1, int(timeout)), autocommit=True,
-                             application_name="migrator") as conn:
+        with psycopg.connect(
+            host=member.host,
+            port=member.pg_port,
+            user=creds.username,
+            password=creds.password.reveal(),
+            dbname="postgres",
+            connect_timeout=max(1, int(timeout)),
+            autocommit=True,
+            application_name="migrator",
+        ) as conn:
             return int(one_row(conn.execute("SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()"))[0])
     except psycopg.Error as exc:
         raise MigratorError(f"{leader.name}: cannot measure pg_wal ({str(exc).strip().splitlines()[0]})") from None

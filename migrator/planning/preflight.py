@@ -41,8 +41,9 @@ class Preflight:
     findings: tuple[Finding, ...]
 
 
-def preflight(inventory: Inventory, state: ServiceState, target: str | None,
-              observe_seed_facts: SeedObserver | None = None) -> Preflight:
+def preflight(
+    inventory: Inventory, state: ServiceState, target: str | None, observe_seed_facts: SeedObserver | None = None
+) -> Preflight:
     """The direction, the findings and the kind of plan they lead to (`target` None: the site
     that is not primary, for `migrate check` without --dc)."""
     source, target = direction(inventory, state, target)
@@ -51,37 +52,52 @@ def preflight(inventory: Inventory, state: ServiceState, target: str | None,
     if source != target and needs_seed(state, target):
         # An empty target: plan its seeding; the cut-over is planned once it runs.
         facts = seed_facts_of(inventory, state, source, target)
-        return Preflight(source, target, "seed",
-                         tuple(seed_findings(inventory, state, facts, source, target, findings)))
+        return Preflight(
+            source, target, "seed", tuple(seed_findings(inventory, state, facts, source, target, findings))
+        )
     if source != target and (reason := needs_reseed(findings)) is not None:
         # The target cannot stream again (the WAL it needs is gone): plan its re-seed.
         facts = seed_facts_of(inventory, state, source, target)
-        return Preflight(source, target, "reseed", tuple(
-            reseed_findings(inventory, state, facts, source, target, findings, reason)))
+        return Preflight(
+            source, target, "reseed", tuple(reseed_findings(inventory, state, facts, source, target, findings, reason))
+        )
     return Preflight(source, target, "switchover", tuple(findings))
 
 
-def plan_from_preflight(inventory: Inventory, state: ServiceState, checked: Preflight,
-                        playbook_name: str = "switchover") -> Plan:
+def plan_from_preflight(
+    inventory: Inventory, state: ServiceState, checked: Preflight, playbook_name: str = "switchover"
+) -> Plan:
     findings = list(checked.findings)
     switchover = load_playbook(PLAYBOOK_DIR / f"{playbook_name}.yml")
     if checked.proposal != "switchover":
-        return seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"), switchover,
-                         checked.source, checked.target, findings,
-                         reseed=checked.proposal == "reseed")
+        return seed_plan(
+            inventory,
+            state,
+            load_playbook(PLAYBOOK_DIR / "seed.yml"),
+            switchover,
+            checked.source,
+            checked.target,
+            findings,
+            reseed=checked.proposal == "reseed",
+        )
     if state.primary_site is None:
         # No plan without a primary site; say why in the words of the first check that blocks
         # (a refused password, an unreachable member...) rather than only "no primary".
         first = next((f for f in findings if f.verdict is Verdict.BLOCK), None)
         if first is not None:
-            raise PreflightError(f"cannot plan: {first.check}: {first.finding}"
-                                 + (f"; {first.fix}" if first.fix else ""))
+            raise PreflightError(
+                f"cannot plan: {first.check}: {first.finding}" + (f"; {first.fix}" if first.fix else "")
+            )
     return plan(inventory, state, switchover, checked.target, findings)
 
 
-def plan_from_state(inventory: Inventory, state: ServiceState, target: str,
-                    playbook_name: str = "switchover",
-                    observe_seed_facts: SeedObserver | None = None) -> Plan:
+def plan_from_state(
+    inventory: Inventory,
+    state: ServiceState,
+    target: str,
+    playbook_name: str = "switchover",
+    observe_seed_facts: SeedObserver | None = None,
+) -> Plan:
     checked = preflight(inventory, state, target, observe_seed_facts)
     return plan_from_preflight(inventory, state, checked, playbook_name)
 
@@ -97,6 +113,7 @@ def observe_and_plan(inventory: Inventory, target: str, playbook_name: str = "sw
 class CheckOutcome:
     """What `migrate check` reports: the plan `migrate plan` would write for the same direction
     (None when none can be made, with the reason), and its findings."""
+
     source: str
     target: str
     proposal: Proposal
@@ -121,22 +138,26 @@ class CheckOutcome:
         """One line: which plan `migrate plan --dc <target>` proposes, and whether it can run."""
         if self.plan is None:
             return f"plan: none for {self.source} -> {self.target}: {self.plan_error}"
-        verdict = "executable" if self.plan.executable else (
-            f"BLOCKED: {len(self.blocking)} blocking finding(s)")
+        verdict = "executable" if self.plan.executable else (f"BLOCKED: {len(self.blocking)} blocking finding(s)")
         steps = len(self.plan.steps)
-        return (f"plan: {proposal_text(self.plan, self.proposal)} ({verdict}, {steps} "
-                f"step{'s' if steps != 1 else ''}); see migrate plan --dc {self.target}")
+        return (
+            f"plan: {proposal_text(self.plan, self.proposal)} ({verdict}, {steps} "
+            f"step{'s' if steps != 1 else ''}); see migrate plan --dc {self.target}"
+        )
 
     def as_json(self) -> dict[str, object]:
         """The `plan` entry of `migrate check --json`; its fingerprint is the one `migrate plan`
         prints for the same observation."""
         if self.plan is None:
-            return {"proposal": None, "executable": False, "error": self.plan_error,
-                    "summary": self.summary()}
-        return {"proposal": "noop" if self.plan.noop_reason is not None else self.proposal,
-                "playbook": self.plan.playbook, "executable": self.plan.executable,
-                "fingerprint": self.plan.fingerprint, "steps": [s.id for s in self.plan.steps],
-                "summary": self.summary()}
+            return {"proposal": None, "executable": False, "error": self.plan_error, "summary": self.summary()}
+        return {
+            "proposal": "noop" if self.plan.noop_reason is not None else self.proposal,
+            "playbook": self.plan.playbook,
+            "executable": self.plan.executable,
+            "fingerprint": self.plan.fingerprint,
+            "steps": [s.id for s in self.plan.steps],
+            "summary": self.summary(),
+        }
 
 
 def proposal_text(the_plan: Plan, proposal: Proposal) -> str:
@@ -150,13 +171,12 @@ def proposal_text(the_plan: Plan, proposal: Proposal) -> str:
     return f"switchover {source} -> {target}"
 
 
-def check_outcome(inventory: Inventory, state: ServiceState, target: str | None,
-                  observe_seed_facts: SeedObserver | None = None) -> CheckOutcome:
+def check_outcome(
+    inventory: Inventory, state: ServiceState, target: str | None, observe_seed_facts: SeedObserver | None = None
+) -> CheckOutcome:
     checked = preflight(inventory, state, target, observe_seed_facts)
     try:
         the_plan = plan_from_preflight(inventory, state, checked)
     except PreflightError as exc:  # `migrate plan` stops with this line; check shows why
-        return CheckOutcome(checked.source, checked.target, checked.proposal, checked.findings,
-                            None, str(exc))
-    return CheckOutcome(checked.source, checked.target, checked.proposal, the_plan.findings,
-                        the_plan)
+        return CheckOutcome(checked.source, checked.target, checked.proposal, checked.findings, None, str(exc))
+    return CheckOutcome(checked.source, checked.target, checked.proposal, the_plan.findings, the_plan)

@@ -34,23 +34,30 @@ SEED_PHASES = ("wipe", "preflight", "seed", "pre-seed", "cascade")
 TAKEN_FROM_SWITCHOVER = ("pre-seed", "cascade")
 
 
-def _seed_context(inventory: Inventory, source: str, target: str,
-                  dcs: dict[str, Any], reseed: bool) -> dict[str, Any]:
+def _seed_context(inventory: Inventory, source: str, target: str, dcs: dict[str, Any], reseed: bool) -> dict[str, Any]:
     site = inventory.site(target)
     configs, members = [], []
     for member in site.members:
-        configs.append({"member": member.name, "path": site.patroni_config_for(member),
-                        "text": render_member_config(inventory, source, target, member, dcs)})
+        configs.append(
+            {
+                "member": member.name,
+                "path": site.patroni_config_for(member),
+                "text": render_member_config(inventory, source, target, member, dcs),
+            }
+        )
         ssh = site.ssh_for(member)
-        members.append({
-            "name": member.name, "host": member.host, "api_url": member.api_url,
-            "ssh": {"host": ssh.host, "port": ssh.port, "user": ssh.user},
-            "data_dir": site.data_dir_for(member),
-            "start_command": member_command(site.patroni.start_command, member),
-            "stop_command": member_command(site.patroni.stop_command, member),
-        })
-    return {"configs": configs, "leader": members[0], "replicas": members[1:], "members": members,
-            "reseed": reseed}
+        members.append(
+            {
+                "name": member.name,
+                "host": member.host,
+                "api_url": member.api_url,
+                "ssh": {"host": ssh.host, "port": ssh.port, "user": ssh.user},
+                "data_dir": site.data_dir_for(member),
+                "start_command": member_command(site.patroni.start_command, member),
+                "stop_command": member_command(site.patroni.stop_command, member),
+            }
+        )
+    return {"configs": configs, "leader": members[0], "replicas": members[1:], "members": members, "reseed": reseed}
 
 
 def _predicted_target(context: dict[str, Any]) -> None:
@@ -62,18 +69,23 @@ def _predicted_target(context: dict[str, Any]) -> None:
     target["replicas"] = [m["name"] for m in target["members"][1:]]
 
 
-def _topology_after(before: dict[str, SiteView], source: str, target: str,
-                    leader: str) -> dict[str, SiteView]:
+def _topology_after(before: dict[str, SiteView], source: str, target: str, leader: str) -> dict[str, SiteView]:
     after = {name: view.model_copy(update={"predicted": True}) for name, view in before.items()}
     view = before[target]
     after[target] = SiteView(
-        name=target, scope=view.scope, role="standby", follows=source, leader=leader,
-        leader_note="the member started first", predicted=True,
+        name=target,
+        scope=view.scope,
+        role="standby",
+        follows=source,
+        leader=leader,
+        leader_note="the member started first",
+        predicted=True,
         replicas=tuple(m.name for m in view.members if m.name != leader),
         timelines=before[source].timelines,
-        members=tuple(MemberView(name=m.name, host=m.host,
-                                 role="standby_leader" if m.name == leader else "replica")
-                      for m in view.members),
+        members=tuple(
+            MemberView(name=m.name, host=m.host, role="standby_leader" if m.name == leader else "replica")
+            for m in view.members
+        ),
     )
     return after
 
@@ -83,14 +95,27 @@ def _file_diffs(configs: list[dict[str, str]]) -> dict[str, str]:
     every report shows the files beside the dynamic config changes."""
     diffs = {}
     for entry in configs:
-        lines = difflib.unified_diff([], entry["text"].splitlines(), fromfile="/dev/null",
-                                     tofile=f"{entry['member']}:{entry['path']}", lineterm="")
+        lines = difflib.unified_diff(
+            [],
+            entry["text"].splitlines(),
+            fromfile="/dev/null",
+            tofile=f"{entry['member']}:{entry['path']}",
+            lineterm="",
+        )
         diffs[f"{entry['member']} patroni.yml"] = "\n".join(lines) + "\n"
     return diffs
 
 
-def seed_plan(inventory: Inventory, state: ServiceState, seed: Playbook, switchover: Playbook,
-              source: str, target: str, findings: list[Finding], reseed: bool = False) -> Plan:
+def seed_plan(
+    inventory: Inventory,
+    state: ServiceState,
+    seed: Playbook,
+    switchover: Playbook,
+    source: str,
+    target: str,
+    findings: list[Finding],
+    reseed: bool = False,
+) -> Plan:
     """With `reseed`, the target has a cluster that can never stream again: its members are
     stopped and their data moved aside first (the seed playbook's wipe step)."""
     source_config = dict(state.sites[source].dynamic_config or {})
@@ -123,21 +148,31 @@ def seed_plan(inventory: Inventory, state: ServiceState, seed: Playbook, switcho
     slots.setdefault(inventory.site(target).replication_slot or target, {"type": "physical"})
     configs_after[source]["slots"] = slots
     configs_after[target] = dcs
-    return _finish(Plan(
-        service=inventory.service, playbook=seed.name, source=source, target=target,
-        observed_at=state.observed_at, graceful_demote=graceful,
-        findings=tuple(findings), executable=not blocking(list(findings)),
-        topology_before=before,
-        topology_after=_topology_after(before, source, target, context["target"]["leader"]),
-        config_before=configs_before, config_after=configs_after,
-        config_diff={**{name: config_diff(name, configs_before[name], configs_after[name])
-                        for name in inventory.sites},
-                     **_file_diffs(context["seed"]["configs"])},
-        steps=tuple(steps), write_unavailability=None,
-        insecure_ssh_sites=insecure_ssh_sites(inventory),
-        insecure_transport=insecure_transport_warnings(inventory),
-        fingerprint="",
-    ))
+    return _finish(
+        Plan(
+            service=inventory.service,
+            playbook=seed.name,
+            source=source,
+            target=target,
+            observed_at=state.observed_at,
+            graceful_demote=graceful,
+            findings=tuple(findings),
+            executable=not blocking(list(findings)),
+            topology_before=before,
+            topology_after=_topology_after(before, source, target, context["target"]["leader"]),
+            config_before=configs_before,
+            config_after=configs_after,
+            config_diff={
+                **{name: config_diff(name, configs_before[name], configs_after[name]) for name in inventory.sites},
+                **_file_diffs(context["seed"]["configs"]),
+            },
+            steps=tuple(steps),
+            write_unavailability=None,
+            insecure_ssh_sites=insecure_ssh_sites(inventory),
+            insecure_transport=insecure_transport_warnings(inventory),
+            fingerprint="",
+        )
+    )
 
 
 def seed_files(plan: Plan) -> list[dict[str, str]]:

@@ -25,8 +25,7 @@ from migrator.planning.switchover import standby_cluster_following
 
 SECRET_NAMES = ("restapi", "superuser", "replication")
 # Keys of the source's dynamic config that describe the source itself, not the service.
-SITE_OWN_KEYS = ("slots", "standby_cluster", "pause", "synchronous_mode",
-                 "synchronous_mode_strict", "failsafe_mode")
+SITE_OWN_KEYS = ("slots", "standby_cluster", "pause", "synchronous_mode", "synchronous_mode_strict", "failsafe_mode")
 
 
 def placeholder(name: str) -> str:
@@ -44,14 +43,12 @@ def _to_yaml(value: Any, indent: int) -> str:
 
 @lru_cache(maxsize=1)
 def _template() -> Any:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                                        keep_trailing_newline=True)
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters["to_yaml"] = _to_yaml
     return env.from_string((TEMPLATE_DIR / "patroni.yml.j2").read_text(encoding="utf-8"))
 
 
-def bootstrap_dcs(inventory: Inventory, source: str, target: str,
-                  source_config: dict[str, Any]) -> dict[str, Any]:
+def bootstrap_dcs(inventory: Inventory, source: str, target: str, source_config: dict[str, Any]) -> dict[str, Any]:
     """The target's first dynamic config: the source's service-wide settings, the standby_cluster
     section that follows the source, and the slot the source's standby leader uses after the move."""
     dcs = {k: copy.deepcopy(v) for k, v in (source_config or {}).items() if k not in SITE_OWN_KEYS}
@@ -75,8 +72,7 @@ def _expand(value: Any, member: Member) -> Any:
     return value.replace(MEMBER_PLACEHOLDER, member.name) if isinstance(value, str) else value
 
 
-def render_member_config(inventory: Inventory, source: str, target: str, member: Member,
-                         dcs: dict[str, Any]) -> str:
+def render_member_config(inventory: Inventory, source: str, target: str, member: Member, dcs: dict[str, Any]) -> str:
     """The member's patroni.yml, with "<secret:NAME>" where passwords go."""
     site = inventory.site(target)
     data_dir = site.data_dir_for(member)
@@ -84,17 +80,22 @@ def render_member_config(inventory: Inventory, source: str, target: str, member:
     basebackup: list[Any] = [{"checkpoint": "fast"}]
     if site.patroni.basebackup_max_rate:
         basebackup.append({"max-rate": site.patroni.basebackup_max_rate})
-    tags = {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False,
-            **member.tags}
+    tags = {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False, **member.tags}
     return _template().render(
-        source_site=source, scope=site.scope, namespace=site.namespace, name=member.name,
-        rest_listen=_host_port(member.api_url, 8008), rest_connect=_host_port(member.api_url, 8008),
+        source_site=source,
+        scope=site.scope,
+        namespace=site.namespace,
+        name=member.name,
+        rest_listen=_host_port(member.api_url, 8008),
+        rest_connect=_host_port(member.api_url, 8008),
         rest_user=site.rest_api.username,
         etcd_hosts=[_host_port(e, 2379) for e in endpoints],
         etcd_protocol=urlsplit(endpoints[0]).scheme,
         bootstrap_dcs=dcs,
-        pg_listen=f"{member.host}:{member.pg_port}", pg_connect=f"{member.host}:{member.pg_port}",
-        data_dir=data_dir, bin_dir=site.postgres.bin_dir,
+        pg_listen=f"{member.host}:{member.pg_port}",
+        pg_connect=f"{member.host}:{member.pg_port}",
+        data_dir=data_dir,
+        bin_dir=site.postgres.bin_dir,
         pgpass=posixpath.join(posixpath.dirname(data_dir.rstrip("/")), "pgpass"),
         superuser=inventory.credentials.superuser.username,
         replication_user=inventory.credentials.replication.username,

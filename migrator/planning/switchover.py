@@ -66,25 +66,39 @@ def _standby_cluster_template() -> Any:
 
 
 def render_standby_cluster_text(
-    follow_hosts: list[str], port: int, slot: str, *,
-    restore_command: str | None = None, recovery_min_apply_delay: str | int | None = None,
+    follow_hosts: list[str],
+    port: int,
+    slot: str,
+    *,
+    restore_command: str | None = None,
+    recovery_min_apply_delay: str | int | None = None,
 ) -> str:
     """The YAML text of a `standby_cluster` section (with the `standby_cluster:` key)."""
     if not follow_hosts:
         raise InventoryError("standby_cluster: the followed site has no members")
     return _standby_cluster_template().render(
-        follow_hosts=follow_hosts, port=port, slot=slot, restore_command=restore_command,
+        follow_hosts=follow_hosts,
+        port=port,
+        slot=slot,
+        restore_command=restore_command,
         recovery_min_apply_delay=recovery_min_apply_delay,
     )
 
 
 def render_standby_cluster(
-    follow_hosts: list[str], port: int, slot: str, *,
-    restore_command: str | None = None, recovery_min_apply_delay: str | int | None = None,
+    follow_hosts: list[str],
+    port: int,
+    slot: str,
+    *,
+    restore_command: str | None = None,
+    recovery_min_apply_delay: str | int | None = None,
 ) -> dict[str, Any]:
     """The `standby_cluster` section as a mapping (rendered from the template, parsed back)."""
     text = render_standby_cluster_text(
-        follow_hosts, port, slot, restore_command=restore_command,
+        follow_hosts,
+        port,
+        slot,
+        restore_command=restore_command,
         recovery_min_apply_delay=recovery_min_apply_delay,
     )
     parsed = YAML(typ="safe", pure=True).load(text)
@@ -130,8 +144,10 @@ def yaml_text(value: dict[str, Any]) -> str:
 def config_diff(site: str, before: dict[str, Any], after: dict[str, Any]) -> str:
     """Unified diff of a site's dynamic config, as YAML with sorted keys; "" when unchanged."""
     lines = difflib.unified_diff(
-        yaml_text(before).splitlines(), yaml_text(after).splitlines(),
-        fromfile=f"{site} dynamic config (observed)", tofile=f"{site} dynamic config (planned)",
+        yaml_text(before).splitlines(),
+        yaml_text(after).splitlines(),
+        fromfile=f"{site} dynamic config (observed)",
+        tofile=f"{site} dynamic config (planned)",
         lineterm="",
     )
     text = "\n".join(lines)
@@ -146,7 +162,10 @@ def _with_slot(config: dict[str, Any], slot: str) -> dict[str, Any]:
 
 
 def configs_after(
-    inventory: Inventory, state: ServiceState, source: str, target: str,
+    inventory: Inventory,
+    state: ServiceState,
+    source: str,
+    target: str,
     source_standby_cluster: dict[str, Any],
 ) -> dict[str, dict[str, Any]]:
     """Each site's dynamic config after the switchover (other sites unchanged)."""
@@ -191,10 +210,15 @@ def _member_view(member: MemberState, primary_lsn: int | None) -> MemberView:
     timeline = pg.timeline if pg is not None else (patroni.timeline if patroni else None)
     errors = [e for e in (member.patroni_error, member.postgres_error, member.host_error) if e]
     return MemberView(
-        name=member.name, host=member.host, role=member.role,
-        state=patroni.state if patroni else None, timeline=timeline,
-        writable=member.writable if pg is not None else None, replay_lag_bytes=lag,
-        patroni_version=patroni_version(member), error="; ".join(errors) or None,
+        name=member.name,
+        host=member.host,
+        role=member.role,
+        state=patroni.state if patroni else None,
+        timeline=timeline,
+        writable=member.writable if pg is not None else None,
+        replay_lag_bytes=lag,
+        patroni_version=patroni_version(member),
+        error="; ".join(errors) or None,
     )
 
 
@@ -207,50 +231,56 @@ def _site_role(site: SiteState) -> Literal["primary", "standby", "unknown"]:
     return "primary"
 
 
-def topology_before(
-    inventory: Inventory, state: ServiceState, primary_lsn: int | None
-) -> dict[str, SiteView]:
+def topology_before(inventory: Inventory, state: ServiceState, primary_lsn: int | None) -> dict[str, SiteView]:
     views = {}
     for name in inventory.sites:
         site = state.sites[name]
         leader = site.leader
         members = tuple(_member_view(m, primary_lsn) for m in site.members)
         views[name] = SiteView(
-            name=name, scope=site.scope,
+            name=name,
+            scope=site.scope,
             role=_site_role(site),
             follows=_follows(inventory, name, site),
             leader=leader.name if leader else None,
             leader_note=None if leader else "no leader observed",
             replicas=tuple(m.name for m in site.members if leader is None or m.name != leader.name),
             timelines=tuple(sorted({m.timeline for m in members if m.timeline is not None})),
-            replay_lag_bytes=max((m.replay_lag_bytes for m in members
-                                  if m.replay_lag_bytes is not None), default=None),
+            replay_lag_bytes=max((m.replay_lag_bytes for m in members if m.replay_lag_bytes is not None), default=None),
             members=members,
         )
     return views
 
 
-def predicted_topology(
-    before: dict[str, SiteView], source: str, target: str
-) -> dict[str, SiteView]:
+def predicted_topology(before: dict[str, SiteView], source: str, target: str) -> dict[str, SiteView]:
     after = {name: view.model_copy(update={"predicted": True}) for name, view in before.items()}
     timelines = before[target].timelines + before[source].timelines
     new_timeline = (max(timelines) + 1,) if timelines else ()
     target_view, source_view = before[target], before[source]
     after[target] = SiteView(
-        name=target, scope=target_view.scope, role="primary", follows=None,
+        name=target,
+        scope=target_view.scope,
+        role="primary",
+        follows=None,
         leader=target_view.leader,
         leader_note="its standby leader, promoted in place" if target_view.leader else None,
-        replicas=target_view.replicas, timelines=new_timeline, predicted=True,
+        replicas=target_view.replicas,
+        timelines=new_timeline,
+        predicted=True,
         members=tuple(
-            MemberView(name=m.name, host=m.host,
-                       role="primary" if m.name == target_view.leader else "replica")
+            MemberView(name=m.name, host=m.host, role="primary" if m.name == target_view.leader else "replica")
             for m in target_view.members
         ),
     )
     after[source] = SiteView(
-        name=source, scope=source_view.scope, role="standby", follows=target,
-        leader=None, leader_note=SOURCE_LEADER_AFTER, replicas=(), timelines=new_timeline,
+        name=source,
+        scope=source_view.scope,
+        role="standby",
+        follows=target,
+        leader=None,
+        leader_note=SOURCE_LEADER_AFTER,
+        replicas=(),
+        timelines=new_timeline,
         predicted=True,
         members=tuple(MemberView(name=m.name, host=m.host) for m in source_view.members),
     )
@@ -260,9 +290,7 @@ def predicted_topology(
 # --- the playbook's context -------------------------------------------------------------------
 
 
-def _member_context(
-    inventory: Inventory, site_name: str, site: Site, member: Member
-) -> dict[str, Any]:
+def _member_context(inventory: Inventory, site_name: str, site: Site, member: Member) -> dict[str, Any]:
     ssh = site.ssh_for(member)
     superuser = inventory.credentials.superuser.username
     return {
@@ -279,9 +307,7 @@ def _member_context(
     }
 
 
-def _site_context(
-    inventory: Inventory, state: ServiceState, site_name: str
-) -> dict[str, Any]:
+def _site_context(inventory: Inventory, state: ServiceState, site_name: str) -> dict[str, Any]:
     site = inventory.site(site_name)
     observed = state.sites[site_name]
     members = [_member_context(inventory, site_name, site, m) for m in site.members]
@@ -316,8 +342,12 @@ def _site_context(
 
 
 def build_context(
-    inventory: Inventory, state: ServiceState, source: str, target: str,
-    source_standby_cluster: dict[str, Any], graceful_demote: bool,
+    inventory: Inventory,
+    state: ServiceState,
+    source: str,
+    target: str,
+    source_standby_cluster: dict[str, Any],
+    graceful_demote: bool,
 ) -> dict[str, Any]:
     credentials = inventory.credentials
     return {
@@ -372,8 +402,7 @@ class _Resolver:
                 raise self._fail(step, "gate.timeout", f"{timeout!r} is not a positive number")
             gate = PlanGate(
                 wait_for=self.template(step, "gate.wait_for", step.gate.wait_for),
-                threshold=(self.template(step, "gate.threshold", step.gate.threshold)
-                           if step.gate.threshold else None),
+                threshold=(self.template(step, "gate.threshold", step.gate.threshold) if step.gate.threshold else None),
                 timeout_seconds=float(timeout),
             )
         manual: list[str] = []
@@ -385,15 +414,17 @@ class _Resolver:
         if step.satisfied_if is not None:
             satisfied = bool(self.expression(step, "satisfied_if", step.satisfied_if))
         return PlanStep(
-            id=step.id, phase=step.phase, kind=step.kind,
+            id=step.id,
+            phase=step.phase,
+            kind=step.kind,
             title=self.template(step, "title", step.title),
-            args={name: self.expression(step, f"args.{name}", value)
-                  for name, value in step.args.items()},
+            args={name: self.expression(step, f"args.{name}", value) for name, value in step.args.items()},
             gate=gate,
             undo=PlanUndo(
                 kind=step.undo.kind,
-                description=(self.template(step, "undo.description", step.undo.description)
-                             if step.undo.description else None),
+                description=(
+                    self.template(step, "undo.description", step.undo.description) if step.undo.description else None
+                ),
             ),
             manual=tuple(manual),
             write_unavailable=step.write_unavailable,
@@ -411,9 +442,7 @@ def _undefined_to_error(value: Any) -> Any:
 # --- the plan ---------------------------------------------------------------------------------
 
 
-def _write_unavailability(
-    inventory: Inventory, source: str, target: str, graceful: bool
-) -> WriteUnavailability:
+def _write_unavailability(inventory: Inventory, source: str, target: str, graceful: bool) -> WriteUnavailability:
     catchup = inventory.gates.catchup_timeout_seconds
     promote = inventory.gates.promote_timeout_seconds
     worst = (
@@ -423,7 +452,8 @@ def _write_unavailability(
     )
     if graceful:
         return WriteUnavailability(
-            path="graceful-demote", expected_seconds=GRACEFUL_GAP_SECONDS,
+            path="graceful-demote",
+            expected_seconds=GRACEFUL_GAP_SECONDS,
             worst_case_seconds=catchup,
             summary=(
                 f"About {GRACEFUL_GAP_SECONDS:g} s from {source}'s last commit to {target}'s "
@@ -432,7 +462,8 @@ def _write_unavailability(
             ),
         )
     return WriteUnavailability(
-        path="pause-and-clean-stop", expected_seconds=PAUSE_STOP_GAP_SECONDS,
+        path="pause-and-clean-stop",
+        expected_seconds=PAUSE_STOP_GAP_SECONDS,
         worst_case_seconds=catchup,
         summary=(
             f"About {PAUSE_STOP_GAP_SECONDS:g} s from {source}'s last commit to {target}'s first "
@@ -442,25 +473,31 @@ def _write_unavailability(
     )
 
 
-def _planner_findings(
-    inventory: Inventory, state: ServiceState, source: str, target: str
-) -> list[Finding]:
+def _planner_findings(inventory: Inventory, state: ServiceState, source: str, target: str) -> list[Finding]:
     found = []
     target_leader = state.sites[target].leader
     if target_leader is None:
-        found.append(Finding(
-            check="plan-target-leader", verdict=Verdict.BLOCK, site=target,
-            finding=f"{target} has no observed standby leader, so no step can name one",
-            fix=f"repair {target} (patronictl list on one of its members) and plan again",
-        ))
+        found.append(
+            Finding(
+                check="plan-target-leader",
+                verdict=Verdict.BLOCK,
+                site=target,
+                finding=f"{target} has no observed standby leader, so no step can name one",
+                fix=f"repair {target} (patronictl list on one of its members) and plan again",
+            )
+        )
     others = [name for name in inventory.sites if name not in (source, target)]
     for name in others:
-        found.append(Finding(
-            check="plan-untouched-site", verdict=Verdict.WARN, site=name,
-            finding=f"site {name} is not changed by this plan "
-                    f"(it follows {_follows(inventory, name, state.sites[name]) or 'no site'})",
-            fix=f"re-point {name} after the switchover if it follows {source}",
-        ))
+        found.append(
+            Finding(
+                check="plan-untouched-site",
+                verdict=Verdict.WARN,
+                site=name,
+                finding=f"site {name} is not changed by this plan "
+                f"(it follows {_follows(inventory, name, state.sites[name]) or 'no site'})",
+                fix=f"re-point {name} after the switchover if it follows {source}",
+            )
+        )
     return found
 
 
@@ -469,12 +506,10 @@ def _check_sites(inventory: Inventory, state: ServiceState, target: str) -> None
     missing = [name for name in inventory.sites if name not in state.sites]
     if missing:
         raise UsageError(
-            f"the observed snapshot has no site {', '.join(missing)}; observe every inventory "
-            "site before planning")
+            f"the observed snapshot has no site {', '.join(missing)}; observe every inventory site before planning"
+        )
     if state.service != inventory.service:
-        raise UsageError(
-            f"the snapshot is of service '{state.service}', the inventory of "
-            f"'{inventory.service}'")
+        raise UsageError(f"the snapshot is of service '{state.service}', the inventory of '{inventory.service}'")
 
 
 def _find_source(state: ServiceState) -> str:
@@ -488,7 +523,8 @@ def _find_source(state: ServiceState) -> str:
         detail = "no member accepts writes"
     raise PreflightError(
         f"cannot plan: there is not exactly one primary site ({detail}); run `migrate status` "
-        "and repair the service first")
+        "and repair the service first"
+    )
 
 
 def plan(
@@ -507,23 +543,34 @@ def plan(
     configs_before = {name: _dynamic_config(state, name) for name in inventory.sites}
     graceful = graceful_demote_possible(state, [source, target])
     common: dict[str, Any] = dict(
-        service=inventory.service, playbook=playbook.name, source=source, target=target,
-        observed_at=state.observed_at, graceful_demote=graceful,
-        topology_before=before, config_before=configs_before,
+        service=inventory.service,
+        playbook=playbook.name,
+        source=source,
+        target=target,
+        observed_at=state.observed_at,
+        graceful_demote=graceful,
+        topology_before=before,
+        config_before=configs_before,
         insecure_ssh_sites=insecure_ssh_sites(inventory),
         insecure_transport=insecure_transport_warnings(inventory),
     )
 
     if source == target:
         all_findings = tuple(findings)
-        return _finish(Plan(
-            **common,
-            noop_reason=f"{target} is already the primary site; there is nothing to move",
-            findings=all_findings, executable=not blocking(list(all_findings)),
-            topology_after=before, config_after=copy.deepcopy(configs_before),
-            config_diff={name: "" for name in inventory.sites},
-            steps=(), write_unavailability=None, fingerprint="",
-        ))
+        return _finish(
+            Plan(
+                **common,
+                noop_reason=f"{target} is already the primary site; there is nothing to move",
+                findings=all_findings,
+                executable=not blocking(list(all_findings)),
+                topology_after=before,
+                config_after=copy.deepcopy(configs_before),
+                config_diff={name: "" for name in inventory.sites},
+                steps=(),
+                write_unavailability=None,
+                fingerprint="",
+            )
+        )
 
     source_standby_cluster = standby_cluster_following(inventory, source, target)
     after_configs = configs_after(inventory, state, source, target, source_standby_cluster)
@@ -535,19 +582,22 @@ def plan(
     resolver = _Resolver(playbook, context)
     steps = tuple(s for s in (resolver.step(spec) for spec in playbook.steps) if s is not None)
     all_findings = tuple(findings) + tuple(_planner_findings(inventory, state, source, target))
-    return _finish(Plan(
-        **common,
-        findings=all_findings,
-        executable=not blocking(list(all_findings)),
-        topology_after=predicted_topology(before, source, target),
-        config_after=after_configs,
-        config_diff={name: config_diff(name, configs_before[name], after_configs[name])
-                     for name in inventory.sites},
-        steps=steps,
-        hooks=plan_hooks(inventory.hooks, steps),
-        write_unavailability=_write_unavailability(inventory, source, target, graceful),
-        fingerprint="",
-    ))
+    return _finish(
+        Plan(
+            **common,
+            findings=all_findings,
+            executable=not blocking(list(all_findings)),
+            topology_after=predicted_topology(before, source, target),
+            config_after=after_configs,
+            config_diff={
+                name: config_diff(name, configs_before[name], after_configs[name]) for name in inventory.sites
+            },
+            steps=steps,
+            hooks=plan_hooks(inventory.hooks, steps),
+            write_unavailability=_write_unavailability(inventory, source, target, graceful),
+            fingerprint="",
+        )
+    )
 
 
 def _finish(draft: Plan) -> Plan:

@@ -44,22 +44,21 @@ def render(plan: Plan, fmt: Format = "text", *, color: bool = False) -> str:
     raise ValueError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def render_findings(findings: list[Finding], source: str, target: str, *,
-                    color: bool = False) -> str:
+def render_findings(findings: list[Finding], source: str, target: str, *, color: bool = False) -> str:
     """`migrate check` in the terminal: the verdict, then every check (blocking first)."""
     ordered = sorted(findings, key=lambda f: _RANK[f.verdict])
     blocked = [f for f in ordered if f.verdict is Verdict.BLOCK]
     console, out = _console(color)
     if blocked:
-        verdict = (f"BLOCKED: {len(blocked)} blocking finding{'s' if len(blocked) != 1 else ''}"
-                   f" for {source} -> {target}")
+        verdict = f"BLOCKED: {len(blocked)} blocking finding{'s' if len(blocked) != 1 else ''} for {source} -> {target}"
     else:
         verdict = f"no blocking finding for {source} -> {target}"
     style = "bold red" if blocked else "bold green"
     console.print(Text(f"Preflight checks: {verdict}", style=style), soft_wrap=True)
     if ordered:
-        console.print(_table("", _FINDING_COLUMNS, [_finding_view(f) for f in ordered],
-                             no_wrap=("verdict", "check", "site")))
+        console.print(
+            _table("", _FINDING_COLUMNS, [_finding_view(f) for f in ordered], no_wrap=("verdict", "check", "site"))
+        )
     return out.getvalue()
 
 
@@ -83,8 +82,7 @@ def _seconds(value: float) -> str:
 
 def verdict_line(plan: Plan) -> str:
     if plan.noop_reason is not None:
-        suffix = "" if plan.executable else f" (and BLOCKED: {len(plan.blocking_findings)} " \
-                                             "blocking finding(s))"
+        suffix = "" if plan.executable else f" (and BLOCKED: {len(plan.blocking_findings)} blocking finding(s))"
         return f"NOTHING TO DO: {plan.noop_reason}{suffix}"
     if plan.executable:
         return "EXECUTABLE: no blocking finding"
@@ -142,8 +140,14 @@ def _step_view(number: int, step: PlanStep) -> dict[str, Any]:
     if step.undo.description:
         undo = f"{undo}: {step.undo.description}"
     return {
-        "number": number, "id": step.id, "phase": step.phase, "kind": step.kind,
-        "title": step.title, "flags": flags, "gate": gate, "undo": undo,
+        "number": number,
+        "id": step.id,
+        "phase": step.phase,
+        "kind": step.kind,
+        "title": step.title,
+        "flags": flags,
+        "gate": gate,
+        "undo": undo,
         "manual": list(step.manual),
     }
 
@@ -159,15 +163,16 @@ _HOOK_FLAG = {
 
 def _hook_flags(plan: Plan, step: PlanStep) -> list[str]:
     """On the first step of each hook's kinds: that the hook runs there, with its command."""
-    first = {name: next((s.id for s in plan.steps if s.kind in kinds), None)
-             for name, kinds in HOOK_KINDS.items()}
-    return [f"{_HOOK_FLAG[hook.name]}: `{hook.command}` (timeout {_seconds(hook.timeout_seconds)})"
-            for hook in plan.hooks if first.get(hook.name) == step.id]
+    first = {name: next((s.id for s in plan.steps if s.kind in kinds), None) for name, kinds in HOOK_KINDS.items()}
+    return [
+        f"{_HOOK_FLAG[hook.name]}: `{hook.command}` (timeout {_seconds(hook.timeout_seconds)})"
+        for hook in plan.hooks
+        if first.get(hook.name) == step.id
+    ]
 
 
 def _hook_view(hook: PlanHook) -> dict[str, str]:
-    return {"name": hook.name, "command": hook.command, "timeout": _seconds(hook.timeout_seconds),
-            "when": hook.when}
+    return {"name": hook.name, "command": hook.command, "timeout": _seconds(hook.timeout_seconds), "when": hook.when}
 
 
 def report_view(plan: Plan) -> dict[str, Any]:
@@ -190,7 +195,8 @@ def report_view(plan: Plan) -> dict[str, Any]:
         "observed_at": plan.observed_at,
         "fingerprint": plan.fingerprint,
         "playbook": plan.playbook,
-        "path": "graceful demote (Patroni >= 4.1 everywhere)" if plan.graceful_demote
+        "path": "graceful demote (Patroni >= 4.1 everywhere)"
+        if plan.graceful_demote
         else "pause, clean stop, promote, resume (Patroni < 4.1 somewhere, or unknown)",
         "verdict": verdict_line(plan),
         "executable": plan.executable,
@@ -200,11 +206,9 @@ def report_view(plan: Plan) -> dict[str, Any]:
         "unavailability": unavailability,
         "sites_before": [_site_row(v) for v in plan.topology_before.values()],
         "sites_after": [_site_row(v) for v in plan.topology_after.values()],
-        "members_before": [_member_row(v.name, m) for v in plan.topology_before.values()
-                           for m in v.members],
+        "members_before": [_member_row(v.name, m) for v in plan.topology_before.values() for m in v.members],
         "findings": [_finding_view(f) for f in findings],
-        "steps": [_with_flags(_step_view(i, s), _hook_flags(plan, s))
-                  for i, s in enumerate(plan.steps, start=1)],
+        "steps": [_with_flags(_step_view(i, s), _hook_flags(plan, s)) for i, s in enumerate(plan.steps, start=1)],
         "hooks": [_hook_view(h) for h in plan.hooks],
         "diffs": [{"site": site, "diff": diff} for site, diff in plan.config_diff.items()],
     }
@@ -244,8 +248,12 @@ def _fence(text: str) -> str:
 @lru_cache(maxsize=1)
 def _markdown_env() -> Environment:
     env = Environment(
-        loader=FileSystemLoader(str(TEMPLATE_DIR)), undefined=StrictUndefined, autoescape=False,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        loader=FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
     env.filters["cell"] = _md_cell
     env.filters["fence"] = _fence
@@ -263,8 +271,9 @@ def _markdown(view: dict[str, Any]) -> str:
 # --- terminal text ----------------------------------------------------------------------------
 
 
-def _table(title: str, columns: list[tuple[str, str]], rows: list[dict[str, str]],
-           no_wrap: tuple[str, ...] = ()) -> Table:
+def _table(
+    title: str, columns: list[tuple[str, str]], rows: list[dict[str, str]], no_wrap: tuple[str, ...] = ()
+) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False, expand=False)
     for key, header in columns:
         table.add_column(header, no_wrap=key in no_wrap, overflow="fold")
@@ -273,21 +282,47 @@ def _table(title: str, columns: list[tuple[str, str]], rows: list[dict[str, str]
     return table
 
 
-_SITE_COLUMNS = [("site", "site"), ("role", "role"), ("follows", "follows"),
-                 ("leader", "leader"), ("replicas", "replicas"), ("timelines", "timelines"),
-                 ("lag", "max replay lag (bytes)")]
-_MEMBER_COLUMNS = [("site", "site"), ("member", "member"), ("host", "host"), ("role", "role"),
-                   ("state", "state"), ("timeline", "TL"), ("writable", "writable"),
-                   ("lag", "replay lag (bytes)"), ("patroni", "Patroni"), ("error", "error")]
-_FINDING_COLUMNS = [("verdict", "verdict"), ("check", "check"), ("site", "site"),
-                    ("finding", "finding"), ("fix", "fix")]
+_SITE_COLUMNS = [
+    ("site", "site"),
+    ("role", "role"),
+    ("follows", "follows"),
+    ("leader", "leader"),
+    ("replicas", "replicas"),
+    ("timelines", "timelines"),
+    ("lag", "max replay lag (bytes)"),
+]
+_MEMBER_COLUMNS = [
+    ("site", "site"),
+    ("member", "member"),
+    ("host", "host"),
+    ("role", "role"),
+    ("state", "state"),
+    ("timeline", "TL"),
+    ("writable", "writable"),
+    ("lag", "replay lag (bytes)"),
+    ("patroni", "Patroni"),
+    ("error", "error"),
+]
+_FINDING_COLUMNS = [
+    ("verdict", "verdict"),
+    ("check", "check"),
+    ("site", "site"),
+    ("finding", "finding"),
+    ("fix", "fix"),
+]
 
 
 def _console(color: bool) -> tuple[Console, io.StringIO]:
     out = io.StringIO()
     console = Console(
-        file=out, width=TEXT_WIDTH, force_terminal=color,
-        color_system="standard" if color else None, no_color=not color, highlight=False, emoji=False, markup=False,
+        file=out,
+        width=TEXT_WIDTH,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+        markup=False,
         soft_wrap=False,
     )
     return console, out
@@ -306,13 +341,14 @@ def _text(view: dict[str, Any], *, color: bool) -> str:
         line("=" * len(text))
 
     kind = "Seeding plan" if view["playbook"] == "seed" else "Switchover plan"
-    line(f"{kind} for service {view['service']}: {view['source']} -> {view['target']}",
-         "bold")
+    line(f"{kind} for service {view['service']}: {view['source']} -> {view['target']}", "bold")
     line(f"observed at   {view['observed_at']}")
     line(f"fingerprint   {view['fingerprint']}")
     line(f"playbook      {view['playbook']} ({view['path']})")
-    line(f"verdict       {view['verdict']}",
-         "bold green" if view["executable"] and not view["noop_reason"] else "bold red")
+    line(
+        f"verdict       {view['verdict']}",
+        "bold green" if view["executable"] and not view["noop_reason"] else "bold red",
+    )
     for finding in view["blocking"]:
         line(f"  BLOCK {finding['check']} [{finding['site']}]: {finding['finding']}", "red")
         line(f"        fix: {finding['fix']}")
@@ -330,17 +366,17 @@ def _text(view: dict[str, Any], *, color: bool) -> str:
         line("none: no step is planned")
 
     heading("Topology")
-    console.print(_table("Before (observed)", _SITE_COLUMNS, view["sites_before"],
-                         no_wrap=("site", "role")))
-    console.print(_table("After (predicted)", _SITE_COLUMNS, view["sites_after"],
-                         no_wrap=("site", "role")))
-    console.print(_table("Members (observed)", _MEMBER_COLUMNS, view["members_before"],
-                         no_wrap=("site", "member", "host", "role")))
+    console.print(_table("Before (observed)", _SITE_COLUMNS, view["sites_before"], no_wrap=("site", "role")))
+    console.print(_table("After (predicted)", _SITE_COLUMNS, view["sites_after"], no_wrap=("site", "role")))
+    console.print(
+        _table(
+            "Members (observed)", _MEMBER_COLUMNS, view["members_before"], no_wrap=("site", "member", "host", "role")
+        )
+    )
 
     heading("Checks")
     if view["findings"]:
-        console.print(_table("", _FINDING_COLUMNS, view["findings"],
-                             no_wrap=("verdict", "check", "site")))
+        console.print(_table("", _FINDING_COLUMNS, view["findings"], no_wrap=("verdict", "check", "site")))
     else:
         line("no check results in this plan")
 
@@ -391,22 +427,43 @@ RUNBOOK_DOC = "runbooks/switchover.md"
 
 # Sections of runbooks/switchover.md (each has an <a id="..."> anchor there): anchor, title, when.
 RUNBOOK_FAILURES: tuple[tuple[str, str, str], ...] = (
-    ("catch-up-timed-out", "Catch-up gate timed out",
-     "exit 3: a gate timed out before the promotion; the tool undid the demotion"),
-    ("promotion-not-confirmed", "Promotion sent but not confirmed",
-     "exit 4 once the promotion was sent: never re-promote the source"),
-    ("undo-failed", "Undo failed",
-     "exit 4 before the promotion: undoing failed too; decide which site may take writes"),
-    ("operator-crashed", "The operator's machine crashed",
-     "the machine running migrate crashed or the run was killed: --resume"),
+    (
+        "catch-up-timed-out",
+        "Catch-up gate timed out",
+        "exit 3: a gate timed out before the promotion; the tool undid the demotion",
+    ),
+    (
+        "promotion-not-confirmed",
+        "Promotion sent but not confirmed",
+        "exit 4 once the promotion was sent: never re-promote the source",
+    ),
+    (
+        "undo-failed",
+        "Undo failed",
+        "exit 4 before the promotion: undoing failed too; decide which site may take writes",
+    ),
+    (
+        "operator-crashed",
+        "The operator's machine crashed",
+        "the machine running migrate crashed or the run was killed: --resume",
+    ),
     ("second-operator", "A second operator was refused", "exit 2: another run holds the lock"),
     ("stale-plan", "The reviewed plan is stale", "exit 1: the --plan fingerprint no longer matches"),
-    ("follows-a-replica", "The standby site follows a replica",
-     "'session is read-only' in Patroni's log; the standby leader's sender is a replica"),
-    ("slot-missing", "A slot is missing, or the WAL is gone",
-     "'replication slot ... does not exist' or WAL already removed: re-seed"),
-    ("source-diverged", "The source diverged after the promotion",
-     "'forked off' or pg_rewind lines after the promotion"),
+    (
+        "follows-a-replica",
+        "The standby site follows a replica",
+        "'session is read-only' in Patroni's log; the standby leader's sender is a replica",
+    ),
+    (
+        "slot-missing",
+        "A slot is missing, or the WAL is gone",
+        "'replication slot ... does not exist' or WAL already removed: re-seed",
+    ),
+    (
+        "source-diverged",
+        "The source diverged after the promotion",
+        "'forked off' or pg_rewind lines after the promotion",
+    ),
     ("two-primaries", "Two primaries in one site", "two writable members in one site"),
     ("older-patroni", "Patroni < 4.1", "the pause / clean stop / resume path (manual)"),
     ("hooks", "Hooks: holding and moving traffic", "a hook failed or was killed at its timeout"),
@@ -428,8 +485,10 @@ def _step_links(phase: str, kind: str) -> list[dict[str, str]]:
     else:
         links = [{"target": f"{RUNBOOK_DOC}#phase-{phase}", "title": f"phase {phase}"}]
     found = declared(kind)
-    links += [{"target": f"{RUNBOOK_DOC}#{a}", "title": _RUNBOOK_TITLES.get(a, a)}
-              for a in (found.runbook_sections if found else ())]
+    links += [
+        {"target": f"{RUNBOOK_DOC}#{a}", "title": _RUNBOOK_TITLES.get(a, a)}
+        for a in (found.runbook_sections if found else ())
+    ]
     page = found.runbook_page if found else None
     if page and all(link["target"] != page for link in links):
         links.append({"target": page, "title": page.removeprefix("runbooks/")})
@@ -444,15 +503,25 @@ def runbook_view(plan: Plan) -> dict[str, Any]:
     steps = []
     for index, (step, shown) in enumerate(zip(plan.steps, view["steps"], strict=True)):
         if promote_at is not None and index >= promote_at:
-            on_failure = ("on failure (the promotion was sent): the tool stops with exit 4 and "
-                          "undoes nothing; never make the source primary again")
+            on_failure = (
+                "on failure (the promotion was sent): the tool stops with exit 4 and "
+                "undoes nothing; never make the source primary again"
+            )
         else:
-            on_failure = ("on failure: the tool undoes what this run changed, newest first "
-                          "(exit 3 for a gate that timed out, 1 otherwise)")
+            on_failure = (
+                "on failure: the tool undoes what this run changed, newest first "
+                "(exit 3 for a gate that timed out, 1 otherwise)"
+            )
         steps_links = _step_links(step.phase, step.kind)
-        steps.append({**shown, "on_failure": on_failure, "links": steps_links,
-                      # Every declared kind has a step class (tests/unit/test_step_registry.py).
-                      "manual_only": step.kind not in STEP_KINDS})
+        steps.append(
+            {
+                **shown,
+                "on_failure": on_failure,
+                "links": steps_links,
+                # Every declared kind has a step class (tests/unit/test_step_registry.py).
+                "manual_only": step.kind not in STEP_KINDS,
+            }
+        )
     return {
         **view,
         "steps": steps,

@@ -16,19 +16,24 @@ def _facts_line(facts: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     token = next((f for f in facts.values() if "token" in f), None)
     if token:
-        lines.append(f"token: {token['token_text']} (pg_control '{token['token_state']}', "
-                     f"timeline {token['token_timeline']})")
+        lines.append(
+            f"token: {token['token_text']} (pg_control '{token['token_state']}', timeline {token['token_timeline']})"
+        )
     caught = next((f for f in facts.values() if "caught_up_member" in f), None)
     if caught:
         lines.append(f"caught up: {caught['caught_up_member']} replayed past the token")
     proven = next((f for f in facts.values() if "proven_member" in f), None)
     if proven:
-        lines.append(f"proven again right before the promotion: {proven['proven_member']} replayed "
-                     f"{lsn_text(proven.get('proven_replayed'))} on timeline {proven.get('proven_timeline')}")
+        lines.append(
+            f"proven again right before the promotion: {proven['proven_member']} replayed "
+            f"{lsn_text(proven.get('proven_replayed'))} on timeline {proven.get('proven_timeline')}"
+        )
     promoted = next((f for f in facts.values() if "new_timeline" in f), None)
     if promoted:
-        lines.append(f"new primary: {promoted['primary']}, timeline {promoted.get('timeline_before')} -> "
-                     f"{promoted['new_timeline']}")
+        lines.append(
+            f"new primary: {promoted['primary']}, timeline {promoted.get('timeline_before')} -> "
+            f"{promoted['new_timeline']}"
+        )
     return lines
 
 
@@ -39,11 +44,12 @@ def _holds(journal: Journal, migration: str) -> list[str]:
         if record.get("migration") != migration:
             continue
         if record["event"] == "dcs-back":
-            lines.append(f"held {record['held_seconds']} s for the DCS before {record['before']}, "
-                         "then continued")
+            lines.append(f"held {record['held_seconds']} s for the DCS before {record['before']}, then continued")
         elif record["event"] == "dcs-hold-expired":
-            lines.append(f"held for the DCS before {record['before']} until the deadline: "
-                         + "; ".join(record.get("problems", [])))
+            lines.append(
+                f"held for the DCS before {record['before']} until the deadline: "
+                + "; ".join(record.get("problems", []))
+            )
     return lines
 
 
@@ -51,8 +57,11 @@ def _lock_lost(journal: Journal, migration: str) -> list[str]:
     """When the run lost its migration lock, and whether it stopped for it (see Engine._lock_watch)."""
     for record in journal.records():
         if record.get("migration") == migration and record["event"] == "lock-lost":
-            then = ("the run stopped and undid its changes" if record.get("stopped")
-                    else "the demotion was sent already, so the run went on")
+            then = (
+                "the run stopped and undid its changes"
+                if record.get("stopped")
+                else "the demotion was sent already, so the run went on"
+            )
             return [f"LOCK LOST at {record['ts'][11:23]} UTC: {record['reason']}; {then}"]
     return []
 
@@ -71,8 +80,7 @@ def _without_promotion(journal: Journal, migration: str) -> str:
             seconds = _seconds_between(read_only[1], record["ts"])
             return f"{seconds:.3f} s (source read-only -> writable again once the undo was confirmed)"
     if read_only:
-        return (f"from {read_only[1]} on: the source was made read-only and no site was confirmed "
-                "writable in this run")
+        return f"from {read_only[1]} on: the source was made read-only and no site was confirmed writable in this run"
     return "none (no demotion in this run)"
 
 
@@ -83,22 +91,41 @@ def _seconds_between(start: str, end: str) -> float:
 def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
     data = summary(journal, outcome.migration)
     window = data["write_unavailable_seconds"]
-    head = [f"migration {outcome.migration}: {outcome.outcome} (exit {outcome.exit_code})",
-            outcome.message,
-            "write unavailability: " + (f"{window:.3f} s (source read-only -> target writable)"
-                                        if window is not None
-                                        else _without_promotion(journal, outcome.migration))]
+    head = [
+        f"migration {outcome.migration}: {outcome.outcome} (exit {outcome.exit_code})",
+        outcome.message,
+        "write unavailability: "
+        + (
+            f"{window:.3f} s (source read-only -> target writable)"
+            if window is not None
+            else _without_promotion(journal, outcome.migration)
+        ),
+    ]
     head += _facts_line(data["facts"])
     head += _holds(journal, outcome.migration)
     head += _lock_lost(journal, outcome.migration)
     # A run that stopped before any step (a resumed run whose done step no longer holds) journals
     # its failure without a step: it has no row.
-    rows = [(s["step"], s.get("started", "-")[11:23], s.get("done", "-")[11:23],
-             f"{s['seconds']:.3f}" if "seconds" in s else "-") for s in data["steps"] if s["step"]]
+    rows = [
+        (
+            s["step"],
+            s.get("started", "-")[11:23],
+            s.get("done", "-")[11:23],
+            f"{s['seconds']:.3f}" if "seconds" in s else "-",
+        )
+        for s in data["steps"]
+        if s["step"]
+    ]
     width = max([len(r[0]) for r in rows] + [4])
     text_rows = [f"  {r[0]:<{width}}  {r[1]:>12}  {r[2]:>12}  {r[3]:>8}" for r in rows]
     text = "\n".join(head + [f"  {'step':<{width}}  {'started':>12}  {'done':>12}  {'seconds':>8}"] + text_rows)
-    md = "\n".join([f"# Migration {outcome.migration}", ""] + [f"- {line}" for line in head]
-                   + ["", "| step | started (UTC) | done (UTC) | seconds |", "|---|---|---|---|"]
-                   + [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]) + "\n"
+    md = (
+        "\n".join(
+            [f"# Migration {outcome.migration}", ""]
+            + [f"- {line}" for line in head]
+            + ["", "| step | started (UTC) | done (UTC) | seconds |", "|---|---|---|---|"]
+            + [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
+        )
+        + "\n"
+    )
     return text, md

@@ -26,19 +26,29 @@ def _sender_name(state: ServiceState, member: MemberState) -> str:
 def _replay_lag_seconds(state: ServiceState, member: MemberState) -> str:
     for site in state.sites.values():
         for upstream in site.members:
-            for conn in (upstream.postgres.replication if upstream.postgres else ()):
+            for conn in upstream.postgres.replication if upstream.postgres else ():
                 if conn.application_name == member.name and conn.replay_lag_seconds is not None:
                     return f"{conn.replay_lag_seconds:.2f}"
     return "-"
 
 
-def _row(state: ServiceState, site: SiteState, member: MemberState, head_lsn: int | None,
-         split_brain: bool) -> list[Text | str]:
+def _row(
+    state: ServiceState, site: SiteState, member: MemberState, head_lsn: int | None, split_brain: bool
+) -> list[Text | str]:
     style = "bold red" if split_brain and member.writable else ""
     if member.postgres is None and member.patroni is None:
         error = member.patroni_error or member.postgres_error or "unreachable"
-        return [site.name, Text(member.name, style="red"), Text("unreachable", style="red"),
-                "", "", "", "", "", Text(_short_error(error), style="red")]
+        return [
+            site.name,
+            Text(member.name, style="red"),
+            Text("unreachable", style="red"),
+            "",
+            "",
+            "",
+            "",
+            "",
+            Text(_short_error(error), style="red"),
+        ]
     pg = member.postgres
     position = pg.position if pg else None
     lag = head_lsn - position if head_lsn is not None and position is not None else None
@@ -48,9 +58,14 @@ def _row(state: ServiceState, site: SiteState, member: MemberState, head_lsn: in
         role += " (writable)"
     patroni_state = member.patroni.state if member.patroni else (member.patroni_error or "")[:20]
     return [
-        site.name, Text(member.name, style=style), Text(role, style=style), patroni_state or "-",
-        str(pg.timeline) if pg else "-", lsn_text(position),
-        "-" if lag is None else f"{max(lag, 0):,}", _replay_lag_seconds(state, member),
+        site.name,
+        Text(member.name, style=style),
+        Text(role, style=style),
+        patroni_state or "-",
+        str(pg.timeline) if pg else "-",
+        lsn_text(position),
+        "-" if lag is None else f"{max(lag, 0):,}",
+        _replay_lag_seconds(state, member),
         f"{_sender_name(state, member)}  slots: {slots}" if pg else _short_error(member.postgres_error),
     ]
 
@@ -74,15 +89,27 @@ def render_status(state: ServiceState) -> Group:
         table.add_section()
     parts: list = [table]
     for site in state.sites.values():
-        kind = ("dynamic config unknown" if site.dynamic_config is None
-                else "standby cluster" if site.is_standby_cluster else "primary cluster")
+        kind = (
+            "dynamic config unknown"
+            if site.dynamic_config is None
+            else "standby cluster"
+            if site.is_standby_cluster
+            else "primary cluster"
+        )
         etcd = "etcd ok" if site.dcs.healthy else f"etcd DOWN ({site.dcs.error})"
         paused = ", PAUSED" if site.paused else ""
-        parts.append(Text(f"{site.name}: {kind}, {etcd}{paused}",
-                          style="red" if (not site.dcs.healthy or site.paused) else ""))
+        parts.append(
+            Text(f"{site.name}: {kind}, {etcd}{paused}", style="red" if (not site.dcs.healthy or site.paused) else "")
+        )
     if split_brain:
-        parts.append(Text("TWO OR MORE WRITABLE MEMBERS: " + ", ".join(m.name for m in writers)
-                          + " - do not migrate; see runbooks/", style="bold red"))
+        parts.append(
+            Text(
+                "TWO OR MORE WRITABLE MEMBERS: "
+                + ", ".join(m.name for m in writers)
+                + " - do not migrate; see runbooks/",
+                style="bold red",
+            )
+        )
     elif not writers:
         parts.append(Text("no writable member in any site", style="bold red"))
     return Group(*parts)

@@ -26,6 +26,7 @@ def direction(inventory: Inventory, state: ServiceState, target: str | None) -> 
         return source, target
     others = [name for name in inventory.sites if name != source]
     if len(others) != 1:
-        raise UsageError(f"the inventory has {len(inventory.sites)} sites; name the target with --dc "
-                         f"(one of {', '.join(others)})")
+        raise UsageError(
+            f"the inventory has {len(inventory.sites)} sites; name the target with --dc (one of {', '.join(others)})"
+        )
     return source, others[0]

@@ -34,8 +34,9 @@ def settings_text(settings: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {json.dumps(v)}" for k, v in settings.items()) or "none"
 
 
-def sync_mode_carry(source_config: dict[str, Any] | None,
-                    target_config: dict[str, Any] | None) -> dict[str, Any] | None:
+def sync_mode_carry(
+    source_config: dict[str, Any] | None, target_config: dict[str, Any] | None
+) -> dict[str, Any] | None:
     """What the switchover PATCHes, or None when the source does not use synchronous mode or the
     target has the very same settings and the source has none left to drop.
 
@@ -56,8 +57,9 @@ def sync_mode_carry(source_config: dict[str, Any] | None,
     }
 
 
-def configs_with_sync_mode_carried(after: dict[str, dict[str, Any]], source: str, target: str,
-                                   carry: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+def configs_with_sync_mode_carried(
+    after: dict[str, dict[str, Any]], source: str, target: str, carry: dict[str, Any] | None
+) -> dict[str, dict[str, Any]]:
     """The planned configs after the switchover, with the synchronous keys moved."""
     if carry is None:
         return after

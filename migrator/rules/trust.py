@@ -22,8 +22,7 @@ from urllib.parse import urlsplit
 
 def insecure_ssh_sites(inventory: Any) -> tuple[str, ...]:
     """The sites whose inventory accepts unknown SSH host keys."""
-    return tuple(name for name, site in inventory.sites.items()
-                 if site.ssh.accept_unknown_host_keys)
+    return tuple(name for name, site in inventory.sites.items() if site.ssh.accept_unknown_host_keys)
 
 
 def unknown_host_key_warnings(sites: Iterable[str]) -> list[str]:

@@ -34,8 +34,7 @@ def stray_upstream(state: ServiceState, source: str, target: str) -> MemberState
     return sender
 
 
-def target_repoint(inventory: Inventory, state: ServiceState, source: str,
-                   target: str) -> dict[str, Any] | None:
+def target_repoint(inventory: Inventory, state: ServiceState, source: str, target: str) -> dict[str, Any] | None:
     """What the playbook's repoint step needs, or None when the target follows the source's
     leader already. Only host and port change; the slot and every other key stay as observed."""
     stray = stray_upstream(state, source, target)
@@ -48,8 +47,10 @@ def target_repoint(inventory: Inventory, state: ServiceState, source: str,
         "stray": stray.name,
         "source_leader": leader.name if leader else None,
         "previous": {"host": section.get("host"), "port": section.get("port")},
-        "standby_cluster": {"host": ",".join(m.host for m in members),
-                            "port": common_pg_port(source, inventory.site(source))},
+        "standby_cluster": {
+            "host": ",".join(m.host for m in members),
+            "port": common_pg_port(source, inventory.site(source)),
+        },
     }
 
 

@@ -31,8 +31,12 @@ _STOP = object()
 class ProbeWorker:
     """One daemon thread that runs submitted callables one at a time."""
 
-    def __init__(self, on_abandon: Callable[[threading.Thread], None], name: str = "migrator-probe",
-                 after_abandoned: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        on_abandon: Callable[[threading.Thread], None],
+        name: str = "migrator-probe",
+        after_abandoned: Callable[[], None] | None = None,
+    ):
         self._on_abandon = on_abandon
         self._after_abandoned = after_abandoned  # run by the worker when an abandoned probe ends
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -97,8 +101,7 @@ class NoAnswer(Exception):
     """`call_with_deadline`: the call did not return in time (it is left running, abandoned)."""
 
 
-def call_with_deadline(call: Callable[[], Any], seconds: float,
-                       cleanup: Callable[[], None] | None = None) -> Any:
+def call_with_deadline(call: Callable[[], Any], seconds: float, cleanup: Callable[[], None] | None = None) -> Any:
     """`call()`'s result (or its exception), or NoAnswer after `seconds`. For a single call on a
     connection whose own timeouts cannot fire against a frozen peer; the caller drops that
     connection on NoAnswer, so the abandoned thread is the only one left holding it, and it runs
@@ -162,9 +165,14 @@ class PollTimedOut(Exception):
         self.hung_seconds = hung_seconds  # the abandoned probe's time without an answer, if any
 
 
-def poll_until(probe: Callable[[], Any], deadline: float, interval: float, report: Report,
-               on_abandon: Callable[[threading.Thread], None],
-               check: Callable[[], None] = lambda: None) -> Any:
+def poll_until(
+    probe: Callable[[], Any],
+    deadline: float,
+    interval: float,
+    report: Report,
+    on_abandon: Callable[[threading.Thread], None],
+    check: Callable[[], None] = lambda: None,
+) -> Any:
     """Run `probe` (in a worker, one at a time, `interval` apart) until it returns something
     truthy, and return that. A MigratorError from it is remembered and the polling goes on.
     PollTimedOut at the monotonic `deadline`, even while a probe hangs: that probe is abandoned
@@ -181,8 +189,9 @@ def poll_until(probe: Callable[[], Any], deadline: float, interval: float, repor
             started = worker.busy_since or time.monotonic()
             give_up_at = max(deadline, started + LAST_PROBE_GRACE_SECONDS)
             try:
-                result = worker.result(min(give_up_at, max(next_report, started + REPORT_EVERY_SECONDS))
-                                       - time.monotonic())
+                result = worker.result(
+                    min(give_up_at, max(next_report, started + REPORT_EVERY_SECONDS)) - time.monotonic()
+                )
                 if result is not PENDING and result:
                     return result
             except MigratorError as exc:
@@ -217,8 +226,9 @@ class Claims:
                 registry[key] = resource
 
     @contextmanager
-    def using(self, registry: dict[str, Any], key: str, resource: Any,
-              close: Callable[[Any], None] | None = None) -> Iterator[None]:
+    def using(
+        self, registry: dict[str, Any], key: str, resource: Any, close: Callable[[Any], None] | None = None
+    ) -> Iterator[None]:
         """`resource` is in use by this thread for one call; if the thread was abandoned
         meanwhile, `close(resource)` at the end (nobody else holds it any more)."""
         me, entry = threading.current_thread(), (registry, key, resource)

@@ -41,8 +41,10 @@ def _lock(inventory: Inventory, state_dir: Path) -> MigrationLock:
     try:
         dcs.client()
     except UnreachableError as exc:
-        raise UnreachableError(f"cannot take the migration lock in {name}'s etcd ({exc}); it keeps two "
-                               "operators from running at once, so nothing was changed") from None
+        raise UnreachableError(
+            f"cannot take the migration lock in {name}'s etcd ({exc}); it keeps two "
+            "operators from running at once, so nothing was changed"
+        ) from None
     return MigrationLock(state_dir, dcs, inventory.service, f"{name}'s etcd", inventory.gates.lock_ttl_seconds)
 
 
@@ -53,7 +55,8 @@ def _automated(plan: Plan) -> None:
         # that names one this version of migrate does not know.
         raise PreflightError(
             f"this plan has steps `migrate execute` cannot run ({', '.join(manual)}); follow "
-            "`migrate plan --format runbook` by hand, or use the migrate version that wrote the plan")
+            "`migrate plan --format runbook` by hand, or use the migrate version that wrote the plan"
+        )
 
 
 def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
@@ -62,13 +65,16 @@ def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
     try:
         reviewed = load_plan(reviewed_file)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--plan {reviewed_file}: not a readable plan file ({str(exc).splitlines()[0]}); "
-                         "write one with `migrate plan --format json --out FILE`") from None
+        raise UsageError(
+            f"--plan {reviewed_file}: not a readable plan file ({str(exc).splitlines()[0]}); "
+            "write one with `migrate plan --format json --out FILE`"
+        ) from None
     if reviewed.fingerprint != plan.fingerprint:
         raise StalePlan(
             f"the reviewed plan {reviewed_file} (fingerprint {reviewed.fingerprint[:12]}) no longer matches "
             f"the sites (now {plan.fingerprint[:12]}): the topology changed since it was reviewed; "
-            "run `migrate plan` again and review the new plan")
+            "run `migrate plan` again and review the new plan"
+        )
 
 
 def _hooks_as_planned(inventory: Inventory, plan: Plan, plan_file: Path) -> None:
@@ -76,8 +82,10 @@ def _hooks_as_planned(inventory: Inventory, plan: Plan, plan_file: Path) -> None
     now = plan_hooks(inventory.hooks, plan.steps)
     if now != plan.hooks:
         changed = sorted({h.name for h in set(now) ^ set(plan.hooks)})
-        raise UsageError(f"the inventory's hooks changed since this migration started ({', '.join(changed)}); "
-                         f"put them back as the stored plan {plan_file} shows to resume, or `migrate rollback`")
+        raise UsageError(
+            f"the inventory's hooks changed since this migration started ({', '.join(changed)}); "
+            f"put them back as the stored plan {plan_file} shows to resume, or `migrate rollback`"
+        )
 
 
 def unfinished(journal: Journal) -> Migration | None:
@@ -85,9 +93,16 @@ def unfinished(journal: Journal) -> Migration | None:
     return migration if migration is not None and migration.finished is None else None
 
 
-def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: Path | None,
-            resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None],
-            until: str | None = None) -> Outcome | str:
+def execute(
+    inventory: Inventory,
+    target: str,
+    state_base: Path,
+    reviewed_plan: Path | None,
+    resume: bool,
+    confirm: Callable[[Plan], bool],
+    progress: Callable[[str], None],
+    until: str | None = None,
+) -> Outcome | str:
     """Run (or resume) the move to `target`; a plain string is a no-op message. With `until`,
     only the phases up to and including that one run (e.g. seed and cascade days before)."""
     _check_until_name(until)
@@ -95,8 +110,7 @@ def execute(inventory: Inventory, target: str, state_base: Path, reviewed_plan: 
     if resume and unfinished(Journal(state_dir)) is None:  # refused early; decided again under the lock
         raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
     with _lock(inventory, state_dir) as lock:
-        return _execute_locked(inventory, target, state_dir, reviewed_plan, resume, confirm, progress,
-                               until, lock.lost)
+        return _execute_locked(inventory, target, state_dir, reviewed_plan, resume, confirm, progress, until, lock.lost)
 
 
 def _check_until_name(until: str | None) -> None:
@@ -104,15 +118,25 @@ def _check_until_name(until: str | None) -> None:
         return
     stops = ", ".join(UNTIL_STOPS)
     if until in SWITCHOVER_PHASES:
-        raise UsageError(f"--until {until}: not a safe place to stop (it would leave the service inside or "
-                         f"after the write-unavailability window); --until takes {stops}; to cut over, "
-                         "run `migrate execute` without --until")
+        raise UsageError(
+            f"--until {until}: not a safe place to stop (it would leave the service inside or "
+            f"after the write-unavailability window); --until takes {stops}; to cut over, "
+            "run `migrate execute` without --until"
+        )
     raise UsageError(f"--until {until}: not a phase; --until takes {stops}")
 
 
-def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed_plan: Path | None,
-                    resume: bool, confirm: Callable[[Plan], bool], progress: Callable[[str], None],
-                    until: str | None = None, lock_lost: LockWatch = never_lost) -> Outcome | str:
+def _execute_locked(
+    inventory: Inventory,
+    target: str,
+    state_dir: Path,
+    reviewed_plan: Path | None,
+    resume: bool,
+    confirm: Callable[[Plan], bool],
+    progress: Callable[[str], None],
+    until: str | None = None,
+    lock_lost: LockWatch = never_lost,
+) -> Outcome | str:
     journal = Journal(state_dir, inventory.secrets())
     pending = unfinished(journal)
     if resume:
@@ -125,9 +149,11 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
         _automated(plan)
         return Engine(inventory, plan, state_dir, progress, lock_lost=lock_lost).resume(pending)
     if pending is not None:
-        raise UsageError(f"an unfinished migration to {pending.target} is recorded in {state_dir} "
-                         f"({pending.id}); finish it with `migrate execute --resume --dc {pending.target}` "
-                         "or undo it with `migrate rollback`")
+        raise UsageError(
+            f"an unfinished migration to {pending.target} is recorded in {state_dir} "
+            f"({pending.id}); finish it with `migrate execute --resume --dc {pending.target}` "
+            "or undo it with `migrate rollback`"
+        )
     plan = observe_and_plan(inventory, target)
     if plan.noop_reason:
         return plan.noop_reason
@@ -135,17 +161,20 @@ def _execute_locked(inventory: Inventory, target: str, state_dir: Path, reviewed
     if not plan.executable:
         first = plan.blocking_findings[0]
         more = len(plan.blocking_findings) - 1
-        raise PreflightError(f"the plan is blocked: {first.check}: {first.finding}"
-                             + (f" (and {more} more)" if more > 0 else "")
-                             + "; see `migrate check`")
+        raise PreflightError(
+            f"the plan is blocked: {first.check}: {first.finding}"
+            + (f" (and {more} more)" if more > 0 else "")
+            + "; see `migrate check`"
+        )
     _automated(plan)
     if not confirm(plan):
         raise UsageError("not confirmed; nothing changed")
     return Engine(inventory, plan, state_dir, progress, until=until, lock_lost=lock_lost).start()
 
 
-def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], bool],
-             progress: Callable[[str], None]) -> Outcome:
+def rollback(
+    inventory: Inventory, state_base: Path, confirm: Callable[[Plan], bool], progress: Callable[[str], None]
+) -> Outcome:
     state_dir = state_dir_for(state_base, inventory.service)
     if latest_migration(Journal(state_dir)) is None:  # refused early; decided again under the lock
         raise UsageError(f"no migration is recorded in {state_dir}; to move the primary, use `migrate execute --dc`")
@@ -153,8 +182,13 @@ def rollback(inventory: Inventory, state_base: Path, confirm: Callable[[Plan], b
         return _rollback_locked(inventory, state_dir, confirm, progress, lock.lost)
 
 
-def _rollback_locked(inventory: Inventory, state_dir: Path, confirm: Callable[[Plan], bool],
-                     progress: Callable[[str], None], lock_lost: LockWatch = never_lost) -> Outcome:
+def _rollback_locked(
+    inventory: Inventory,
+    state_dir: Path,
+    confirm: Callable[[Plan], bool],
+    progress: Callable[[str], None],
+    lock_lost: LockWatch = never_lost,
+) -> Outcome:
     journal = Journal(state_dir, inventory.secrets())
     migration = latest_migration(journal)
     if migration is None:
@@ -162,17 +196,20 @@ def _rollback_locked(inventory: Inventory, state_dir: Path, confirm: Callable[[P
     plan = migration.stored_plan()
     promotion_sent = promotion_attempted(plan, migration)
     if migration.reverse_of is not None and migration.finished == "done":
-        raise UsageError(f"the latest migration ({migration.id}) was itself a rollback to {plan.target}; "
-                         f"to move again, use `migrate execute --dc {plan.source}`")
+        raise UsageError(
+            f"the latest migration ({migration.id}) was itself a rollback to {plan.target}; "
+            f"to move again, use `migrate execute --dc {plan.source}`"
+        )
     if migration.finished == "rolled-back":
-        raise UsageError(f"the latest migration ({migration.id}) was already rolled back; "
-                         f"{plan.source} is primary")
+        raise UsageError(f"the latest migration ({migration.id}) was already rolled back; {plan.source} is primary")
     if not promotion_sent:
         return Engine(inventory, plan, state_dir, progress).rollback_before_promotion(migration)
     # Past the promotion, moving back is a switchover of its own, with every gate of the first.
     if migration.finished is None:
-        raise UsageError(f"the migration to {plan.target} was promoted but not finished; finish it with "
-                         f"`migrate execute --resume --dc {plan.target}`, then roll back")
+        raise UsageError(
+            f"the migration to {plan.target} was promoted but not finished; finish it with "
+            f"`migrate execute --resume --dc {plan.target}`, then roll back"
+        )
     back = observe_and_plan(inventory, plan.source)
     if back.noop_reason:
         raise UsageError(f"{plan.source} is primary already; nothing to roll back")

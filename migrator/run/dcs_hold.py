@@ -87,7 +87,7 @@ class Countdown:
         if self.live:
             # One physical line, or the erase sequence leaves the wrapped part behind.
             width = shutil.get_terminal_size().columns - 1
-            self.stream.write("\r\033[K" + (text if len(text) <= width else text[:width - 3] + "..."))
+            self.stream.write("\r\033[K" + (text if len(text) <= width else text[: width - 3] + "..."))
             self.stream.flush()
             return
         now = self.clock()
@@ -101,8 +101,9 @@ class Countdown:
             self.stream.flush()
 
 
-def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
-                 record: Any = lambda event, **fields: None, state: str = "") -> float:
+def hold_for_dcs(
+    ctx: Any, sites: list[str], seconds: float, before: str, record: Any = lambda event, **fields: None, state: str = ""
+) -> float:
     """Return at once when every named site's DCS answers; otherwise hold, counting down, until
     they all do (returns the seconds held) or `seconds` passed (DcsUnavailable)."""
     live = ctx.live
@@ -112,8 +113,9 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
     started = time.monotonic()
     deadline = started + seconds
     record("dcs-hold", before=before, problems=problems, seconds=seconds)
-    ctx.progress(f"HOLD before {before}: {'; '.join(problems)}; nothing is changed while it lasts, "
-                 f"giving up in {seconds:.0f}s")
+    ctx.progress(
+        f"HOLD before {before}: {'; '.join(problems)}; nothing is changed while it lasts, giving up in {seconds:.0f}s"
+    )
     countdown = Countdown(ctx.progress)
     clean_probes = 0
     last = problems
@@ -124,13 +126,18 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
             left = deadline - time.monotonic()
             if left <= 0:
                 record("dcs-hold-expired", before=before, problems=last)
-                raise DcsUnavailable(f"{'; '.join(last)}: held {seconds:.0f}s before {before} and it "
-                                     f"did not recover, so that step was not started{state} "
-                                     "(runbooks/dcs-outage.md)")
-            countdown.show(f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: "
-                           f"{'; '.join(problems) or 'answering again, settling'}")
-            ctx.journal_sample(before=before, waiting_for="dcs", detail="; ".join(problems) or "settling",
-                               seconds_left=round(left, 1))
+                raise DcsUnavailable(
+                    f"{'; '.join(last)}: held {seconds:.0f}s before {before} and it "
+                    f"did not recover, so that step was not started{state} "
+                    "(runbooks/dcs-outage.md)"
+                )
+            countdown.show(
+                f"HOLD before {before}: waiting for the DCS, {left:.0f}s left: "
+                f"{'; '.join(problems) or 'answering again, settling'}"
+            )
+            ctx.journal_sample(
+                before=before, waiting_for="dcs", detail="; ".join(problems) or "settling", seconds_left=round(left, 1)
+            )
             time.sleep(min(POLL_SECONDS, max(left, 0.05)))
             getattr(ctx, "check_lock", lambda: None)()  # a lock lost during the hold stops the run
             problems = _problems(live, sites)
@@ -140,8 +147,7 @@ def hold_for_dcs(ctx: Any, sites: list[str], seconds: float, before: str,
         countdown.clear()
     held = round(time.monotonic() - started, 1)
     record("dcs-back", before=before, held_seconds=held)
-    ctx.progress(f"the DCS of {', '.join(sites)} answers again after {held:.1f}s; continuing from "
-                 "fresh observation")
+    ctx.progress(f"the DCS of {', '.join(sites)} answers again after {held:.1f}s; continuing from fresh observation")
     return held
 
 
@@ -163,8 +169,10 @@ def hold_before_step(spec: PlanStep, ctx: Any, journal: Any, migration_id: str) 
     state = ""
     found = declared(spec.kind)
     if found and found.dcs_hold_after_promotion:  # after the promotion's gate, which saw the new primary
-        state = (f" ({ctx.plan.target} is primary and takes writes; {', '.join(sites)} stays read-only "
-                 "and follows it once its DCS is back)")
+        state = (
+            f" ({ctx.plan.target} is primary and takes writes; {', '.join(sites)} stays read-only "
+            "and follows it once its DCS is back)"
+        )
     return hold_for_dcs(ctx, sites, seconds, spec.id, record, state)
 
 
@@ -177,15 +185,20 @@ def source_after_undo(live: Any, source: str) -> str:
     except Exception:  # noqa: BLE001 - the verdict must be written whatever the sites answer
         writers = []
     if len(writers) == 1:
-        return (f"{source} is still primary, nothing lost: back where it started "
-                f"({writers[0]} takes writes)")
+        return f"{source} is still primary, nothing lost: back where it started ({writers[0]} takes writes)"
     if writers:
-        return (f"{source} has {len(writers)} writable members ({', '.join(writers)}): see "
-                "runbooks/switchover.md, 'two primaries'")
+        return (
+            f"{source} has {len(writers)} writable members ({', '.join(writers)}): see "
+            "runbooks/switchover.md, 'two primaries'"
+        )
     problem = etcd_problem(live, source)
     if problem:
-        return (f"no site was promoted, nothing lost; {source} takes no writes while {problem} "
-                "(Patroni keeps its primary read-only without its DCS when failsafe_mode is off) and "
-                "is primary again once its etcd is back: see runbooks/dcs-outage.md")
-    return (f"no site was promoted, nothing lost, but no {source} member takes writes yet: check "
-            "`migrate status` (runbooks/switchover.md, 'undo failed')")
+        return (
+            f"no site was promoted, nothing lost; {source} takes no writes while {problem} "
+            "(Patroni keeps its primary read-only without its DCS when failsafe_mode is off) and "
+            "is primary again once its etcd is back: see runbooks/dcs-outage.md"
+        )
+    return (
+        f"no site was promoted, nothing lost, but no {source} member takes writes yet: check "
+        "`migrate status` (runbooks/switchover.md, 'undo failed')"
+    )

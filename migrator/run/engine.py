@@ -50,6 +50,7 @@ def never_lost() -> str | None:
 @dataclass
 class Migration:
     """What the journal says about one migration (one plan, possibly several runs)."""
+
     id: str
     plan_file: Path
     target: str
@@ -75,10 +76,16 @@ def latest_migration(journal: Journal) -> Migration | None:
     for record in journal.records():
         event = record["event"]
         if event == "migration-started":
-            migration = Migration(record["migration"], Path(record["plan_file"]), record["target"],
-                                  record["source"], reverse_of=record.get("reverse_of"),
-                                  until=record.get("until"), fingerprint=record.get("fingerprint"),
-                                  plan_sha256=record.get("plan_sha256"))
+            migration = Migration(
+                record["migration"],
+                Path(record["plan_file"]),
+                record["target"],
+                record["source"],
+                reverse_of=record.get("reverse_of"),
+                until=record.get("until"),
+                fingerprint=record.get("fingerprint"),
+                plan_sha256=record.get("plan_sha256"),
+            )
         elif migration is None or record.get("migration") != migration.id:
             continue
         elif event == "step-started":
@@ -111,9 +118,15 @@ class Outcome:
 
 
 class Engine:
-    def __init__(self, inventory: Inventory, plan: Plan, state_dir: Path,
-                 progress: Callable[[str], None] = lambda text: None, until: str | None = None,
-                 lock_lost: LockWatch = never_lost):
+    def __init__(
+        self,
+        inventory: Inventory,
+        plan: Plan,
+        state_dir: Path,
+        progress: Callable[[str], None] = lambda text: None,
+        until: str | None = None,
+        lock_lost: LockWatch = never_lost,
+    ):
         self.inventory = inventory
         self.lock_lost = lock_lost
         self._lock_lost_reason: str | None = None  # once noticed; then never acted on again
@@ -133,11 +146,18 @@ class Engine:
         plan_file = self.state_dir / f"plan-{migration_id}.json"
         # Masked (steps left whole) and durable before the journal points at it; resume checks it.
         digest = store_plan(plan_file, self.plan, self.inventory.secrets())
-        self.journal.append("migration-started", migration=migration_id, plan_file=str(plan_file),
-                            fingerprint=self.plan.fingerprint, plan_sha256=digest,
-                            source=self.plan.source,
-                            target=self.plan.target, steps=[s.id for s in self.plan.steps],
-                            reverse_of=reverse_of, until=self.until)
+        self.journal.append(
+            "migration-started",
+            migration=migration_id,
+            plan_file=str(plan_file),
+            fingerprint=self.plan.fingerprint,
+            plan_sha256=digest,
+            source=self.plan.source,
+            target=self.plan.target,
+            steps=[s.id for s in self.plan.steps],
+            reverse_of=reverse_of,
+            until=self.until,
+        )
         migration = Migration(migration_id, plan_file, self.plan.target, self.plan.source, until=self.until)
         return self._with_lock_note(self._run(migration), migration)
 
@@ -152,7 +172,7 @@ class Engine:
             return list(self.plan.steps), False
         phases = list(dict.fromkeys(s.phase for s in self.plan.steps))
         last = phases.index(self.until) if self.until in phases else len(phases) - 1
-        allowed = set(phases[:last + 1])
+        allowed = set(phases[: last + 1])
         steps = [s for s in self.plan.steps if s.phase in allowed]
         return steps, len(steps) < len(self.plan.steps)
 
@@ -160,16 +180,25 @@ class Engine:
         if any(promotes(s.kind) for s in self.plan.steps) and not stopped_early:
             return f"{self.plan.target} is primary; {self.plan.source} follows it"
         seeded = " seeded and" if self.plan.playbook == "seed" else ""
-        return (f"{self.plan.target}{seeded} follows {self.plan.source} (phase "
-                f"{self.until or self.plan.steps[-1].phase} passed, stopped there as planned); "
-                f"`migrate execute --dc {self.plan.target}` cuts over when you are ready")
+        return (
+            f"{self.plan.target}{seeded} follows {self.plan.source} (phase "
+            f"{self.until or self.plan.steps[-1].phase} passed, stopped there as planned); "
+            f"`migrate execute --dc {self.plan.target}` cuts over when you are ready"
+        )
 
     # ---- the loop ------------------------------------------------------------------------
     def _run(self, migration: Migration) -> Outcome:
-        ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done),
-                         resumed_steps=set(migration.started), progress=self.progress,
-                         journal_sample=self._sample(migration.id), check_lock=self._lock_watch(migration),
-                         record=self._recorder(migration))
+        ctx = RunContext(
+            self.inventory,
+            self.plan,
+            self.live,
+            facts=dict(migration.done),
+            resumed_steps=set(migration.started),
+            progress=self.progress,
+            journal_sample=self._sample(migration.id),
+            check_lock=self._lock_watch(migration),
+            record=self._recorder(migration),
+        )
         self.journal.append("run-started", migration=migration.id, resume=bool(migration.started))
         current: Step | None = None
         steps, stopped_early = self._steps()
@@ -199,8 +228,7 @@ class Engine:
         ctx.check_lock()
         self.progress(f"[{spec.phase}] {spec.title}")
         hold_before_step(spec, ctx, self.journal, migration.id)  # never start on a DCS that is down
-        self.journal.append("step-started", migration=migration.id, step=spec.id, kind=spec.kind,
-                            phase=spec.phase)
+        self.journal.append("step-started", migration=migration.id, step=spec.id, kind=spec.kind, phase=spec.phase)
         migration.started.add(spec.id)
         facts: dict[str, Any] = dict(migration.applied.get(spec.id, {}))
         if step.precheck():
@@ -222,7 +250,8 @@ class Engine:
             raise UnsafeStateError(
                 f"step {step.spec.id} was done, but its change no longer holds ({step.spec.title}); "
                 "someone changed the sites meanwhile: look with `migrate status`, then decide by hand "
-                "(runbooks/switchover.md)")
+                "(runbooks/switchover.md)"
+            )
         self.progress(f"[{step.spec.phase}] {step.spec.title}: done before, still holds")
 
     # ---- the migration lock ------------------------------------------------------------------
@@ -234,6 +263,7 @@ class Engine:
         the run (LockLost: what it changed is undone, exit 3), because another run may now take
         the lock and act too; once the demotion was sent, finishing the cut-over is the fastest
         way to a safe state, so the run goes on and its outcome says the lock was lost."""
+
         def check() -> None:
             if self._lock_lost_reason is not None:
                 return  # acted on once already; the undo that follows must not be stopped by it
@@ -245,11 +275,16 @@ class Engine:
             self.journal.append("lock-lost", migration=migration.id, reason=reason, stopped=stop)
             if stop:
                 self._stopped_for_lock = True
-                raise LockLost(f"the migration lock was lost ({reason}) before {self.plan.source} was "
-                               "demoted, so the run stopped: another run could take the lock and act at "
-                               "the same time (runbooks/switchover.md, 'lock lost')")
-            self.progress(f"WARNING: the migration lock was lost ({reason}); the demotion was sent "
-                          "already, so the run goes on to a safe state")
+                raise LockLost(
+                    f"the migration lock was lost ({reason}) before {self.plan.source} was "
+                    "demoted, so the run stopped: another run could take the lock and act at "
+                    "the same time (runbooks/switchover.md, 'lock lost')"
+                )
+            self.progress(
+                f"WARNING: the migration lock was lost ({reason}); the demotion was sent "
+                "already, so the run goes on to a safe state"
+            )
+
         return check
 
     def _with_lock_note(self, outcome: Outcome, migration: Migration) -> Outcome:
@@ -263,9 +298,13 @@ class Engine:
         if self._lock_lost_reason is None:
             self._lock_lost_reason = reason
             self.journal.append("lock-lost", migration=migration.id, reason=reason, stopped=False)
-        return replace(outcome, message=(
-            f"{outcome.message}; the migration lock was lost during the run ({reason}): check that no "
-            "other migrate run acted on this service meanwhile (runbooks/switchover.md, 'lock lost')"))
+        return replace(
+            outcome,
+            message=(
+                f"{outcome.message}; the migration lock was lost during the run ({reason}): check that no "
+                "other migrate run acted on this service meanwhile (runbooks/switchover.md, 'lock lost')"
+            ),
+        )
 
     # ---- failure ---------------------------------------------------------------------------
     def _recorder(self, migration: Migration) -> Callable[..., None]:
@@ -275,6 +314,7 @@ class Engine:
                 migration.attempted.add(fields["step"])
             elif event == "promotion-refused":
                 migration.attempted.discard(fields["step"])
+
         return record
 
     def _note(self, event: str, **fields: Any) -> str:
@@ -288,25 +328,28 @@ class Engine:
 
     def _fail(self, exc: BaseException, step: Step | None, ctx: RunContext, migration: Migration) -> Outcome:
         error = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        lost = self._note("step-failed", migration=migration.id, step=step.spec.id if step else None,
-                          error=error)
+        lost = self._note("step-failed", migration=migration.id, step=step.spec.id if step else None, error=error)
         # A run stopped in an unsafe state leaves its migration unfinished on purpose, so that
         # `--resume` (or `rollback`) can pick it up after the operator looked.
         if isinstance(exc, UnsafeStateError):
             lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
             return Outcome(4, error + lost, migration.id, "stopped-unsafe")
         if promotion_attempted(self.plan, migration):
-            message = (f"{error}; the promotion of {self.plan.target} was already sent, so nothing is undone: "
-                       f"run `migrate execute --resume --dc {self.plan.target}` to finish")
+            message = (
+                f"{error}; the promotion of {self.plan.target} was already sent, so nothing is undone: "
+                f"run `migrate execute --resume --dc {self.plan.target}` to finish"
+            )
             lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
             return Outcome(4, message + lost, migration.id, "stopped-unsafe")
         try:
             undone = self.undo(ctx, migration)
         except (KeyboardInterrupt, Exception) as undo_exc:  # noqa: BLE001 - any failure of the undo ends in exit 4
             why = "interrupted" if isinstance(undo_exc, KeyboardInterrupt) else str(unexpected(undo_exc, None))
-            message = (f"{error}; undoing failed too ({why}): {self.plan.source} may be demoted with "
-                       f"{self.plan.target} not promoted; see runbooks/switchover.md, 'undo failed', then "
-                       "`migrate rollback`")
+            message = (
+                f"{error}; undoing failed too ({why}): {self.plan.source} may be demoted with "
+                f"{self.plan.target} not promoted; see runbooks/switchover.md, 'undo failed', then "
+                "`migrate rollback`"
+            )
             lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
             return Outcome(4, message + lost, migration.id, "stopped-unsafe")
         lost += self._note("migration-finished", migration=migration.id, outcome="rolled-back")
@@ -314,8 +357,12 @@ class Engine:
         # A demotion undone means the source took no writes for a while: a rollback, exit 3.
         demotion_undone = any(s.id in undone and s.write_unavailable for s in self.plan.steps)
         code = 3 if isinstance(exc, GateTimeout) or demotion_undone else 1
-        return Outcome(code, f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}"
-                       f"{self._undo_warnings_text()}{lost}", migration.id, "rolled-back")
+        return Outcome(
+            code,
+            f"{error}; {what}; {source_after_undo(self.live, self.plan.source)}{self._undo_warnings_text()}{lost}",
+            migration.id,
+            "rolled-back",
+        )
 
     def undo(self, ctx: RunContext, migration: Migration) -> list[str]:
         """Undo every step this migration changed, newest first; returns the ids undone."""
@@ -356,23 +403,37 @@ class Engine:
         return "".join(f"; WARNING: {w}" for w in self.undo_warnings)
 
     def rollback_before_promotion(self, migration: Migration) -> Outcome:
-        ctx = RunContext(self.inventory, self.plan, self.live, facts=dict(migration.done), progress=self.progress,
-                         record=self._recorder(migration))
+        ctx = RunContext(
+            self.inventory,
+            self.plan,
+            self.live,
+            facts=dict(migration.done),
+            progress=self.progress,
+            record=self._recorder(migration),
+        )
         self.journal.append("rollback-started", migration=migration.id)
         try:
             undone = self.undo(ctx, migration)
         except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - any failure of the undo ends in exit 4
             why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(unexpected(exc, None))
             lost = self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
-            return Outcome(4, f"rolling back failed ({why}): {self.plan.source} may still be demoted; see "
-                              "runbooks/switchover.md, 'undo failed', then run `migrate rollback` again" + lost,
-                           migration.id, "stopped-unsafe")
+            return Outcome(
+                4,
+                f"rolling back failed ({why}): {self.plan.source} may still be demoted; see "
+                "runbooks/switchover.md, 'undo failed', then run `migrate rollback` again" + lost,
+                migration.id,
+                "stopped-unsafe",
+            )
         finally:
             self.live.close()
         self.journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
         what = ", ".join(undone) if undone else "nothing had changed"
-        return Outcome(0, f"rolled back ({what}); {self.plan.source} is primary{self._undo_warnings_text()}",
-                       migration.id, "rolled-back")
+        return Outcome(
+            0,
+            f"rolled back ({what}); {self.plan.source} is primary{self._undo_warnings_text()}",
+            migration.id,
+            "rolled-back",
+        )
 
     def _sample(self, migration_id: str) -> Callable[..., None]:
         def sample(**fields: Any) -> None:
@@ -380,6 +441,7 @@ class Engine:
             if now - self._last_sample >= SAMPLE_EVERY_SECONDS:
                 self._last_sample = now
                 self.journal.append("gate-sample", migration=migration_id, **fields)
+
         return sample
 
 
@@ -419,5 +481,5 @@ def summary(journal: Journal, migration_id: str) -> dict[str, Any]:
 
 def _ts(text: str) -> float:
     from datetime import datetime
-    return datetime.fromisoformat(text).timestamp()
 
+    return datetime.fromisoformat(text).timestamp()

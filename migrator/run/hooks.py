@@ -31,20 +31,32 @@ OUTPUT_KEPT = 2000  # characters of a hook's stdout kept for the journal
 # Each hook: the step kinds it belongs to (the plan lists it only with one of them), and when
 # it runs and what its failure does, as the plan and the runbook say it.
 HOOK_POINTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("before_demote", DEMOTING_KINDS,
-     "right before the source is demoted (its standby_cluster PATCH, or the clean stop on the "
-     "Patroni < 4.1 path), e.g. pgbouncer PAUSE; a failure stops the run with nothing demoted "
-     "and undoes the earlier steps"),
-    ("before_promote", PROMOTING_KINDS,
-     "right before the promotion PATCH, inside the write-unavailability window; a failure stops "
-     "the run before that PATCH is sent and undoes the demotion (exit 3)"),
-    ("after_promote", PROMOTING_KINDS,
-     "once the new primary is proven to have every commit (its timeline forked after the token), "
-     "e.g. move DNS/VIP/pgbouncer; a failure is a warning (exit 1): the database move stands, "
-     "move the traffic by hand"),
-    ("on_undo", DEMOTING_KINDS,
-     "after the tool undid the demotion and the source takes writes again, e.g. pgbouncer "
-     "RESUME; a failure is a warning in the outcome, the undo stands"),
+    (
+        "before_demote",
+        DEMOTING_KINDS,
+        "right before the source is demoted (its standby_cluster PATCH, or the clean stop on the "
+        "Patroni < 4.1 path), e.g. pgbouncer PAUSE; a failure stops the run with nothing demoted "
+        "and undoes the earlier steps",
+    ),
+    (
+        "before_promote",
+        PROMOTING_KINDS,
+        "right before the promotion PATCH, inside the write-unavailability window; a failure stops "
+        "the run before that PATCH is sent and undoes the demotion (exit 3)",
+    ),
+    (
+        "after_promote",
+        PROMOTING_KINDS,
+        "once the new primary is proven to have every commit (its timeline forked after the token), "
+        "e.g. move DNS/VIP/pgbouncer; a failure is a warning (exit 1): the database move stands, "
+        "move the traffic by hand",
+    ),
+    (
+        "on_undo",
+        DEMOTING_KINDS,
+        "after the tool undid the demotion and the source takes writes again, e.g. pgbouncer "
+        "RESUME; a failure is a warning in the outcome, the undo stands",
+    ),
 )
 HOOK_KINDS = {name: kinds for name, kinds, _ in HOOK_POINTS}
 
@@ -63,8 +75,9 @@ def plan_hooks(hooks: Hooks, steps: Iterable[PlanStep]) -> tuple[PlanHook, ...]:
     )
 
 
-def migration_env(service: str, source: str, target: str, new_primary: str | None = None,
-                  new_primary_host: str | None = None) -> dict[str, str]:
+def migration_env(
+    service: str, source: str, target: str, new_primary: str | None = None, new_primary_host: str | None = None
+) -> dict[str, str]:
     """What every hook is told: which service moves from where to where, and once it is proven
     (after_promote), the new primary."""
     env = {"MIGRATOR_SERVICE": service, "MIGRATOR_SOURCE": source, "MIGRATOR_TARGET": target}
@@ -89,15 +102,23 @@ def hook_environment(given: dict[str, str]) -> dict[str, str]:
 
 
 def run_hook(name: str, command: str, timeout: float, env: dict[str, str]) -> str:
-    process = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, text=True, start_new_session=True,
-                               env=hook_environment({**env, "MIGRATOR_HOOK": name}))
+    process = subprocess.Popen(
+        command,
+        shell=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env=hook_environment({**env, "MIGRATOR_HOOK": name}),
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_process_group(process)
-        raise HookFailed(f"hook {name} did not finish within {timeout:g}s and was killed with every "
-                         f"process it started: {command}") from None
+        raise HookFailed(
+            f"hook {name} did not finish within {timeout:g}s and was killed with every process it started: {command}"
+        ) from None
     except BaseException:  # noqa: BLE001 - Ctrl-C while a hook runs: it must not outlive the tool; re-raised
         kill_process_group(process)
         raise

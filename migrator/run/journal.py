@@ -87,9 +87,26 @@ def state_dir_for(base: Path, service: str) -> Path:
 
 
 # Record fields written from the tool's own identifiers (ids, names, the state-dir path).
-IDENTIFIERS = frozenset({"ts", "event", "migration", "step", "kind", "phase", "plan_file",
-                         "source", "target", "reverse_of", "reverse_to", "until", "outcome",
-                         "resume", "fingerprint", "plan_sha256"})
+IDENTIFIERS = frozenset(
+    {
+        "ts",
+        "event",
+        "migration",
+        "step",
+        "kind",
+        "phase",
+        "plan_file",
+        "source",
+        "target",
+        "reverse_of",
+        "reverse_to",
+        "until",
+        "outcome",
+        "resume",
+        "fingerprint",
+        "plan_sha256",
+    }
+)
 
 
 def _is_record(line: bytes) -> bool:
@@ -111,8 +128,10 @@ class Journal:
         # The fields resume reads back are the tool's own identifiers and never hold a secret;
         # masking them would let a password that equals, say, a step id or a path change what a
         # resume does. Everything else is masked value by value, after which it is still JSON.
-        masked = {key: value if key in IDENTIFIERS else mask_values(value, self._secrets)
-                  for key, value in json.loads(json.dumps(record, default=str)).items()}
+        masked = {
+            key: value if key in IDENTIFIERS else mask_values(value, self._secrets)
+            for key, value in json.loads(json.dumps(record, default=str)).items()
+        }
         line = json.dumps(masked, sort_keys=True)
         created = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -154,8 +173,10 @@ class Journal:
         try:
             lines = self.path.read_bytes().split(b"\n")
         except OSError as exc:
-            raise JournalCorrupt(f"journal {self.path} cannot be read ({exc.strerror or exc}); "
-                                 "fix its permissions or restore it, then run the command again") from None
+            raise JournalCorrupt(
+                f"journal {self.path} cannot be read ({exc.strerror or exc}); "
+                "fix its permissions or restore it, then run the command again"
+            ) from None
         if lines and not lines[-1]:
             lines.pop()  # the newline after the last record
         out = []
@@ -170,7 +191,8 @@ class Journal:
                 raise JournalCorrupt(
                     f"journal {self.path} line {number} is not valid JSON: {str(exc)[:120]}; the file was "
                     "damaged after it was written: keep a copy, then restore it from a backup or remove "
-                    "that line by hand (`migrate status` shows what the sites look like now)") from None
+                    "that line by hand (`migrate status` shows what the sites look like now)"
+                ) from None
             out.append(record)
         return out
 
@@ -178,4 +200,4 @@ class Journal:
         """The records of the latest run, from its `run-started` on."""
         records = self.records()
         starts = [i for i, r in enumerate(records) if r["event"] == "run-started"]
-        return records[starts[-1]:] if starts else []
+        return records[starts[-1] :] if starts else []

@@ -51,9 +51,15 @@ def _read_pid_namespace() -> str | None:
 def holder_description() -> dict[str, Any]:
     """Who holds a lock. Host and pid alone are not unique (two containers of one image share
     both), so the record carries a random id per run, the kernel's boot id and the pid namespace."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "user": os.environ.get("USER", "?"),
-            "since": utc_now(), "run_id": uuid.uuid4().hex, "boot_id": _read_boot_id(),
-            "pid_ns": _read_pid_namespace()}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "user": os.environ.get("USER", "?"),
+        "since": utc_now(),
+        "run_id": uuid.uuid4().hex,
+        "boot_id": _read_boot_id(),
+        "pid_ns": _read_pid_namespace(),
+    }
 
 
 def holder_died_here(holder: dict[str, Any], me: dict[str, Any], pid_alive: Callable[[Any], bool]) -> bool:
@@ -77,8 +83,9 @@ class LocalLock:
         except BlockingIOError:
             text = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise LockBusy(f"another migrate run on this machine holds {self.path} ({text}); "
-                           "wait for it to finish") from None
+            raise LockBusy(
+                f"another migrate run on this machine holds {self.path} ({text}); wait for it to finish"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(holder).encode())
         self._fd = fd
@@ -126,8 +133,14 @@ def read_refresh(answer: Any, lease_id: int) -> Refresh:
 class EtcdLease:
     """A key that exists only while this process keeps its lease alive."""
 
-    def __init__(self, site: EtcdSite, key: str, where: str, ttl: int = LOCK_TTL_SECONDS,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        site: EtcdSite,
+        key: str,
+        where: str,
+        ttl: int = LOCK_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.site = site
         self.key = key
         self.where = where  # "dc1's etcd", for messages
@@ -153,8 +166,10 @@ class EtcdLease:
             current = self._holder(client)
             if not self._take_over(client, current, holder) or not client.create(self.key, mine, lease=lease):
                 lease.revoke()
-                raise LockBusy(f"a migration of service {service} is already running ({_describe(current)}); "
-                                 f"wait for it, or if that run died, its lock expires within {self.ttl}s")
+                raise LockBusy(
+                    f"a migration of service {service} is already running ({_describe(current)}); "
+                    f"wait for it, or if that run died, its lock expires within {self.ttl}s"
+                )
         self.holder, self.lease_id, self._client = holder, lease.id, client
         self._endpoint = getattr(client, "base_url", None)
         self._last_ok = started
@@ -206,8 +221,9 @@ class EtcdLease:
         lock that another run could have taken meanwhile."""
         silent = self.clock() - self._last_ok
         if self._gone is None and silent >= self.ttl:
-            self._gone = (f"no keep-alive succeeded for {silent:.0f}s, longer than its {self.ttl}s TTL"
-                          + (f"; last error: {self._last_error}" if self._last_error else ""))
+            self._gone = f"no keep-alive succeeded for {silent:.0f}s, longer than its {self.ttl}s TTL" + (
+                f"; last error: {self._last_error}" if self._last_error else ""
+            )
 
     def _keep_alive(self) -> None:
         while not self._stop.wait(self.ttl / KEEPALIVE_PER_TTL) and self._gone is None:
@@ -221,8 +237,9 @@ class EtcdLease:
         sent = self.clock()  # etcd renewed no earlier than this: the TTL counts from here
         for endpoint, client in self._clients():
             try:
-                verdict = read_refresh(client.post(client.get_url("/lease/keepalive"),
-                                                   json={"ID": self.lease_id}), self.lease_id or 0)
+                verdict = read_refresh(
+                    client.post(client.get_url("/lease/keepalive"), json={"ID": self.lease_id}), self.lease_id or 0
+                )
                 if verdict.gone is None:
                     verdict = self._still_ours(client)
             except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors; next endpoint
@@ -280,13 +297,14 @@ def _short(exc: BaseException) -> str:
 def _describe(holder: dict[str, Any]) -> str:
     if not holder:
         return "holder unknown"
-    return (f"held by {holder.get('user', '?')}@{holder.get('host', '?')} pid {holder.get('pid', '?')} "
-            f"since {holder.get('since', '?')}")
+    return (
+        f"held by {holder.get('user', '?')}@{holder.get('host', '?')} pid {holder.get('pid', '?')} "
+        f"since {holder.get('since', '?')}"
+    )
 
 
 class MigrationLock:
-    def __init__(self, directory: Path, etcd: EtcdSite, service: str, where: str,
-                 ttl: int = LOCK_TTL_SECONDS):
+    def __init__(self, directory: Path, etcd: EtcdSite, service: str, where: str, ttl: int = LOCK_TTL_SECONDS):
         self.service = service
         self.holder = holder_description()
         self.local = LocalLock(directory)

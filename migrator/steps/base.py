@@ -105,14 +105,21 @@ class Step:
                 # Waits on the host for pg_control to leave "in production"; read by the token step.
                 assert spec.gate is not None  # the playbook gives the token step a gate (its timeout)
                 args, seconds = spec.args, spec.gate.timeout_seconds
-                command = controldata_wait_command(self.live, args["member"], args["bin_dir"], args["data_dir"],
-                                                   seconds)
+                command = controldata_wait_command(
+                    self.live, args["member"], args["bin_dir"], args["data_dir"], seconds
+                )
                 self.live.start_remote(spec.id, args["member"], command, timeout=seconds)
             elif warm_up == "replay_connection":
                 self.live.in_recovery(spec.args["member"])
 
-    def wait(self, probe: Callable[[], Any], what: str, interval: float = 0.05,
-             timeout: float | None = None, describe: Callable[[], str] | None = None) -> Any:
+    def wait(
+        self,
+        probe: Callable[[], Any],
+        what: str,
+        interval: float = 0.05,
+        timeout: float | None = None,
+        describe: Callable[[], str] | None = None,
+    ) -> Any:
         """Poll `probe` until truthy; GateTimeout naming `what` (and the last reason) at the deadline.
 
         The deadline holds even while a probe hangs on a black-holed host: probes run in a
@@ -125,19 +132,20 @@ class Step:
             if hung is not None:
                 detail = f"no answer for {hung:.0f}s" + (f"; {detail}" if detail else "")
             self.ctx.progress(f"{what} ({seconds_left:.0f}s left){': ' + detail if detail else ''}")
-            self.ctx.journal_sample(step=self.spec.id, waiting_for=what, detail=detail,
-                                    seconds_left=round(seconds_left, 1))
+            self.ctx.journal_sample(
+                step=self.spec.id, waiting_for=what, detail=detail, seconds_left=round(seconds_left, 1)
+            )
 
         # Test doubles of Live may lack `abandon`: then an abandoned probe just keeps its connection.
         on_abandon = getattr(self.live, "abandon", lambda thread: None)
         try:
-            return poll_until(probe, time.monotonic() + limit, interval, report, on_abandon,
-                              check=self.ctx.check_lock)
+            return poll_until(probe, time.monotonic() + limit, interval, report, on_abandon, check=self.ctx.check_lock)
         except PollTimedOut as timed_out:
             last_error = timed_out.last_error
             if timed_out.hung_seconds is not None:
                 last_error = f"a probe got no answer for {timed_out.hung_seconds:.0f}s" + (
-                    f" (before it: {last_error})" if last_error else "")
+                    f" (before it: {last_error})" if last_error else ""
+                )
             reason = f"; last: {last_error}" if last_error else ""
             if not reason and describe is not None:
                 reason = f"; last seen: {describe()}"  # the operator's next step starts here

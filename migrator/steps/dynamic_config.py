@@ -31,8 +31,12 @@ class SetDynamicConfig(Step):
             seen["differs"] = self._differs(self.live.config(site))
             return not seen["differs"]
 
-        self.wait(served, f"{site}'s dynamic config to show {self.args['settings']}", interval=0.2,
-                  describe=lambda: f"still different: {sorted(seen['differs'])}")
+        self.wait(
+            served,
+            f"{site}'s dynamic config to show {self.args['settings']}",
+            interval=0.2,
+            describe=lambda: f"still different: {sorted(seen['differs'])}",
+        )
         return {"settings": self.args["settings"]}
 
     def undo(self, facts: dict[str, Any]) -> bool:

@@ -9,8 +9,10 @@ from migrator.errors import PreflightError, UnreachableError
 from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import orphaned_slot_user
 
-RECEIVER = ("SELECT status, sender_host, slot_name, received_tli, "
-            "(pg_last_wal_replay_lsn() - '0/0')::bigint FROM pg_stat_wal_receiver")
+RECEIVER = (
+    "SELECT status, sender_host, slot_name, received_tli, "
+    "(pg_last_wal_replay_lsn() - '0/0')::bigint FROM pg_stat_wal_receiver"
+)
 HEAD = "SELECT (pg_current_wal_lsn() - '0/0')::bigint"
 
 
@@ -24,8 +26,9 @@ class _StreamingGate(Step):
 
     def _streaming(self, follower: str, followed: str, slot: str, timeline: int | None) -> tuple[bool, str]:
         roles = self.live.site_roles(follower)
-        if None in roles.values() and (orphan := orphaned_slot_user(
-                self.live, follower, roles, slot, member_by_host(self, followed))):
+        if None in roles.values() and (
+            orphan := orphaned_slot_user(self.live, follower, roles, slot, member_by_host(self, followed))
+        ):
             return False, orphan
         leaders = [n for n, r in roles.items() if r == "standby_leader"]
         writers = self.live.writable(followed)
@@ -67,8 +70,12 @@ class _StreamingGate(Step):
             state["since"] = state["since"] or now
             return now - state["since"] >= window
 
-        self.wait(held, f"{follower} streaming from {followed} for {window:.0f}s", interval=0.25,
-                  describe=lambda: state["why"])
+        self.wait(
+            held,
+            f"{follower} streaming from {followed} for {window:.0f}s",
+            interval=0.25,
+            describe=lambda: state["why"],
+        )
         return {"streaming": state["why"]}
 
 
@@ -106,8 +113,7 @@ class VerifySlotsActive(Step):
 
         def active() -> bool:
             for writer in self.live.writable(site)[:1]:
-                rows = self.live.query(writer, "SELECT active FROM pg_replication_slots WHERE slot_name = %s",
-                                       (slot,))
+                rows = self.live.query(writer, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
                 return bool(rows and rows[0][0])
             return False
 
@@ -125,8 +131,10 @@ class VerifyWriteVisible(Step):
         writers = self.live.writable(from_site)
         if len(writers) != 1:
             raise PreflightError(f"{from_site} has {len(writers)} writable members, expected one")
-        marker = self.live.query(writers[0], "SELECT (pg_logical_emit_message(true, 'migrator', "
-                                             "'verify ' || clock_timestamp()) - '0/0')::bigint")[0][0]
+        marker = self.live.query(
+            writers[0],
+            "SELECT (pg_logical_emit_message(true, 'migrator', 'verify ' || clock_timestamp()) - '0/0')::bigint",
+        )[0][0]
         members = [m.name for m in self.live.site(to_site).members]
         missing = set(members)
 
@@ -140,6 +148,10 @@ class VerifyWriteVisible(Step):
                     missing.discard(name)
             return not missing
 
-        self.wait(replayed, f"every {to_site} member to replay the marker", interval=0.1,
-                  describe=lambda: f"waiting on {', '.join(sorted(missing))}")
+        self.wait(
+            replayed,
+            f"every {to_site} member to replay the marker",
+            interval=0.1,
+            describe=lambda: f"waiting on {', '.join(sorted(missing))}",
+        )
         return {"marker_lsn": marker, "replayed_by": members}

@@ -54,71 +54,158 @@ class StepKind:
 
 _DECLARED: tuple[StepKind, ...] = (
     StepKind("run_preflight", "the checks again, right before the first change"),
-    StepKind("ensure_permanent_slot", "slots.<name>: {type: physical} in a site's dynamic config",
-             undo=("remove_permanent_slot",),  # only if this run added it
-             changes_state=True, dcs_sites=("site",), runbook_sections=("slot-missing",)),
+    StepKind(
+        "ensure_permanent_slot",
+        "slots.<name>: {type: physical} in a site's dynamic config",
+        undo=("remove_permanent_slot",),  # only if this run added it
+        changes_state=True,
+        dcs_sites=("site",),
+        runbook_sections=("slot-missing",),
+    ),
     StepKind("prove_replication_access", "a real replication connection from each follower host"),
     StepKind("validate_standby_cluster", "the rendered section: hosts resolve, port open, slot exists"),
-    StepKind("wait_cascade", "leader -> standby leader -> replicas streaming, lag gate",
-             dcs_sites=("source", "target"), runbook_sections=("follows-a-replica", "slot-missing")),
+    StepKind(
+        "wait_cascade",
+        "leader -> standby leader -> replicas streaming, lag gate",
+        dcs_sites=("source", "target"),
+        runbook_sections=("follows-a-replica", "slot-missing"),
+    ),
     # The demotion is only worth starting when the promotion that must follow can happen.
-    StepKind("demote_site", "PATCH standby_cluster onto the source (Patroni >= 4.1)",
-             undo=("undo_demote",),  # PATCH standby_cluster: null on the source again
-             changes_state=True, dcs_sites=("site", TARGET), runbook_sections=("undo-failed", "hooks"),
-             demotes=True),
+    StepKind(
+        "demote_site",
+        "PATCH standby_cluster onto the source (Patroni >= 4.1)",
+        undo=("undo_demote",),  # PATCH standby_cluster: null on the source again
+        changes_state=True,
+        dcs_sites=("site", TARGET),
+        runbook_sections=("undo-failed", "hooks"),
+        demotes=True,
+    ),
     # The older path's config changes (pause, resume as a standby) go through the DCS as well.
-    StepKind("pause_site", "PATCH pause: true and wait until every member reports it",
-             undo=("resume_site",),  # PATCH pause: null
-             changes_state=True, dcs_sites=("site",), runbook_sections=("older-patroni", "undo-failed")),
-    StepKind("stop_postgres", "pg_ctl stop -m fast -w over SSH (Patroni < 4.1 path)",
-             undo=("start_postgres",),  # pg_ctl start on the stopped primary, wait until writable
-             changes_state=True, runbook_sections=("older-patroni", "undo-failed", "hooks"), demotes=True),
-    StepKind("prove_not_writable", "no member of the site accepts writes",
-             runbook_sections=("two-primaries", "undo-failed")),
-    StepKind("read_token", "pg_controldata: shut down + latest checkpoint = the token",
-             runbook_sections=("undo-failed",), warm_up="token_wait_command"),
-    StepKind("wait_replay_past_token", "target standby leader's replay LSN > token",
-             runbook_sections=("catch-up-timed-out", "undo-failed"), warm_up="replay_connection"),
-    StepKind("promote_site", "PATCH standby_cluster: null on the target",
-             undo=("reverse_switchover",),  # past promotion: the same protocol with the sites swapped
-             changes_state=True, dcs_sites=("site",), runbook_sections=("promotion-not-confirmed", "hooks"),
-             promotes=True),
-    StepKind("wait_patroni_stopped", "GET /patroni says state stopped (Patroni < 4.1 path)",
-             runbook_sections=("older-patroni", "promotion-not-confirmed")),
-    StepKind("resume_as_standby", "PATCH standby_cluster + pause: null (Patroni < 4.1 path)",
-             changes_state=True, dcs_sites=("site",),
-             runbook_sections=("older-patroni", "promotion-not-confirmed")),
-    StepKind("wait_repoint", "the old site streams the new timeline, no rewind, lag gate",
-             dcs_sites=("site",), dcs_hold_after_promotion=True,
-             runbook_sections=("source-diverged", "slot-missing", "promotion-not-confirmed")),
-    StepKind("verify_single_writer", "exactly one writable member, in the target site",
-             runbook_sections=("two-primaries", "promotion-not-confirmed")),
-    StepKind("verify_slots_active", "the new standby leader's slot is active on the new primary",
-             runbook_sections=("follows-a-replica", "promotion-not-confirmed")),
-    StepKind("verify_write_visible", "a WAL record written on the target is replayed in the source",
-             runbook_sections=("promotion-not-confirmed",)),
+    StepKind(
+        "pause_site",
+        "PATCH pause: true and wait until every member reports it",
+        undo=("resume_site",),  # PATCH pause: null
+        changes_state=True,
+        dcs_sites=("site",),
+        runbook_sections=("older-patroni", "undo-failed"),
+    ),
+    StepKind(
+        "stop_postgres",
+        "pg_ctl stop -m fast -w over SSH (Patroni < 4.1 path)",
+        undo=("start_postgres",),  # pg_ctl start on the stopped primary, wait until writable
+        changes_state=True,
+        runbook_sections=("older-patroni", "undo-failed", "hooks"),
+        demotes=True,
+    ),
+    StepKind(
+        "prove_not_writable", "no member of the site accepts writes", runbook_sections=("two-primaries", "undo-failed")
+    ),
+    StepKind(
+        "read_token",
+        "pg_controldata: shut down + latest checkpoint = the token",
+        runbook_sections=("undo-failed",),
+        warm_up="token_wait_command",
+    ),
+    StepKind(
+        "wait_replay_past_token",
+        "target standby leader's replay LSN > token",
+        runbook_sections=("catch-up-timed-out", "undo-failed"),
+        warm_up="replay_connection",
+    ),
+    StepKind(
+        "promote_site",
+        "PATCH standby_cluster: null on the target",
+        undo=("reverse_switchover",),  # past promotion: the same protocol with the sites swapped
+        changes_state=True,
+        dcs_sites=("site",),
+        runbook_sections=("promotion-not-confirmed", "hooks"),
+        promotes=True,
+    ),
+    StepKind(
+        "wait_patroni_stopped",
+        "GET /patroni says state stopped (Patroni < 4.1 path)",
+        runbook_sections=("older-patroni", "promotion-not-confirmed"),
+    ),
+    StepKind(
+        "resume_as_standby",
+        "PATCH standby_cluster + pause: null (Patroni < 4.1 path)",
+        changes_state=True,
+        dcs_sites=("site",),
+        runbook_sections=("older-patroni", "promotion-not-confirmed"),
+    ),
+    StepKind(
+        "wait_repoint",
+        "the old site streams the new timeline, no rewind, lag gate",
+        dcs_sites=("site",),
+        dcs_hold_after_promotion=True,
+        runbook_sections=("source-diverged", "slot-missing", "promotion-not-confirmed"),
+    ),
+    StepKind(
+        "verify_single_writer",
+        "exactly one writable member, in the target site",
+        runbook_sections=("two-primaries", "promotion-not-confirmed"),
+    ),
+    StepKind(
+        "verify_slots_active",
+        "the new standby leader's slot is active on the new primary",
+        runbook_sections=("follows-a-replica", "promotion-not-confirmed"),
+    ),
+    StepKind(
+        "verify_write_visible",
+        "a WAL record written on the target is replayed in the source",
+        runbook_sections=("promotion-not-confirmed",),
+    ),
     StepKind("run_seed_preflight", "seeding: the target is empty and safe to build (seed.yml)"),
-    StepKind("write_patroni_configs", "seeding: each target member's patroni.yml over SSH, 0600",
-             undo=("restore_patroni_configs",),  # back-ups back in place, written files moved aside
-             changes_state=True, writes_member_configs=True),
-    StepKind("start_seed_leader", "seeding: Patroni on the first member, base backup, standby leader",
-             undo=("unseed_members",),  # stop Patroni, data directories moved aside
-             changes_state=True),
-    StepKind("start_seed_replicas", "seeding: the other members one by one, cascading",
-             undo=("unseed_members",), changes_state=True),
-    StepKind("wipe_target", "re-seeding: stop the target, data aside, DCS keys removed",
-             changes_state=True, runbook_page="runbooks/slot-or-wal-gone.md"),
+    StepKind(
+        "write_patroni_configs",
+        "seeding: each target member's patroni.yml over SSH, 0600",
+        undo=("restore_patroni_configs",),  # back-ups back in place, written files moved aside
+        changes_state=True,
+        writes_member_configs=True,
+    ),
+    StepKind(
+        "start_seed_leader",
+        "seeding: Patroni on the first member, base backup, standby leader",
+        undo=("unseed_members",),  # stop Patroni, data directories moved aside
+        changes_state=True,
+    ),
+    StepKind(
+        "start_seed_replicas",
+        "seeding: the other members one by one, cascading",
+        undo=("unseed_members",),
+        changes_state=True,
+    ),
+    StepKind(
+        "wipe_target",
+        "re-seeding: stop the target, data aside, DCS keys removed",
+        changes_state=True,
+        runbook_page="runbooks/slot-or-wal-gone.md",
+    ),
     # A PATCH of the standby site's host list or of synchronous settings is a config change too.
-    StepKind("repoint_standby_cluster", "the target's standby_cluster.host -> every source member",
-             undo=("restore_standby_cluster",),  # PATCH back the host/port the step replaced
-             changes_state=True, dcs_sites=("site",), runbook_sections=("follows-a-replica",),
-             runbook_page="runbooks/standby-follows-replica.md"),
-    StepKind("set_dynamic_config", "top-level dynamic-config keys (synchronous mode) of a site",
-             undo=("restore_dynamic_config",),  # PATCH back the keys the step replaced
-             changes_state=True, dcs_sites=("site",), runbook_sections=("undo-failed",),
-             runbook_page="runbooks/synchronous-mode.md"),
-    StepKind("verify_promotion_point", "the new primary's timeline forked after the token",
-             runbook_sections=("promotion-not-confirmed",), runbook_page="runbooks/standby-leader-changes.md"),
+    StepKind(
+        "repoint_standby_cluster",
+        "the target's standby_cluster.host -> every source member",
+        undo=("restore_standby_cluster",),  # PATCH back the host/port the step replaced
+        changes_state=True,
+        dcs_sites=("site",),
+        runbook_sections=("follows-a-replica",),
+        runbook_page="runbooks/standby-follows-replica.md",
+    ),
+    StepKind(
+        "set_dynamic_config",
+        "top-level dynamic-config keys (synchronous mode) of a site",
+        undo=("restore_dynamic_config",),  # PATCH back the keys the step replaced
+        changes_state=True,
+        dcs_sites=("site",),
+        runbook_sections=("undo-failed",),
+        runbook_page="runbooks/synchronous-mode.md",
+    ),
+    StepKind(
+        "verify_promotion_point",
+        "the new primary's timeline forked after the token",
+        runbook_sections=("promotion-not-confirmed",),
+        runbook_page="runbooks/standby-leader-changes.md",
+    ),
 )
 
 KINDS: dict[str, StepKind] = {kind.name: kind for kind in _DECLARED}

@@ -36,8 +36,11 @@ class PauseSite(Step):
 
     def gate(self) -> dict[str, Any]:
         site = self.live.site(self.args["site"])
-        self.wait(lambda: all(self.live.patroni(m.name).get("pause") for m in site.members),
-                  f"every {site.scope} member to report pause", interval=0.1)
+        self.wait(
+            lambda: all(self.live.patroni(m.name).get("pause") for m in site.members),
+            f"every {site.scope} member to report pause",
+            interval=0.1,
+        )
         return {}
 
     def undo(self, facts: dict[str, Any]) -> bool:
@@ -54,8 +57,9 @@ class StopPostgres(Step):
 
     def _stopped(self) -> bool:
         site, member = self.live.member(self.args["member"])
-        read_once = controldata_command(site.ssh_for(member).user, self.args["bin_dir"], self.args["data_dir"],
-                                        self.live.timeout, wait=False)
+        read_once = controldata_command(
+            site.ssh_for(member).user, self.args["bin_dir"], self.args["data_dir"], self.live.timeout, wait=False
+        )
         result = self.live.ssh(self.args["member"], read_once)
         return parse_controldata(result.stdout).get("Database cluster state") == "shut down"
 
@@ -68,8 +72,10 @@ class StopPostgres(Step):
         result = self.live.ssh(member, _pg_ctl(self, member, f"stop -W -m {self.args.get('mode', 'fast')}"), timeout=90)
         if not result.ok and not self._stopped():
             output = (result.stderr or result.stdout).strip()[-200:]
-            raise UnsafeStateError(f"pg_ctl stop on {member} failed: {output}; "
-                                   f"{self.args['site']} is paused: check PostgreSQL on {member} by hand")
+            raise UnsafeStateError(
+                f"pg_ctl stop on {member} failed: {output}; "
+                f"{self.args['site']} is paused: check PostgreSQL on {member} by hand"
+            )
         return {"stopped_by_this_run": True, "source_read_only_at": stopping_at, **hook_output}
 
     def gate(self) -> dict[str, Any]:
@@ -93,8 +99,11 @@ class StopPostgres(Step):
 class WaitPatroniStopped(Step):
     def gate(self) -> dict[str, Any]:
         member = self.args["member"]
-        self.wait(lambda: self.live.patroni(member).get("state") == "stopped",
-                  f"{member}'s Patroni to report PostgreSQL stopped", interval=0.1)
+        self.wait(
+            lambda: self.live.patroni(member).get("state") == "stopped",
+            f"{member}'s Patroni to report PostgreSQL stopped",
+            interval=0.1,
+        )
         return {}
 
 
@@ -110,6 +119,9 @@ class ResumeAsStandby(Step):
 
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
-        self.wait(lambda: "standby_leader" in self.live.site_roles(site).values(),
-                  f"{site} to have a standby leader", interval=0.2)
+        self.wait(
+            lambda: "standby_leader" in self.live.site_roles(site).values(),
+            f"{site} to have a standby leader",
+            interval=0.2,
+        )
         return {}

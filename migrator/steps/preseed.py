@@ -20,8 +20,10 @@ class RunPreflight(Step):
         findings = blocking(run_checks(self.ctx.inventory, state, self.args["source"], self.args["target"]))
         if findings:
             first = findings[0]
-            raise PreflightError(f"preflight blocks: {first.check}: {first.finding}"
-                                 + (f" ({len(findings) - 1} more blocking)" if len(findings) > 1 else ""))
+            raise PreflightError(
+                f"preflight blocks: {first.check}: {first.finding}"
+                + (f" ({len(findings) - 1} more blocking)" if len(findings) > 1 else "")
+            )
         return {}
 
 
@@ -72,10 +74,14 @@ class ProveReplicationAccess(Step):
         proven = []
         for from_name in self.args["from_members"]:
             for target in to_site.members:
-                conninfo = (f"host={target.host} port={target.pg_port} user={creds.username} "
-                            "dbname=replication replication=true connect_timeout=5")
-                command = ("IFS= read -r PGPASSWORD && export PGPASSWORD && "
-                           f"{from_site.postgres.bin_dir}/psql {shlex.quote(conninfo)} -Atc IDENTIFY_SYSTEM")
+                conninfo = (
+                    f"host={target.host} port={target.pg_port} user={creds.username} "
+                    "dbname=replication replication=true connect_timeout=5"
+                )
+                command = (
+                    "IFS= read -r PGPASSWORD && export PGPASSWORD && "
+                    f"{from_site.postgres.bin_dir}/psql {shlex.quote(conninfo)} -Atc IDENTIFY_SYSTEM"
+                )
                 result = self.live.ssh(from_name, command, stdin=creds.password.reveal() + "\n")
                 if not result.ok:
                     reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -85,12 +91,14 @@ class ProveReplicationAccess(Step):
                             f"{from_name} cannot open a replication connection to {target.name} "
                             f"({target.host}:{target.pg_port}): nothing accepts connections there; "
                             f"start {target.name}'s Patroni (and so its PostgreSQL), or fix its "
-                            "host/pg_port in the inventory, then run again")
+                            "host/pg_port in the inventory, then run again"
+                        )
                     raise PreflightError(
                         f"{from_name} cannot open a replication connection to {target.name} "
                         f"({target.host}:{target.pg_port}) as {creds.username}: {reason}; check pg_hba.conf "
                         f"on {to_site.scope} (host replication {creds.username} <{from_name}'s address>), "
-                        "the password and the firewall")
+                        "the password and the firewall"
+                    )
                 proven.append(f"{from_name}->{target.name}")
         return {"proven": proven}
 
@@ -106,6 +114,8 @@ class ValidateStandbyCluster(Step):
             try:
                 socket.create_connection((host, int(section["port"])), timeout=5).close()
             except OSError as exc:
-                raise PreflightError(f"standby_cluster for {self.args['site']} lists {host}:{section['port']}, "
-                                     f"which does not accept connections ({exc.strerror or exc})") from None
+                raise PreflightError(
+                    f"standby_cluster for {self.args['site']} lists {host}:{section['port']}, "
+                    f"which does not accept connections ({exc.strerror or exc})"
+                ) from None
         return {"hosts": hosts}

@@ -36,7 +36,8 @@ class RepointStandbyCluster(Step):
             raise UnsafeStateError(
                 f"{self.args['site']} is no longer a standby cluster, so it is not re-pointed; "
                 "look with `migrate status` before anything else "
-                "(runbooks/standby-follows-replica.md)")
+                "(runbooks/standby-follows-replica.md)"
+            )
         previous = {"host": section.get("host"), "port": section.get("port")}
         # Nested keys merge in PATCH /config: only host and port change, slot and methods stay.
         self.live.patch_config(self.args["site"], {"standby_cluster": self.args["standby_cluster"]})
@@ -53,18 +54,21 @@ class RepointStandbyCluster(Step):
                 seen["why"] = f"standby leader(s) {leaders or 'none'}, primary {writers or 'none'}"
                 return False
             rows = self.live.query(leaders[0], RECEIVER)
-            status, sender, used_slot = (rows[0][:3] if rows else ("absent", None, None))
+            status, sender, used_slot = rows[0][:3] if rows else ("absent", None, None)
             upstream = member_by_host(self, source).get(sender, sender)
-            seen["why"] = (f"{leaders[0]} WAL receiver {status} from {upstream} "
-                           f"over slot {used_slot}")
+            seen["why"] = f"{leaders[0]} WAL receiver {status} from {upstream} over slot {used_slot}"
             if status != "streaming" or upstream != writers[0] or used_slot != slot:
                 return False
             active = self.live.query(writers[0], ACTIVE_SLOT, (slot,))
             seen["why"] = f"{leaders[0]} streams from {writers[0]} over slot {slot}"
             return bool(active and active[0][0])
 
-        self.wait(follows_leader, f"{site}'s standby leader to stream from {source}'s leader",
-                  interval=0.25, describe=lambda: seen["why"])
+        self.wait(
+            follows_leader,
+            f"{site}'s standby leader to stream from {source}'s leader",
+            interval=0.25,
+            describe=lambda: seen["why"],
+        )
         return {"follows": seen["why"]}
 
     def undo(self, facts: dict[str, Any]) -> bool:
@@ -77,6 +81,7 @@ class RepointStandbyCluster(Step):
             raise UnsafeStateError(
                 f"{self.args['site']} is no longer a standby cluster, so its old standby_cluster "
                 "host is not put back; look with `migrate status` "
-                "(runbooks/standby-follows-replica.md)")
+                "(runbooks/standby-follows-replica.md)"
+            )
         self.live.patch_config(self.args["site"], {"standby_cluster": previous})
         return True

@@ -31,8 +31,7 @@ from migrator.steps.standby_leader import RECEIVER_SLOT
 if TYPE_CHECKING:  # rich.progress is imported when a bar is drawn, not at start-up
     from rich.progress import Progress, TaskID
 
-PROGRESS_QUERY = ("SELECT phase, backup_streamed, backup_total FROM pg_stat_progress_basebackup "
-                  "ORDER BY pid LIMIT 1")
+PROGRESS_QUERY = "SELECT phase, backup_streamed, backup_total FROM pg_stat_progress_basebackup ORDER BY pid LIMIT 1"
 
 
 def _stamp() -> str:
@@ -52,15 +51,19 @@ class RunSeedPreflight(Step):
         inventory, source, target = self.ctx.inventory, self.args["source"], self.args["target"]
         state = observe(inventory)
         if not needs_seed(state, target):
-            raise PreflightError(f"{target} is no longer empty (a member's Patroni answers or its DCS "
-                                 "holds members): plan again with `migrate plan`")
+            raise PreflightError(
+                f"{target} is no longer empty (a member's Patroni answers or its DCS "
+                "holds members): plan again with `migrate plan`"
+            )
         facts = observe_seed(inventory, state, source, target)
-        found = blocking(seed_findings(inventory, state, facts, source, target,
-                                       run_checks(inventory, state, source, target)))
+        found = blocking(
+            seed_findings(inventory, state, facts, source, target, run_checks(inventory, state, source, target))
+        )
         if found:
             first = found[0]
-            raise PreflightError(f"seeding refused: {first.check}: {first.finding}"
-                                 + (f"; {first.fix}" if first.fix else ""))
+            raise PreflightError(
+                f"seeding refused: {first.check}: {first.finding}" + (f"; {first.fix}" if first.fix else "")
+            )
         return {}
 
 
@@ -88,20 +91,23 @@ class WritePatroniConfigs(Step):
             user = site.ssh_for(member).user
             path = shlex.quote(entry["path"])
             backup = shlex.quote(f"{entry['path']}.migrator-backup-{stamp}")
-            owner = f"chown {POSTGRES_OS_USER}: \"$f.migrator-new\"; " if user != POSTGRES_OS_USER else ""
+            owner = f'chown {POSTGRES_OS_USER}: "$f.migrator-new"; ' if user != POSTGRES_OS_USER else ""
             script = (
-                f"set -e; f={path}; mkdir -p \"$(dirname \"$f\")\"; umask 077; "
-                "cat > \"$f.migrator-new\"; chmod 600 \"$f.migrator-new\"; "
-                "if [ -e \"$f\" ]; then if cmp -s \"$f\" \"$f.migrator-new\"; then "
-                "rm -f \"$f.migrator-new\"; echo unchanged; exit 0; fi; "
-                f"cp -p \"$f\" {backup}; echo backup; fi; {owner}mv \"$f.migrator-new\" \"$f\"; echo written")
-            result = self.live.ssh(entry["member"], _privileged(user, script),
-                                   stdin=self._content(entry["text"]))
+                f'set -e; f={path}; mkdir -p "$(dirname "$f")"; umask 077; '
+                'cat > "$f.migrator-new"; chmod 600 "$f.migrator-new"; '
+                'if [ -e "$f" ]; then if cmp -s "$f" "$f.migrator-new"; then '
+                'rm -f "$f.migrator-new"; echo unchanged; exit 0; fi; '
+                f'cp -p "$f" {backup}; echo backup; fi; {owner}mv "$f.migrator-new" "$f"; echo written'
+            )
+            result = self.live.ssh(entry["member"], _privileged(user, script), stdin=self._content(entry["text"]))
             if not result.ok:
-                raise UnreachableError(f"{entry['member']}: cannot write {entry['path']}: "
-                                       f"{(result.stderr.strip().splitlines() or ['no output'])[-1]}")
-            backups[entry["member"]] = (f"{entry['path']}.migrator-backup-{stamp}"
-                                        if "backup" in result.stdout.split() else None)
+                raise UnreachableError(
+                    f"{entry['member']}: cannot write {entry['path']}: "
+                    f"{(result.stderr.strip().splitlines() or ['no output'])[-1]}"
+                )
+            backups[entry["member"]] = (
+                f"{entry['path']}.migrator-backup-{stamp}" if "backup" in result.stdout.split() else None
+            )
         return {"backups": backups, "written": [e["member"] for e in self.args["files"]]}
 
     def undo(self, facts: dict[str, Any]) -> bool:
@@ -137,10 +143,10 @@ class _SeedMembers(Step):
         self.ctx.progress(f"{member_name}: {command}")
         result = self.live.ssh(member_name, command, timeout=max(30.0, self.live.timeout * 6))
         if not result.ok:
-            reason = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines()
-                      or ["no output"])[-1]
-            raise UnreachableError(f"{member_name}: the start command `{command}` failed "
-                                   f"(exit {result.exit_code}): {reason}")
+            reason = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
+            raise UnreachableError(
+                f"{member_name}: the start command `{command}` failed (exit {result.exit_code}): {reason}"
+            )
 
     def _receiver(self, member_name: str) -> tuple | None:
         rows = self.live.query(member_name, RECEIVER_SLOT)
@@ -161,9 +167,11 @@ class _SeedMembers(Step):
             site, member = self.live.member(name)
             data_dir = shlex.quote(m["data_dir"])
             aside = shlex.quote(f"{m['data_dir']}.migrator-aside-{stamp}")
-            command = (f"d={data_dir}; i=0; while [ -e \"$d/postmaster.pid\" ] && [ $i -lt 60 ]; do "
-                       "sleep 1; i=$((i+1)); done; "
-                       f"if [ -d \"$d\" ]; then mv \"$d\" {aside}; echo moved; fi")
+            command = (
+                f'd={data_dir}; i=0; while [ -e "$d/postmaster.pid" ] && [ $i -lt 60 ]; do '
+                "sleep 1; i=$((i+1)); done; "
+                f'if [ -d "$d" ]; then mv "$d" {aside}; echo moved; fi'
+            )
             result = self.live.ssh(name, _privileged(site.ssh_for(member).user, command), timeout=90)
             changed = changed or "moved" in result.stdout
         return changed
@@ -189,8 +197,11 @@ class StartSeedLeader(_SeedMembers):
     pg_stat_progress_basebackup."""
 
     def _member(self) -> dict[str, Any]:
-        return {"name": self.args["member"], "stop_command": self.args["stop_command"],
-                "data_dir": self.args["data_dir"]}
+        return {
+            "name": self.args["member"],
+            "stop_command": self.args["stop_command"],
+            "data_dir": self.args["data_dir"],
+        }
 
     def precheck(self) -> bool:
         return self._running(self.args["member"]) is not None
@@ -225,8 +236,12 @@ class StartSeedLeader(_SeedMembers):
             return True
 
         try:
-            self.wait(streaming, f"{member} to clone {source} and stream as standby leader", interval=0.5,
-                      describe=lambda: progress.text() or state["why"])
+            self.wait(
+                streaming,
+                f"{member} to clone {source} and stream as standby leader",
+                interval=0.5,
+                describe=lambda: progress.text() or state["why"],
+            )
         finally:
             progress.close()
         return {"standby_leader": member, "base_backup": progress.summary()}
@@ -269,8 +284,12 @@ class StartSeedReplicas(_SeedMembers):
             return good
 
         try:
-            self.wait(ok, f"{name} to clone {self.args['leader']} and cascade from it", interval=0.5,
-                      describe=lambda: progress.text() or state["why"])
+            self.wait(
+                ok,
+                f"{name} to clone {self.args['leader']} and cascade from it",
+                interval=0.5,
+                describe=lambda: progress.text() or state["why"],
+            )
         finally:
             progress.close()
 
@@ -317,16 +336,20 @@ class WipeTarget(_SeedMembers):
     def apply(self) -> dict[str, Any]:
         writers = [m["name"] for m in self.args["members"] if self.live.in_recovery(m["name"]) is False]
         if writers:
-            raise PreflightError(f"{', '.join(writers)} in {self.args['site']} accepts writes: a writable "
-                                 "site is never wiped; look with `migrate status`")
+            raise PreflightError(
+                f"{', '.join(writers)} in {self.args['site']} accepts writes: a writable "
+                "site is never wiped; look with `migrate status`"
+            )
         self._unseed(list(reversed(self.args["members"])))
         self._forget_site()
         return {"wiped": [m["name"] for m in self.args["members"]]}
 
     def gate(self) -> dict[str, Any]:
-        self.wait(lambda: not any(self._running(m["name"]) for m in self.args["members"])
-                  and not self._keys_left(), f"{self.args['site']} stopped and its DCS keys gone",
-                  interval=0.5)
+        self.wait(
+            lambda: not any(self._running(m["name"]) for m in self.args["members"]) and not self._keys_left(),
+            f"{self.args['site']} stopped and its DCS keys gone",
+            interval=0.5,
+        )
         return {}
 
 
@@ -403,9 +426,14 @@ class BackupProgress:
         )
 
         if self.bar is None or self.task is None:
-            self.bar = Progress(TextColumn("base backup {task.fields[phase]}"), BarColumn(),
-                                DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                                transient=True)
+            self.bar = Progress(
+                TextColumn("base backup {task.fields[phase]}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task("base backup", total=total, phase=phase)
         self.bar.update(self.task, completed=done, total=total, phase=phase)

@@ -46,6 +46,7 @@ SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint,
 @dataclass(frozen=True)
 class ReplayProof:
     """Where a standby stands against the token, and in words why it does or does not count."""
+
     member: str
     replayed: int | None
     timeline: int | None
@@ -61,14 +62,19 @@ def switch_point(history: str, timeline: int) -> int | None:
     """Where `timeline` ended, by a .history file's line for it (None when it has none)."""
     for line in history.splitlines():
         fields = line.split()
-        if len(fields) >= 2 and not line.lstrip().startswith("#") and fields[0].isdigit() \
-                and int(fields[0]) == timeline:
+        if (
+            len(fields) >= 2
+            and not line.lstrip().startswith("#")
+            and fields[0].isdigit()
+            and int(fields[0]) == timeline
+        ):
             return lsn_value(fields[1])
     return None
 
 
-def past_token(replayed: int | None, timeline: int | None, history: str | None, token: int,
-               token_timeline: int | None) -> tuple[bool, str]:
+def past_token(
+    replayed: int | None, timeline: int | None, history: str | None, token: int, token_timeline: int | None
+) -> tuple[bool, str]:
     """Whether a standby at (replayed, timeline) has replayed past the token on the token's
     timeline; `history` is its timeline's .history file when that timeline is above the token's."""
     if replayed is None:
@@ -79,14 +85,17 @@ def past_token(replayed: int | None, timeline: int | None, history: str | None, 
     if not token_timeline or timeline == token_timeline:
         return True, f"{at}, past the token {lsn_text(token)}"
     if timeline is None or timeline < token_timeline:
-        return False, (f"{at}: past the token's LSN but not on its timeline {token_timeline} "
-                       "(another history)")
+        return False, (f"{at}: past the token's LSN but not on its timeline {token_timeline} (another history)")
     end = switch_point(history or "", token_timeline)
     if end is not None and end > token:
-        return True, (f"{at}, past the token {lsn_text(token)}; timeline {token_timeline} went on to "
-                      f"{lsn_text(end)} in its history")
-    return False, (f"{at}: its history leaves the token's timeline {token_timeline} at "
-                   f"{lsn_text(end) if end is not None else 'an unknown point'}, not after the token")
+        return True, (
+            f"{at}, past the token {lsn_text(token)}; timeline {token_timeline} went on to "
+            f"{lsn_text(end)} in its history"
+        )
+    return False, (
+        f"{at}: its history leaves the token's timeline {token_timeline} at "
+        f"{lsn_text(end) if end is not None else 'an unknown point'}, not after the token"
+    )
 
 
 def replay_proof(live: Live, member: str, token: int, token_timeline: int | None) -> ReplayProof:
@@ -124,13 +133,16 @@ def confirmed_standby_leader(live: Live, site: str, expected: str) -> tuple[str 
         # silent member cannot hold it at the same time.
         return leaders[0], f"the standby leader is now {leaders[0]}"
     if silent:
-        return None, (f"Patroni of {', '.join(silent)} does not answer: waiting until {site} has "
-                      "one answering standby leader (a dead agent's leader key expires after ttl)")
+        return None, (
+            f"Patroni of {', '.join(silent)} does not answer: waiting until {site} has "
+            "one answering standby leader (a dead agent's leader key expires after ttl)"
+        )
     return None, f"{site} has standby leader(s) {leaders or 'none'}"
 
 
-def orphaned_slot_user(live: Live, site: str, roles: dict[str, str | None], slot: str,
-                       hosts: dict[str, str]) -> str | None:
+def orphaned_slot_user(
+    live: Live, site: str, roles: dict[str, str | None], slot: str, hosts: dict[str, str]
+) -> str | None:
     """A member whose Patroni is silent while its PostgreSQL still streams over the site's slot:
     killed agent, orphaned PostgreSQL. It keeps the slot active on the followed site, so whichever
     member takes the leader key cannot stream ('replication slot ... is active for PID'), and
@@ -142,17 +154,18 @@ def orphaned_slot_user(live: Live, site: str, roles: dict[str, str | None], slot
             continue
         if rows and rows[0][0] == "streaming" and rows[0][2] == slot:
             upstream = hosts.get(rows[0][1], rows[0][1])
-            return (f"{member}'s Patroni does not answer while its PostgreSQL still streams from "
-                    f"{upstream} over slot {slot}, so no other {site} member can use that slot: "
-                    f"start Patroni on {member} (or stop its PostgreSQL), then run the move again "
-                    "(runbooks/standby-leader-changes.md)")
+            return (
+                f"{member}'s Patroni does not answer while its PostgreSQL still streams from "
+                f"{upstream} over slot {slot}, so no other {site} member can use that slot: "
+                f"start Patroni on {member} (or stop its PostgreSQL), then run the move again "
+                "(runbooks/standby-leader-changes.md)"
+            )
     return None
 
 
 def fork_point(history: str) -> int | None:
     """The switch LSN of the newest timeline in a .history file (last non-comment line)."""
-    lines = [line.split() for line in history.splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    lines = [line.split() for line in history.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return lsn_value(lines[-1][1]) if lines and len(lines[-1]) >= 2 else None
 
 
@@ -174,7 +187,8 @@ def forked_after_token(step: Step, primary: str, timeline: int, token: int) -> i
             f"{lsn_text(token)}: "
             f"commits of {step.ctx.plan.source} between them may be missing on it; stop the "
             f"traffic to {primary} and follow runbooks/standby-leader-changes.md, 'promoted "
-            "before the token'")
+            "before the token'"
+        )
     return fork
 
 
@@ -192,7 +206,8 @@ class VerifyPromotionPoint(Step):
             raise UnsafeStateError(
                 f"step {self.spec.id}: the token or the new primary is not known from this run; "
                 "check by hand that the new primary's timeline forked after the token "
-                "(runbooks/standby-leader-changes.md)")
+                "(runbooks/standby-leader-changes.md)"
+            )
         fork = forked_after_token(self, primary, timeline, token)
         found: dict[str, Any] = {"fork_lsn": lsn_text(fork), "promoted_member": primary}
         found.update(move_traffic(self, primary))
@@ -205,8 +220,9 @@ def move_traffic(step: Step, primary: str) -> dict[str, Any]:
     ctx = step.ctx
     if not ctx.inventory.hooks.after_promote:
         return {}
-    env = migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target, primary,
-                        step.live.member(primary)[1].host)
+    env = migration_env(
+        ctx.inventory.service, ctx.plan.source, ctx.plan.target, primary, step.live.member(primary)[1].host
+    )
     try:
         output = run_configured_hook(ctx.inventory.hooks, "after_promote", env)
     except HookFailed as exc:

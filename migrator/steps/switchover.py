@@ -40,8 +40,12 @@ class DemoteSite(Step):
         # A failure here stops the run with nothing demoted; the engine undoes the earlier steps.
         hook_output = run_before_demote(self)
         self.warm_up_switchover_connections()
-        send_config_patch(self, self.args["site"], {"standby_cluster": self.args["standby_cluster"]},
-                          lambda config: bool(config.get("standby_cluster")))
+        send_config_patch(
+            self,
+            self.args["site"],
+            {"standby_cluster": self.args["standby_cluster"]},
+            lambda config: bool(config.get("standby_cluster")),
+        )
         return {"demote_sent_at": utc_now(), **hook_output}
 
     def _planned_leader_writes(self) -> None:
@@ -50,18 +54,21 @@ class DemoteSite(Step):
         without its DCS when failsafe_mode is off) it takes writes again a few seconds after the
         DCS is back; another member taking over means the plan is stale."""
         site, leader = self.args["site"], self.args["leader"]
-        writers = self.wait(lambda: self.live.writable(site), f"{site} to have a writable primary ({leader})",
-                            interval=0.1)
+        writers = self.wait(
+            lambda: self.live.writable(site), f"{site} to have a writable primary ({leader})", interval=0.1
+        )
         if writers != [leader]:
             raise PreflightError(
                 f"{site}'s writable member is now {', '.join(writers)}, not {leader} as planned (a failover or a "
                 f"DCS outage since the plan); {site} was not demoted: run `migrate execute` again to plan from "
-                "the current state")
+                "the current state"
+            )
 
     def gate(self) -> dict[str, Any]:
         leader = self.args["leader"]
-        self.wait(lambda: self.live.in_recovery(leader) is not False,
-                  f"{leader} to stop accepting writes", interval=0.01)
+        self.wait(
+            lambda: self.live.in_recovery(leader) is not False, f"{leader} to stop accepting writes", interval=0.01
+        )
         return {"source_read_only_at": utc_now()}
 
     def undo(self, facts: dict[str, Any]) -> bool:
@@ -70,12 +77,14 @@ class DemoteSite(Step):
         if self._target_may_be_promoted(target):
             raise UnsafeStateError(
                 f"{target} may have been promoted, so {self.args['site']} is not made primary again "
-                f"(that would give two writable sites); run `migrate execute --resume` to finish the move")
+                f"(that would give two writable sites); run `migrate execute --resume` to finish the move"
+            )
         # The PATCH goes through the source's DCS: wait for it if it is down, as before any step.
         hold_for_dcs(self.ctx, [self.args["site"]], self.timeout, f"undoing {self.spec.id}")
         self.live.patch_config(self.args["site"], {"standby_cluster": None})
-        self.wait(lambda: self.live.writable(self.args["site"]),
-                  f"{self.args['site']} to accept writes again", interval=0.1)
+        self.wait(
+            lambda: self.live.writable(self.args["site"]), f"{self.args['site']} to accept writes again", interval=0.1
+        )
         return True
 
     def _target_may_be_promoted(self, target: str) -> bool:
@@ -92,8 +101,9 @@ class DemoteSite(Step):
 def run_before_demote(step: Step) -> dict[str, Any]:
     """The inventory's before_demote hook (e.g. pgbouncer PAUSE); its output as a fact."""
     ctx = step.ctx
-    output = run_configured_hook(ctx.inventory.hooks, "before_demote",
-                                 migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target))
+    output = run_configured_hook(
+        ctx.inventory.hooks, "before_demote", migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target)
+    )
     return {} if output is None else {"before_demote_output": output}
 
 
@@ -118,8 +128,9 @@ def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any)
         return landed(step.live.config(site))
 
     try:
-        step.wait(in_place, f"{site}'s dynamic config to show the change (the PATCH got no answer: {error})",
-                  interval=0.5)
+        step.wait(
+            in_place, f"{site}'s dynamic config to show the change (the PATCH got no answer: {error})", interval=0.5
+        )
     except LockLost:
         raise  # the run stops for the lock, not for the unanswered PATCH
     except GateTimeout:
@@ -130,8 +141,7 @@ def send_config_patch(step: Step, site: str, patch: dict[str, Any], landed: Any)
 class ProveNotWritable(Step):
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
-        self.wait(lambda: not self.live.writable(site), f"every {site} member to refuse writes",
-                  interval=0.02)
+        self.wait(lambda: not self.live.writable(site), f"every {site} member to refuse writes", interval=0.02)
         return {}
 
 
@@ -160,13 +170,22 @@ class ReadToken(Step):
             clean = seen["state"] in CLEAN_STATES
             restarted_after_clean = seen["state"] in RESTARTED_STATES and redo == checkpoint
             if clean or restarted_after_clean:
-                return {"token": lsn_value(checkpoint), "token_text": checkpoint, "token_state": seen["state"],
-                        "token_reads": seen["reads"], "token_first_state": seen.setdefault("first", seen["state"]),
-                        "token_timeline": int(facts.get("Latest checkpoint's TimeLineID", "0") or 0)}
+                return {
+                    "token": lsn_value(checkpoint),
+                    "token_text": checkpoint,
+                    "token_state": seen["state"],
+                    "token_reads": seen["reads"],
+                    "token_first_state": seen.setdefault("first", seen["state"]),
+                    "token_timeline": int(facts.get("Latest checkpoint's TimeLineID", "0") or 0),
+                }
             return None
 
-        return self.wait(token, f"{member}'s pg_control to show a clean shutdown", interval=0.02,
-                         describe=lambda: f"state {seen.get('state', '?')}")
+        return self.wait(
+            token,
+            f"{member}'s pg_control to show a clean shutdown",
+            interval=0.02,
+            describe=lambda: f"state {seen.get('state', '?')}",
+        )
 
 
 def token_of(step: Step, token_from: str) -> tuple[int, int | None]:
@@ -206,9 +225,15 @@ class WaitReplayPastToken(Step):
                 return False
             return proof.past
 
-        self.wait(replayed_past, f"{site} to replay past the token {lsn(token)}", interval=0.01,
-                  describe=lambda: (state.get("proof") or f"{state['member']} replayed {lsn(state['replayed'])}")
-                                   + (f"; {state['why']}" if state.get("why") else ""))
+        self.wait(
+            replayed_past,
+            f"{site} to replay past the token {lsn(token)}",
+            interval=0.01,
+            describe=lambda: (
+                (state.get("proof") or f"{state['member']} replayed {lsn(state['replayed'])}")
+                + (f"; {state['why']}" if state.get("why") else "")
+            ),
+        )
         return {"caught_up_member": state["member"], "replayed": state["replayed"], "caught_up_at": utc_now()}
 
 
@@ -234,17 +259,25 @@ class PromoteSite(Step):
         # A failure of the before_promote hook stops the run before the promotion: the demotion
         # is undone.
         ctx = self.ctx
-        output = run_configured_hook(ctx.inventory.hooks, "before_promote",
-                                     migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target))
+        output = run_configured_hook(
+            ctx.inventory.hooks,
+            "before_promote",
+            migration_env(ctx.inventory.service, ctx.plan.source, ctx.plan.target),
+        )
         if output is not None:
             facts["before_promote_output"] = output
         proof = self._prove_again()
-        facts.update(proven_member=proof.member, proven_replayed=proof.replayed,
-                     proven_timeline=proof.timeline, proven_at=utc_now())
+        facts.update(
+            proven_member=proof.member,
+            proven_replayed=proof.replayed,
+            proven_timeline=proof.timeline,
+            proven_at=utc_now(),
+        )
         self.ctx.record("promotion-attempted", step=self.spec.id, member=proof.member)
         try:
-            send_config_patch(self, self.args["site"], {"standby_cluster": None},
-                              lambda config: not config.get("standby_cluster"))
+            send_config_patch(
+                self, self.args["site"], {"standby_cluster": None}, lambda config: not config.get("standby_cluster")
+            )
         except PatroniRefused as exc:
             self.ctx.record("promotion-refused", step=self.spec.id, error=str(exc))
             raise
@@ -280,9 +313,13 @@ class PromoteSite(Step):
             return proof if proof.past else None
 
         catch_up = next(s for s in self.ctx.plan.steps if s.id == self.args["proof_from"])
-        return self.wait(proven, f"{site}'s standby leader to be proven past the token {lsn(token)} right "
-                         "before the promotion", interval=0.01, describe=lambda: seen["why"],
-                         timeout=deadline_seconds(catch_up, self.ctx.inventory.gates.connect_timeout_seconds))
+        return self.wait(
+            proven,
+            f"{site}'s standby leader to be proven past the token {lsn(token)} right before the promotion",
+            interval=0.01,
+            describe=lambda: seen["why"],
+            timeout=deadline_seconds(catch_up, self.ctx.inventory.gates.connect_timeout_seconds),
+        )
 
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
