@@ -7,7 +7,7 @@ PATRONI_VERSION ?= 4.1.5
 APT_PACKAGES := etcd-server etcd-client openssh-server postgresql-15 python3-venv
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: deps venv patroni test test-fast demo testbed-up testbed-down
+.PHONY: deps venv patroni lint test test-fast demo testbed-up testbed-down
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -31,11 +31,15 @@ venv: $(VENV)/.installed
 patroni: deps venv
 	$(VENV)/bin/python -m tests.testbed install-patroni --patroni-version $(PATRONI_VERSION)
 
-test: deps venv patroni
+# ruff (lint and format) and mypy on migrator/, configured in pyproject.toml.
+lint: venv
+	$(VENV)/bin/ruff check migrator && $(VENV)/bin/ruff format --check migrator && $(VENV)/bin/mypy
+
+test: deps venv patroni lint
 	$(VENV)/bin/python -m pytest -q
 
 # Unit tests only, no testbed: seconds, for the edit-test loop.
-test-fast: venv
+test-fast: venv lint
 	$(VENV)/bin/python -m pytest -q tests/unit
 
 demo: deps venv patroni
