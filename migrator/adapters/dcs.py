@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import etcd3gw
 from etcd3gw.client import Etcd3Client
 
-from migrator.adapters.tls import is_tls_failure, tls_problem, tls_session
+from migrator.adapters.tls import is_tls_failure, path_or_none, tls_problem, tls_session
 from migrator.errors import UnreachableError
+from migrator.model.inventory import Site
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,17 @@ class Etcd3Dcs:
 def _short(exc: Exception) -> str:
     text = (getattr(exc, "detail_text", None) or str(exc)).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def site_dcs(site: Site, timeout: float) -> Etcd3Dcs:
+    """The DCS client of a site, with the inventory's endpoints, credentials and TLS settings."""
+    dcs = site.dcs
+    return Etcd3Dcs(
+        list(dcs.endpoints),
+        timeout,
+        ca_file=path_or_none(dcs.ca_file),
+        cert_file=path_or_none(dcs.cert_file),
+        key_file=path_or_none(dcs.key_file),
+        username=dcs.username,
+        password=dcs.password.reveal() if dcs.password else None,
+    )

@@ -3,6 +3,11 @@
 Between demotion and promotion every millisecond is write unavailability, so steps poll over
 connections that stay open (one psycopg connection per member, one SSH session per host) instead
 of re-observing the whole service.
+
+Steps read PostgreSQL through the typed methods below (the SQL and the checked parse of each
+answer are in migrator/adapters/pg_queries.py), never through rows. `Live` knows no protocol and
+imports nothing above the adapters: a step that needs a whole new snapshot calls the observer
+itself (migrator/observe/), which is a layer above this one.
 """
 
 from __future__ import annotations
@@ -14,15 +19,15 @@ from typing import Any
 
 import psycopg
 
-from migrator.adapters.patroni import PatroniApi, PatroniRefused
-from migrator.adapters.pg import kept_open_options
+from migrator.adapters import pg_queries as sql
+from migrator.adapters.bounded import Claims, NoAnswer, call_with_deadline, first_answer
+from migrator.adapters.patroni import PatroniApi, PatroniRefused, patroni_api
+from migrator.adapters.pg import TIMELINE_QUERY, connect_args
+from migrator.adapters.pg_queries import BaseBackupProgress, ReplayPosition, WalReceiver
+from migrator.adapters.remote import controldata_command
 from migrator.adapters.ssh import SshSession
 from migrator.errors import UnreachableError
 from migrator.model.inventory import Inventory, Member, Site
-from migrator.model.state import ServiceState
-from migrator.observe.controldata import controldata_command
-from migrator.observe.observer import observe, patroni_api
-from migrator.run.bounded import Claims, NoAnswer, call_with_deadline, first_answer
 
 Progress = Callable[[str], None]
 # A kept-open query gets statement_timeout (connect timeout) on the server, and this much more
@@ -99,7 +104,8 @@ class Live:
 
     # ---- PostgreSQL --------------------------------------------------------------------------
     def query(self, member_name: str, sql: str, params: Any = None) -> list[tuple]:
-        """Run one query on a member over a kept-open connection; reconnect once if it broke."""
+        """Run one query on a member over a kept-open connection; reconnect once if it broke.
+        The raw form under the typed reads below, which are what steps use."""
         self._claims.refuse_if_abandoned()
         for attempt in (1, 2):
             conn = self._pg_connection(member_name)
@@ -135,23 +141,14 @@ class Live:
         _, member = self.member(member_name)
         creds = self.inventory.credentials.superuser
         try:
-            password = creds.password.reveal()
+            args = connect_args(member, creds, self.timeout, kept_open=True)
         except (OSError, LookupError, UnicodeError) as exc:
             # Read at every new connection, so a secret rotated (or removed) mid-run shows here.
             raise UnreachableError(
                 f"{member_name}: cannot read the superuser password {creds.password} ({_first_line(exc)})"
             ) from None
         try:
-            conn = psycopg.connect(
-                host=member.host,
-                port=member.pg_port,
-                user=creds.username,
-                password=password,
-                dbname="postgres",
-                autocommit=True,
-                application_name="migrator",
-                **kept_open_options(self.timeout),
-            )
+            conn = psycopg.connect(**args)
         except psycopg.Error as exc:
             raise UnreachableError(f"{member_name}: cannot connect to PostgreSQL ({_first_line(exc)})") from None
         self._claims.keep(self._pg, member_name, conn)
@@ -179,9 +176,56 @@ class Live:
     def in_recovery(self, member_name: str) -> bool | None:
         """True/False from the member itself; None when it does not answer (it writes nothing)."""
         try:
-            return self.query(member_name, "SELECT pg_is_in_recovery()")[0][0]
+            rows = self.query(member_name, sql.IN_RECOVERY)
         except UnreachableError:
             return None
+        return sql.parse_in_recovery(member_name, rows)
+
+    # Typed reads: UnreachableError when the member does not answer, UnexpectedRow (see
+    # pg_queries) when it answers something the query cannot return.
+    def replay_lsn(self, member_name: str) -> int | None:
+        """pg_last_wal_replay_lsn(); None when the member is not in recovery or replayed nothing."""
+        return sql.parse_optional_lsn(member_name, "the replay LSN", self.query(member_name, sql.REPLAY_LSN))
+
+    def replay_position(self, member_name: str) -> ReplayPosition:
+        """The replay LSN and the timeline it is replayed on (see pg_queries.REPLAY_POSITION)."""
+        return sql.parse_replay_position(member_name, self.query(member_name, sql.REPLAY_POSITION))
+
+    def wal_head(self, member_name: str) -> int:
+        """pg_current_wal_lsn() of a primary (a standby refuses: UnreachableError)."""
+        rows = self.query(member_name, sql.WAL_HEAD)
+        return sql.parse_lsn(member_name, "the current WAL LSN", rows)
+
+    def timeline(self, member_name: str) -> int:
+        """The live timeline: a primary's current one, or the one a standby replays."""
+        return sql.parse_timeline(member_name, self.query(member_name, TIMELINE_QUERY))
+
+    def wal_receiver(self, member_name: str) -> WalReceiver | None:
+        """The member's WAL receiver; None when it runs none."""
+        return sql.parse_wal_receiver(member_name, self.query(member_name, sql.WAL_RECEIVER))
+
+    def history_file(self, member_name: str, timeline: int) -> str:
+        """The text of a timeline's .history file in the member's pg_wal (UnreachableError when
+        it has none: pg_read_file fails)."""
+        path = sql.history_path(timeline)
+        return sql.parse_file(member_name, path, self.query(member_name, sql.READ_FILE, (path,)))
+
+    def slot_exists(self, member_name: str, slot: str) -> bool:
+        return sql.parse_slot_exists(member_name, slot, self.query(member_name, sql.SLOT_EXISTS, (slot,)))
+
+    def slot_active(self, member_name: str, slot: str) -> bool:
+        """Whether a walsender uses the slot now; False when the slot does not exist."""
+        return sql.parse_slot_active(member_name, slot, self.query(member_name, sql.SLOT_ACTIVE, (slot,)))
+
+    def basebackup_progress(self, member_name: str) -> BaseBackupProgress | None:
+        """The base backup the member serves now; None when it serves none."""
+        return sql.parse_basebackup_progress(member_name, self.query(member_name, sql.BASEBACKUP_PROGRESS))
+
+    def emit_wal_message(self, member_name: str, prefix: str, text: str) -> int:
+        """Write a transactional logical message (`text` followed by the time) on a primary: a WAL
+        record and its LSN, and no row in any database."""
+        rows = self.query(member_name, sql.EMIT_MESSAGE, (prefix, text))
+        return sql.parse_lsn(member_name, "the message's LSN", rows)
 
     # ---- SSH ---------------------------------------------------------------------------------
     def _session(self, member_name: str) -> SshSession:
@@ -218,9 +262,6 @@ class Live:
             return None
         session, channel, timeout = pending
         return session.finish(channel, timeout=timeout + 5)
-
-    def observe(self) -> ServiceState:
-        return observe(self.inventory, host_facts=False)
 
     def close(self) -> None:
         for name in list(self._pg):

@@ -6,8 +6,9 @@ from typing import Any
 
 import requests
 
-from migrator.adapters.tls import tls_problem, tls_session
+from migrator.adapters.tls import path_or_none, tls_problem, tls_session
 from migrator.errors import UnreachableError
+from migrator.model.inventory import Site
 
 
 class PatroniRefused(UnreachableError):
@@ -107,3 +108,17 @@ def _reason(exc: Exception, timeout: float) -> str:
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__
+
+
+def patroni_api(site: Site, timeout: float) -> PatroniApi:
+    """The REST API client of a site, with the inventory's credentials and TLS settings."""
+    api = site.rest_api
+    return PatroniApi(
+        timeout=timeout,
+        username=api.username,
+        password=api.password.reveal(),
+        ca_file=path_or_none(api.ca_file),
+        cert_file=path_or_none(api.cert_file),
+        key_file=path_or_none(api.key_file),
+        verify_tls=api.verify_tls,
+    )

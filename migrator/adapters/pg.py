@@ -1,4 +1,5 @@
-"""PostgreSQL over psycopg 3: read-only probes with a connect timeout.
+"""PostgreSQL over psycopg 3: the one place connection arguments are built (`connect_args`), and
+the read-only probe the observer runs per call.
 
 LSNs come back as byte positions (`lsn - '0/0'`) so the rest of the tool compares integers.
 """
@@ -11,6 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from migrator.errors import UnreachableError
+from migrator.model.inventory import Credential, Member
 
 RowT = TypeVar("RowT")
 
@@ -85,22 +87,42 @@ SELECT (('x' || substr(n, 1, 8))::bit(32)::bigint << 32)
 SIZE_QUERY = "SELECT sum(pg_database_size(oid))::bigint FROM pg_database"
 
 
+def connect_args(member: Member, superuser: Credential, timeout: float, kept_open: bool) -> dict[str, Any]:
+    """psycopg.connect's arguments for a member, built here only: every connection of the tool
+    logs in as the inventory's superuser to `postgres`, in autocommit, named "migrator", and is
+    bounded by the inventory's connect timeout. Each caller keeps its own lifetime: `Live` keeps
+    its connection open through a run (`kept_open`: keepalives, see `kept_open_options`); a probe
+    (the observer, the seed facts) connects per call, read-only. The password is read from its
+    reference here, at every new connection, so a secret rotated (or removed) mid-run shows at
+    the next one (OSError, LookupError, UnicodeError when it cannot be read). The inventory has
+    no PostgreSQL TLS settings yet: libpq's defaults (sslmode=prefer) apply."""
+    args: dict[str, Any] = {
+        "host": member.host,
+        "port": member.pg_port,
+        "user": superuser.username,
+        "password": superuser.password.reveal(),
+        "dbname": "postgres",
+        "autocommit": True,
+        "application_name": "migrator",
+    }
+    if kept_open:
+        return {**args, **kept_open_options(timeout)}
+    return {
+        **args,
+        "connect_timeout": max(1, int(timeout)),
+        "options": f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on",
+    }
+
+
 class PostgresProbe:
-    def __init__(self, host: str, port: int, user: str, password: str, timeout: float, dbname: str = "postgres"):
-        self.conninfo: dict[str, Any] = dict(
-            host=host,
-            port=port,
-            user=user,
-            password=password,
-            dbname=dbname,
-            connect_timeout=max(1, int(timeout)),
-            application_name="migrator",
-            options=f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on",
-        )
+    """One member's PostgreSQL facts for the snapshot, over a connection of its own per call."""
+
+    def __init__(self, conninfo: dict[str, Any]):
+        self.conninfo = conninfo  # from connect_args
 
     def observe(self, member: str) -> dict[str, Any]:
         try:
-            with psycopg.connect(autocommit=True, row_factory=dict_row, **self.conninfo) as conn:
+            with psycopg.connect(row_factory=dict_row, **self.conninfo) as conn:
                 node = one_row(conn.execute(NODE_QUERY))
                 timeline = one_row(conn.execute(TIMELINE_QUERY))
                 settings = {

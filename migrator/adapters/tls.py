@@ -18,6 +18,11 @@ def tls_session(
     return session
 
 
+def path_or_none(value: object) -> str | None:
+    """An inventory path (a CA, a certificate, a key) as the clients take it; None when unset."""
+    return str(value) if value else None
+
+
 def first_line(exc: BaseException) -> str:
     # etcd3gw keeps the cause in detail_text and leaves str(exc) empty.
     text = (getattr(exc, "detail_text", None) or str(exc)).strip().splitlines()

@@ -15,9 +15,10 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from migrator.adapters.dcs import Etcd3Dcs
-from migrator.adapters.patroni import PatroniApi
-from migrator.adapters.pg import PostgresProbe
+from migrator.adapters.dcs import site_dcs
+from migrator.adapters.patroni import PatroniApi, patroni_api
+from migrator.adapters.pg import PostgresProbe, connect_args
+from migrator.adapters.remote import controldata_command
 from migrator.adapters.ssh import SshSession
 from migrator.errors import MigratorError
 from migrator.model.inventory import Inventory, Member, Site
@@ -30,41 +31,11 @@ from migrator.model.state import (
     ServiceState,
     SiteState,
 )
-from migrator.observe.controldata import controldata_command, controldata_failure, parse_controldata
+from migrator.observe.controldata import controldata_failure, parse_controldata
 
 MAX_PARALLEL = 32
 HOST_FACTS_SEPARATOR = "--- migrator: patroni.yml ---"
 CONTROLDATA_EXIT_MARKER = "--- migrator: pg_controldata exit"
-
-
-def patroni_api(site: Site, timeout: float) -> PatroniApi:
-    api = site.rest_api
-    return PatroniApi(
-        timeout=timeout,
-        username=api.username,
-        password=api.password.reveal(),
-        ca_file=_path(api.ca_file),
-        cert_file=_path(api.cert_file),
-        key_file=_path(api.key_file),
-        verify_tls=api.verify_tls,
-    )
-
-
-def site_dcs(site: Site, timeout: float) -> Etcd3Dcs:
-    dcs = site.dcs
-    return Etcd3Dcs(
-        list(dcs.endpoints),
-        timeout,
-        ca_file=_path(dcs.ca_file),
-        cert_file=_path(dcs.cert_file),
-        key_file=_path(dcs.key_file),
-        username=dcs.username,
-        password=dcs.password.reveal() if dcs.password else None,
-    )
-
-
-def _path(value: Any) -> str | None:
-    return str(value) if value else None
 
 
 def _outcome(future: Future) -> tuple[Any, str | None]:
@@ -125,8 +96,7 @@ class Observer:
         raise MigratorError(f"no member of site {site.scope} answered on its REST API: " + "; ".join(errors))
 
     def _postgres(self, member: Member) -> dict[str, Any]:
-        creds = self.inventory.credentials.superuser
-        probe = PostgresProbe(member.host, member.pg_port, creds.username, creds.password.reveal(), self.timeout)
+        probe = PostgresProbe(connect_args(member, self.inventory.credentials.superuser, self.timeout, kept_open=False))
         return probe.observe(member.name)
 
     def _host_facts(self, site: Site, member: Member) -> HostFacts:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from migrator.adapters.pg import one_row
+from migrator.adapters.pg import connect_args, one_row
 from migrator.adapters.ssh import SshSession
 from migrator.errors import MigratorError
 from migrator.model.inventory import Inventory, Member, Site
@@ -57,19 +57,10 @@ def _wal_bytes(inventory: Inventory, state: ServiceState, source: str) -> int:
     if leader is None:
         raise MigratorError(f"{source} has no leader to measure its WAL on")
     _, _, member = inventory.member(leader.name)
-    creds = inventory.credentials.superuser
     timeout = inventory.gates.connect_timeout_seconds
     try:
-        with psycopg.connect(
-            host=member.host,
-            port=member.pg_port,
-            user=creds.username,
-            password=creds.password.reveal(),
-            dbname="postgres",
-            connect_timeout=max(1, int(timeout)),
-            autocommit=True,
-            application_name="migrator",
-        ) as conn:
+        # The observer's read-only probe arguments (statement_timeout included): one bounded read.
+        with psycopg.connect(**connect_args(member, inventory.credentials.superuser, timeout, kept_open=False)) as conn:
             return int(one_row(conn.execute("SELECT coalesce(sum(size), 0) FROM pg_ls_waldir()"))[0])
     except psycopg.Error as exc:
         raise MigratorError(f"{leader.name}: cannot measure pg_wal ({str(exc).strip().splitlines()[0]})") from None

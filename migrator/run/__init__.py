@@ -1,2 +1,2 @@
 """Running a plan: the engine, the execute/rollback commands around it, the journal, the lock, the
-DCS hold, hooks, bounded waits."""
+DCS hold, hooks."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from migrator.adapters.dcs import Etcd3Dcs
+from migrator.adapters.dcs import Etcd3Dcs, site_dcs
 from migrator.errors import MigratorError, PreflightError, StalePlan, UnreachableError, UsageError
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan
 from migrator.model.playbook import SWITCHOVER_PHASES, UNTIL_STOPS
-from migrator.observe.observer import site_dcs
 from migrator.planning.preflight import observe_and_plan
 from migrator.run.engine import (
     Engine,

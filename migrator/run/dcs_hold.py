@@ -22,9 +22,9 @@ import sys
 import time
 from typing import IO, Any
 
+from migrator.adapters.dcs import site_dcs
 from migrator.errors import GateTimeout, UnreachableError
 from migrator.model.plan import PlanStep, deadline_seconds
-from migrator.observe.observer import site_dcs
 from migrator.steps.kinds import TARGET, declared
 
 POLL_SECONDS = 1.0

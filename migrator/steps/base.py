@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from migrator.adapters.bounded import PollTimedOut, poll_until
 from migrator.adapters.live import Live, Progress, controldata_wait_command
 from migrator.errors import GateTimeout
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan, PlanStep, deadline_seconds
-from migrator.run.bounded import PollTimedOut, poll_until
 from migrator.steps.kinds import KINDS, StepKind, declared
 
 # Every step class, by kind, as `@step_kind` registered it (migrator/steps/registry.py imports
@@ -123,7 +123,7 @@ class Step:
         """Poll `probe` until truthy; GateTimeout naming `what` (and the last reason) at the deadline.
 
         The deadline holds even while a probe hangs on a black-holed host: probes run in a
-        worker thread (migrator/run/bounded.py) and one still running at the deadline is abandoned,
+        worker thread (migrator/adapters/bounded.py) and one still running at the deadline is abandoned,
         its connections dropped from `Live`."""
         limit = self.timeout if timeout is None else timeout
 

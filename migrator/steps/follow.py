@@ -9,12 +9,6 @@ from migrator.errors import PreflightError, UnreachableError
 from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import orphaned_slot_user
 
-RECEIVER = (
-    "SELECT status, sender_host, slot_name, received_tli, "
-    "(pg_last_wal_replay_lsn() - '0/0')::bigint FROM pg_stat_wal_receiver"
-)
-HEAD = "SELECT (pg_current_wal_lsn() - '0/0')::bigint"
-
 
 def member_by_host(step: Step, site: str) -> dict[str, str]:
     return {m.host: m.name for m in step.live.site(site).members}
@@ -35,24 +29,24 @@ class _StreamingGate(Step):
         if len(leaders) != 1 or len(writers) != 1:
             return False, f"standby leader(s) {leaders or 'none'}, primary {writers or 'none'}"
         leader, primary = leaders[0], writers[0]
-        head = self.live.query(primary, HEAD)[0][0]
+        head = self.live.wal_head(primary)
         followed_hosts, follower_hosts = member_by_host(self, followed), member_by_host(self, follower)
         worst = 0
         for member in roles:
-            rows = self.live.query(member, RECEIVER)
-            if not rows or rows[0][0] != "streaming":
+            receiver = self.live.wal_receiver(member)
+            if receiver is None or not receiver.streaming:
                 return False, f"{member} not streaming"
-            status, sender, used_slot, tli, replayed = rows[0]
+            sender = receiver.sender_host
             if member == leader:
-                if followed_hosts.get(sender) != primary:
+                if followed_hosts.get(sender or "") != primary:
                     return False, f"{leader} streams from {sender}, not from {primary}"
-                if used_slot != slot:
-                    return False, f"{leader} uses slot {used_slot}, not {slot}"
-            elif follower_hosts.get(sender) != leader:
+                if receiver.slot_name != slot:
+                    return False, f"{leader} uses slot {receiver.slot_name}, not {slot}"
+            elif follower_hosts.get(sender or "") != leader:
                 return False, f"{member} streams from {sender}, not from {leader}"
-            if timeline is not None and tli != timeline:
-                return False, f"{member} on timeline {tli}, not {timeline}"
-            worst = max(worst, head - (replayed or 0))
+            if timeline is not None and receiver.timeline != timeline:
+                return False, f"{member} on timeline {receiver.timeline}, not {timeline}"
+            worst = max(worst, head - (receiver.replayed or 0))
         if worst > self.args["max_lag_bytes"]:
             return False, f"replay lag {worst} bytes > {self.args['max_lag_bytes']}"
         return True, f"{primary} -> {leader}, lag {worst} bytes"
@@ -113,8 +107,7 @@ class VerifySlotsActive(Step):
 
         def active() -> bool:
             for writer in self.live.writable(site)[:1]:
-                rows = self.live.query(writer, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-                return bool(rows and rows[0][0])
+                return self.live.slot_active(writer, slot)
             return False
 
         self.wait(active, f"slot {slot} active on {site}'s primary", interval=0.25)
@@ -131,17 +124,14 @@ class VerifyWriteVisible(Step):
         writers = self.live.writable(from_site)
         if len(writers) != 1:
             raise PreflightError(f"{from_site} has {len(writers)} writable members, expected one")
-        marker = self.live.query(
-            writers[0],
-            "SELECT (pg_logical_emit_message(true, 'migrator', 'verify ' || clock_timestamp()) - '0/0')::bigint",
-        )[0][0]
+        marker = self.live.emit_wal_message(writers[0], "migrator", "verify ")
         members = [m.name for m in self.live.site(to_site).members]
         missing = set(members)
 
         def replayed() -> bool:
             for name in list(missing):
                 try:
-                    value = self.live.query(name, "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint")[0][0]
+                    value = self.live.replay_lsn(name)
                 except UnreachableError:
                     continue
                 if value is not None and value >= marker:

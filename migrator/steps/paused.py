@@ -9,9 +9,9 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from migrator.adapters.remote import as_postgres
+from migrator.adapters.remote import as_postgres, controldata_command
 from migrator.errors import UnsafeStateError
-from migrator.observe.controldata import controldata_command, parse_controldata
+from migrator.observe.controldata import parse_controldata
 from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
 from migrator.steps.switchover import run_before_demote

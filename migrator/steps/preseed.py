@@ -49,7 +49,7 @@ class EnsurePermanentSlot(Step):
 
         def slot_exists() -> bool:
             leader = _leader_of(self, site)
-            return bool(self.live.query(leader, "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)))
+            return self.live.slot_exists(leader, slot)
 
         self.wait(slot_exists, f"slot {slot} on {site}'s leader")
         return {}

@@ -12,9 +12,7 @@ from typing import Any
 
 from migrator.errors import UnsafeStateError
 from migrator.steps.base import Step, step_kind
-from migrator.steps.follow import RECEIVER, member_by_host
-
-ACTIVE_SLOT = "SELECT active FROM pg_replication_slots WHERE slot_name = %s"
+from migrator.steps.follow import member_by_host
 
 
 @step_kind("repoint_standby_cluster")
@@ -53,15 +51,17 @@ class RepointStandbyCluster(Step):
             if len(leaders) != 1 or len(writers) != 1:
                 seen["why"] = f"standby leader(s) {leaders or 'none'}, primary {writers or 'none'}"
                 return False
-            rows = self.live.query(leaders[0], RECEIVER)
-            status, sender, used_slot = rows[0][:3] if rows else ("absent", None, None)
-            upstream = member_by_host(self, source).get(sender, sender)
+            receiver = self.live.wal_receiver(leaders[0])
+            status = receiver.status if receiver else "absent"
+            sender = receiver.sender_host if receiver else None
+            used_slot = receiver.slot_name if receiver else None
+            upstream = member_by_host(self, source).get(sender, sender) if sender is not None else None
             seen["why"] = f"{leaders[0]} WAL receiver {status} from {upstream} over slot {used_slot}"
             if status != "streaming" or upstream != writers[0] or used_slot != slot:
                 return False
-            active = self.live.query(writers[0], ACTIVE_SLOT, (slot,))
+            active = self.live.slot_active(writers[0], slot)
             seen["why"] = f"{leaders[0]} streams from {writers[0]} over slot {slot}"
-            return bool(active and active[0][0])
+            return active
 
         self.wait(
             follows_leader,

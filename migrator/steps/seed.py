@@ -15,23 +15,21 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from migrator.adapters.dcs import Etcd3Dcs
+from migrator.adapters.dcs import Etcd3Dcs, site_dcs
+from migrator.adapters.pg_queries import BaseBackupProgress
 from migrator.adapters.remote import POSTGRES_OS_USER
 from migrator.checks import run_checks
 from migrator.checks.seed import needs_seed, seed_findings
 from migrator.errors import MigratorError, PreflightError, UnreachableError
 from migrator.model.findings import blocking
-from migrator.observe.observer import observe, site_dcs
+from migrator.observe.observer import observe
 from migrator.observe.seed_facts import observe_seed
 from migrator.planning.seed_config import reveal
 from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
-from migrator.steps.standby_leader import RECEIVER_SLOT
 
 if TYPE_CHECKING:  # rich.progress is imported when a bar is drawn, not at start-up
     from rich.progress import Progress, TaskID
-
-PROGRESS_QUERY = "SELECT phase, backup_streamed, backup_total FROM pg_stat_progress_basebackup ORDER BY pid LIMIT 1"
 
 
 def _stamp() -> str:
@@ -148,10 +146,6 @@ class _SeedMembers(Step):
                 f"{member_name}: the start command `{command}` failed (exit {result.exit_code}): {reason}"
             )
 
-    def _receiver(self, member_name: str) -> tuple | None:
-        rows = self.live.query(member_name, RECEIVER_SLOT)
-        return rows[0] if rows else None
-
     def _unseed(self, members: list[dict[str, Any]]) -> bool:
         """Stop Patroni (and so PostgreSQL) on each member and move its data directory aside."""
         changed = False
@@ -226,12 +220,12 @@ class StartSeedLeader(_SeedMembers):
             if role != "standby_leader":
                 state["why"] = f"role {role}, state {pg_state}"
                 return False
-            receiver = self._receiver(member)
-            if not receiver or receiver[0] != "streaming":
-                state["why"] = f"standby leader, WAL receiver {receiver[0] if receiver else 'absent'}"
+            receiver = self.live.wal_receiver(member)
+            if not receiver or not receiver.streaming:
+                state["why"] = f"standby leader, WAL receiver {receiver.status if receiver else 'absent'}"
                 return False
-            if receiver[1] not in source_hosts or receiver[2] != slot:
-                state["why"] = f"streaming from {receiver[1]} with slot {receiver[2]}"
+            if receiver.sender_host not in source_hosts or receiver.slot_name != slot:
+                state["why"] = f"streaming from {receiver.sender_host} with slot {receiver.slot_name}"
                 return False
             return True
 
@@ -267,11 +261,11 @@ class StartSeedReplicas(_SeedMembers):
             return False, "Patroni not answering yet"
         if patroni.get("role") != "replica":
             return False, f"role {patroni.get('role')}, state {patroni.get('state')}"
-        receiver = self._receiver(name)
-        if not receiver or receiver[0] != "streaming":
-            return False, f"WAL receiver {receiver[0] if receiver else 'absent'}"
-        if receiver[1] != leader_host:
-            return False, f"streams from {receiver[1]}, not from {self.args['leader']} ({leader_host})"
+        receiver = self.live.wal_receiver(name)
+        if not receiver or not receiver.streaming:
+            return False, f"WAL receiver {receiver.status if receiver else 'absent'}"
+        if receiver.sender_host != leader_host:
+            return False, f"streams from {receiver.sender_host}, not from {self.args['leader']} ({leader_host})"
         return True, f"streams from {self.args['leader']}"
 
     def _wait_cascading(self, name: str) -> None:
@@ -365,24 +359,24 @@ class BackupProgress:
         self.bar: Progress | None = None
         self.task: TaskID | None = None
 
-    def _rows(self) -> list[tuple]:
+    def _served(self) -> BaseBackupProgress | None:
         # Patroni takes the standby leader's base backup from the first host of standby_cluster
         # that answers, which may be a replica of the source: ask every member.
         names = [self.member] if self.member else [m.name for m in self.step.live.site(self.site).members]
         for name in names:
             try:
-                rows = self.step.live.query(name, PROGRESS_QUERY)
+                served = self.step.live.basebackup_progress(name)
             except MigratorError:
                 continue
-            if rows:
-                return rows
-        return []
+            if served is not None:
+                return served
+        return None
 
     def sample(self) -> None:
-        rows = self._rows()
-        if not rows:
+        served = self._served()
+        if served is None:
             return
-        phase, done, total = rows[0]
+        phase, done, total = served.phase, served.streamed, served.total
         now = time.monotonic()
         if self.first is None:
             self.first = (now, done or 0)

@@ -12,8 +12,8 @@ key until it expires, so nobody counts until the site has one answering standby 
 token's LSN on another history (it followed a diverged primary) does not have the old primary's
 commits. A standby's replay timeline is not exposed directly, so it is taken as the highest of
 what the WAL receiver streams, the last restartpoint's timeline, and the newest timeline history
-file in pg_wal (recovery follows the newest timeline it has the history of). A timeline above the
-token's counts only when its history file says the token's timeline went on past the token.
+file in pg_wal (`Live.replay_position`). A timeline above the token's counts only when its
+history file says the token's timeline went on past the token.
 
 After the promotion, the new timeline's history file on the new primary says where the timeline
 forked (the end of what it had replayed). A fork at or before the token would mean commits of the
@@ -26,21 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrator.adapters.live import Live
+from migrator.adapters.pg_queries import history_path
 from migrator.errors import UnreachableError, UnsafeStateError
 from migrator.model.state import lsn_text, lsn_value
 from migrator.run.hooks import HookFailed, migration_env, run_configured_hook
 from migrator.steps.base import Step, step_kind
-
-HISTORY_QUERY = "SELECT pg_read_file(%s)"
-RECEIVER_SLOT = "SELECT status, sender_host, slot_name FROM pg_stat_wal_receiver"
-# greatest() skips NULLs: no WAL receiver running, or no history file (timeline 1).
-REPLAY_POSITION_QUERY = r"""
-SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint,
-       greatest((SELECT received_tli FROM pg_stat_wal_receiver),
-                (SELECT timeline_id FROM pg_control_checkpoint()),
-                (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
-                  WHERE name ~ '^[0-9A-F]{8}\.history$'))
-"""
 
 
 @dataclass(frozen=True)
@@ -52,10 +42,6 @@ class ReplayProof:
     timeline: int | None
     past: bool
     why: str
-
-
-def history_path(timeline: int) -> str:
-    return f"pg_wal/{int(timeline):08X}.history"
 
 
 def switch_point(history: str, timeline: int) -> int | None:
@@ -101,11 +87,11 @@ def past_token(
 def replay_proof(live: Live, member: str, token: int, token_timeline: int | None) -> ReplayProof:
     """Ask `member` itself where its replay stands against the token (UnreachableError when it
     does not answer)."""
-    rows = live.query(member, REPLAY_POSITION_QUERY)
-    replayed, timeline = rows[0] if rows else (None, None)
+    position = live.replay_position(member)
+    replayed, timeline = position.replayed, position.timeline
     history = None
     if replayed is not None and timeline and token_timeline and timeline > token_timeline:
-        history = live.query(member, HISTORY_QUERY, (history_path(timeline),))[0][0]
+        history = live.history_file(member, timeline)
     past, why = past_token(replayed, timeline, history, token, token_timeline)
     return ReplayProof(member, replayed, timeline, past, f"{member} {why}")
 
@@ -149,11 +135,12 @@ def orphaned_slot_user(
     nothing but its owner can end that. The operator's next step, or None."""
     for member in (name for name, role in roles.items() if role is None):
         try:
-            rows = live.query(member, RECEIVER_SLOT)
+            receiver = live.wal_receiver(member)
         except UnreachableError:
             continue
-        if rows and rows[0][0] == "streaming" and rows[0][2] == slot:
-            upstream = hosts.get(rows[0][1], rows[0][1])
+        if receiver and receiver.streaming and receiver.slot_name == slot:
+            sender = receiver.sender_host
+            upstream = hosts.get(sender, sender) if sender is not None else sender
             return (
                 f"{member}'s Patroni does not answer while its PostgreSQL still streams from "
                 f"{upstream} over slot {slot}, so no other {site} member can use that slot: "
@@ -176,7 +163,7 @@ def forked_after_token(step: Step, primary: str, timeline: int, token: int) -> i
     found: dict[str, Any] = {}
 
     def read() -> bool:
-        found["fork"] = fork_point(step.live.query(primary, HISTORY_QUERY, (path,))[0][0])
+        found["fork"] = fork_point(step.live.history_file(primary, timeline))
         return found["fork"] is not None
 
     step.wait(read, f"{primary}'s {path}", interval=0.2)

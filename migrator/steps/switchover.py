@@ -8,7 +8,6 @@ from typing import Any
 
 from migrator.adapters.live import controldata_wait_command
 from migrator.adapters.patroni import PatroniRefused
-from migrator.adapters.pg import TIMELINE_QUERY
 from migrator.errors import GateTimeout, LockLost, PreflightError, UnreachableError, UnsafeStateError
 from migrator.model.plan import deadline_seconds
 from migrator.model.state import lsn_text as lsn
@@ -290,7 +289,7 @@ class PromoteSite(Step):
         if token.get("token_timeline") is not None:
             return token["token_timeline"]
         try:
-            return self.live.query(self.args["leader"], TIMELINE_QUERY)[0][0]
+            return self.live.timeline(self.args["leader"])
         except UnreachableError:
             return None
 
@@ -330,7 +329,7 @@ class PromoteSite(Step):
             writers = self.live.writable(site)
             if len(writers) != 1:
                 return False
-            timeline = self.live.query(writers[0], TIMELINE_QUERY)[0][0]
+            timeline = self.live.timeline(writers[0])
             before = facts.get("timeline_before")
             found.update(primary=writers[0], new_timeline=timeline)
             # Promotion always starts a new timeline; a writer on the old one is not our promotion.

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from migrator.run.bounded import NoAnswer, call_with_deadline, first_answer
+from migrator.adapters.bounded import NoAnswer, call_with_deadline, first_answer
 from migrator.errors import GateTimeout, UnreachableError
 from migrator.adapters.pg import kept_open_options
 from migrator.adapters.live import Live

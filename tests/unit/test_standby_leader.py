@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from migrator.adapters.pg_queries import history_path, parse_file, parse_wal_receiver
 from migrator.checks import run_checks
 from migrator.errors import UnreachableError, UnsafeStateError
 from migrator.model.findings import Verdict
@@ -24,7 +25,8 @@ HISTORY = ("1\t0/3000060\tno recovery target specified\n\n"
 
 
 class FakeLive:
-    """Answers GET /patroni roles and queries from fixed tables; a None role is a silent agent."""
+    """Answers GET /patroni roles and PostgreSQL reads from fixed tables of rows (parsed as Live
+    parses them); a None role is a silent agent."""
 
     def __init__(self, roles: dict[str, str | None], rows: dict[str, list] | None = None):
         self.roles, self.rows = roles, rows or {}
@@ -37,8 +39,11 @@ class FakeLive:
     def site_roles(self, site: str) -> dict:
         return dict(self.roles)
 
-    def query(self, member: str, sql: str, params=None) -> list:
-        return self.rows[member]
+    def wal_receiver(self, member: str):
+        return parse_wal_receiver(member, self.rows[member])
+
+    def history_file(self, member: str, timeline: int) -> str:
+        return parse_file(member, history_path(timeline), self.rows[member])
 
 
 def test_fork_point_is_the_switch_lsn_of_the_newest_timeline():
@@ -64,11 +69,11 @@ def test_a_silent_standby_leader_counts_for_nobody_until_a_successor_holds_the_k
 
 def test_an_orphan_streaming_over_the_slot_is_named_with_the_next_step():
     live = FakeLive({"dc2-a": None, "dc2-b": "standby_leader"},
-                    {"dc2-a": [("streaming", "127.0.91.1", "dc2")]})
+                    {"dc2-a": [("streaming", "127.0.91.1", "dc2", 1, 50331744)]})
     text = orphaned_slot_user(live, "dc2", live.roles, "dc2", {"127.0.91.1": "dc1-a"})
     assert "dc2-a's Patroni does not answer" in text and "from dc1-a over slot dc2" in text
     assert "start Patroni on dc2-a" in text
-    live.rows["dc2-a"] = [("streaming", "127.0.91.1", "dc2_x")]
+    live.rows["dc2-a"] = [("streaming", "127.0.91.1", "dc2_x", 1, 50331744)]
     assert orphaned_slot_user(live, "dc2", live.roles, "dc2", {}) is None
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from migrator.checks import run_checks
 from migrator.model.findings import Finding, Verdict
-from migrator.observe.controldata import controldata_command, controldata_failure, parse_controldata
+from migrator.adapters.remote import controldata_command
+from migrator.observe.controldata import controldata_failure, parse_controldata
 from migrator.model.state import ServiceState
 from tests.helpers.snapshots import example_inventory, load_baseline, unreachable, with_member
 

@@ -1,5 +1,8 @@
 """Probes that cannot hold a wait past its deadline.
 
+Generic deadline machinery with no protocol in it, below the adapters that use it (`Live` runs
+each kept-open query through `call_with_deadline`) and the steps' waits (`poll_until`).
+
 A black-holed host (SIGSTOPped PostgreSQL, a frozen VM, a firewall dropping packets) keeps the
 TCP connection up: the kernel still acknowledges, the server never answers, and statement_timeout
 never fires because the server runs no timer. A probe blocked on such a connection would hold
