@@ -27,7 +27,6 @@ Conventions shared by all checks:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +35,9 @@ from migrator.errors import UsageError, one_line
 from migrator.model.findings import Finding, Verdict
 from migrator.model.inventory import Inventory, default_slot_name
 from migrator.model.state import MemberState, PostgresState, ServiceState, SiteState, lsn_text, lsn_value
-from migrator.rules.patroni_version import GRACEFUL_DEMOTE_MIN_PATRONI, graceful_demote_possible
-from migrator.rules.sync_mode import settings_text, sync_mode_carry
+from migrator.rules.patroni_version import GRACEFUL_DEMOTE_MIN_PATRONI, graceful_demote_possible, version_tuple
+from migrator.rules.patroni_version import patroni_version as reported_patroni_version
+from migrator.rules.sync_mode import settings_text, sync_mode_carry, sync_mode_on
 from migrator.rules.upstream import stray_upstream
 
 # A probe's error quoted in a finding: long enough for the adapters' own one-line diagnoses (the
@@ -112,7 +112,7 @@ class Context:
         """The target is the primary site already (and the source, when it is another site, is
         a standby cluster): nothing to move. The planner derives the source from the primary
         site, so a finished move reaches here as source == target."""
-        leader = leader_of(self.dst)
+        leader = self.dst.leader
         target_leads = is_standby(self.dst) is False and leader is not None and leader.writable
         return target_leads and (self.source == self.target or is_standby(self.src) is True)
 
@@ -154,16 +154,6 @@ def is_standby(site: SiteState) -> bool | None:
         return True
     if "primary" in roles:
         return False
-    return None
-
-
-def leader_of(site: SiteState) -> MemberState | None:
-    """The site's leader by its own word or the DCS leader key, else by GET /cluster."""
-    if site.leader is not None:
-        return site.leader
-    for entry in _cluster_members(site):
-        if entry.get("role") in ("leader", "primary", "master", "standby_leader"):
-            return site.member(str(entry.get("name")))
     return None
 
 
@@ -223,12 +213,6 @@ def truthy(value: Any) -> bool:
     return bool(value)
 
 
-def version_tuple(text: str | None) -> tuple[int, ...] | None:
-    """ "4.1.5" -> (4, 1, 5); "v3.3.11.post1" -> (3, 3, 11); None when there are no digits."""
-    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text or "")
-    return tuple(int(p) for p in match.group(1).split(".")) if match else None
-
-
 def names(members: Iterable[MemberState | str]) -> str:
     return ", ".join(m if isinstance(m, str) else m.name for m in members)
 
@@ -277,7 +261,7 @@ def members_reachable(ctx: Context) -> Outcome:
     issues = []
     for site in ctx.sites:
         involved = site.name in (ctx.source, ctx.target)
-        leader = leader_of(site)
+        leader = site.leader
         for m in site.members:
             errors = _probe_errors(m)
             if errors:
@@ -400,7 +384,7 @@ def system_identifier(ctx: Context) -> Outcome:
         )
     if len(found) == 1:
         return outcome(f"all members share system identifier {next(iter(found))}{unseen_note(everyone)}")
-    leader = leader_of(ctx.src)
+    leader = ctx.src.leader
     reference = (leader.postgres.system_identifier if leader and leader.postgres else None) or max(
         found, key=lambda ident: len(found[ident])
     )
@@ -543,7 +527,7 @@ def source_is_primary(ctx: Context) -> Outcome:
                 src.name,
             )
         )
-    leader = leader_of(src)
+    leader = src.leader
     if leader is None:
         issues.append(
             block(
@@ -607,7 +591,7 @@ def source_is_primary(ctx: Context) -> Outcome:
                 dst.name,
             )
         )
-    standby_leader = leader_of(dst)
+    standby_leader = dst.leader
     if standby_leader is None:
         issues.append(
             block(f"{dst.name} has no standby leader", f"find out why (patronictl list {dst.scope})", dst.name)
@@ -650,7 +634,7 @@ def token_readable(ctx: Context) -> Outcome:
     known now blocks here instead of stalling the run with the source already demoted."""
     if (skip := ctx.not_applicable()) is not None:
         return skip
-    leader = leader_of(ctx.src)
+    leader = ctx.src.leader
     if leader is None:
         return outcome(f"not checked: no leader observed in {ctx.source} (see source-is-primary)")
     where = f"{leader.name} ({ctx.source} leader)"
@@ -732,7 +716,7 @@ def _standby_host_issue(ctx: Context) -> Issue | None:
 def target_follows_source_leader(ctx: Context) -> Outcome:
     if skipped := ctx.not_applicable():
         return skipped
-    standby, leader = leader_of(ctx.dst), leader_of(ctx.src)
+    standby, leader = ctx.dst.leader, ctx.src.leader
     issues = []
     recheck = f"check {ctx.target}'s standby_cluster section and its standby leader's log"
     if standby is None or standby.postgres is None:
@@ -815,7 +799,7 @@ def target_replicas_cascade(ctx: Context) -> Outcome:
     and the cascade gate waits for it (or the operator re-clones it) before the demotion."""
     if skipped := ctx.not_applicable():
         return skipped
-    standby = leader_of(ctx.dst)
+    standby = ctx.dst.leader
     replicas = [m for m in ctx.dst.members if standby is None or m.name != standby.name]
     if not replicas:
         return outcome(f"{ctx.target} has no replicas")
@@ -898,7 +882,7 @@ def slot_for_target(ctx: Context) -> Outcome:
                 ctx.target,
             )
         )
-    leader = leader_of(ctx.src)
+    leader = ctx.src.leader
     if leader is None or leader.postgres is None:
         issues.append(
             block(f"{src}'s leader not observed: cannot read slot {slot}", "make it reachable and observe again", src)
@@ -974,7 +958,7 @@ def slot_for_source(ctx: Context) -> Outcome:
     fix = f"the pre-seed step adds it (or add slots: {{{slot}: {{type: physical}}}} to {dst}'s dynamic config now)"
     if issue := _config_slot_issue(ctx, ctx.dst, slot, warn, fix):
         return outcome("", [issue])
-    standby = leader_of(ctx.dst)
+    standby = ctx.dst.leader
     if standby is not None and standby.postgres is not None and (standby.postgres.slot(slot) is None):
         return outcome(
             "",
@@ -995,7 +979,7 @@ def slot_for_source(ctx: Context) -> Outcome:
 def replay_lag(ctx: Context) -> Outcome:
     if skipped := ctx.not_applicable():
         return skipped
-    leader, standby = leader_of(ctx.src), leader_of(ctx.dst)
+    leader, standby = ctx.src.leader, ctx.dst.leader
     gate = ctx.inventory.gates.max_replay_lag_bytes
     current = leader.postgres.current_lsn if leader and leader.postgres else None
     replayed = standby.postgres.replay_lsn if standby and standby.postgres else None
@@ -1033,10 +1017,6 @@ def replay_lag(ctx: Context) -> Outcome:
     return outcome(f"{standby.name} replay lag {lag} bytes behind {leader.name} (gate {gate} bytes)")
 
 
-def _sync_mode_on(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("on", "true", "yes", "1", "quorum"))
-
-
 @check("synchronous-mode")
 def synchronous_mode(ctx: Context) -> Outcome:
     config = config_of(ctx.src)
@@ -1053,7 +1033,7 @@ def synchronous_mode(ctx: Context) -> Outcome:
         )
     issues = []
     target_mode = (config_of(ctx.dst) or {}).get("synchronous_mode")
-    if _sync_mode_on(target_mode) and not ctx.already_moved:
+    if sync_mode_on(target_mode) and not ctx.already_moved:
         issues.append(
             warn(
                 f"{ctx.target} has synchronous_mode {target_mode}: ignored while it is a standby "
@@ -1063,10 +1043,10 @@ def synchronous_mode(ctx: Context) -> Outcome:
             )
         )
     mode = config.get("synchronous_mode")
-    if not _sync_mode_on(mode):
+    if not sync_mode_on(mode):
         return outcome(f"synchronous_mode off on {ctx.source}", issues)
     strict = truthy(config.get("synchronous_mode_strict"))
-    leader = leader_of(ctx.src)
+    leader = ctx.src.leader
     if leader is None or leader.postgres is None:
         make = block if strict else warn
         issues.append(
@@ -1184,7 +1164,7 @@ def nofailover_target(ctx: Context) -> Outcome:
 def patroni_version(ctx: Context) -> Outcome:
     older, unknown, versions = [], [], set()
     for m in _all_members(ctx.sites):
-        text = (m.patroni.version if m.patroni else None) or (m.host_facts.patroni_version if m.host_facts else None)
+        text = reported_patroni_version(m)
         parsed = version_tuple(text)
         if parsed is None:
             unknown.append(m.name)
@@ -1248,7 +1228,7 @@ def walsender_headroom(ctx: Context) -> Outcome:
     other site's standby leader (or the tool's replication probe), one spare for a re-clone."""
     issues, seen = [], []
     for site in ctx.involved:
-        leader = leader_of(site)
+        leader = site.leader
         if leader is None or leader.postgres is None:
             issues.append(
                 warn(
@@ -1282,7 +1262,7 @@ def slot_headroom(ctx: Context) -> Outcome:
     issues, seen = [], []
     for site, other in ((ctx.src, ctx.target), (ctx.dst, ctx.source)):
         needed = ctx.slot_of(other)
-        leader = leader_of(site)
+        leader = site.leader
         for m, pg in observed_postgres(site.members):
             limit = int_setting(m, "max_replication_slots")
             fix = (
@@ -1337,7 +1317,7 @@ def max_slot_wal_keep_size(ctx: Context) -> Outcome:
 @check("logical-slots")
 def logical_slots(ctx: Context) -> Outcome:
     issues, found = [], []
-    leader = leader_of(ctx.src)
+    leader = ctx.src.leader
     if leader is None or leader.postgres is None:
         issues.append(
             warn(
@@ -1446,7 +1426,7 @@ def target_wal_available(ctx: Context) -> Outcome:
     than the target's position. When it is gone, only a re-seed (a new base backup) helps."""
     if skipped := ctx.not_applicable():
         return skipped
-    leader = leader_of(ctx.src)
+    leader = ctx.src.leader
     slot = ctx.slot_of(ctx.target)
     if leader is None or leader.postgres is None:
         return outcome(
@@ -1538,7 +1518,7 @@ def synchronous_mode_target(ctx: Context) -> Outcome:
     settings = carry["settings"]
     strict = truthy(settings.get("synchronous_mode_strict"))
     needed = int(settings.get("synchronous_node_count") or 1)
-    standby = leader_of(ctx.dst)
+    standby = ctx.dst.leader
     replicas = [m for m in ctx.dst.members if standby is None or m.name != standby.name]
     able = [
         m
@@ -1599,7 +1579,7 @@ def orphaned_standby(ctx: Context) -> Outcome:
                 or (receiver.slot_name != slot)
             ):
                 continue
-            leader = leader_of(site)
+            leader = site.leader
             others = (
                 f"; {site.name}'s leader {leader.name} cannot stream"
                 if (leader is not None and leader.name != m.name)
