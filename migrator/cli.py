@@ -21,6 +21,7 @@ import typer
 from typer.main import get_command
 
 from migrator import __version__
+from migrator.durable import write_private
 from migrator.errors import (
     SHOWN_VALUE_LIMIT,
     MigratorError,
@@ -30,7 +31,6 @@ from migrator.errors import (
     shown,
 )
 from migrator.model.inventory import Inventory, load_inventory
-from migrator.run.journal import write_private
 
 try:  # typer >= 0.2x vendors click; older releases use the click package
     from typer._click import exceptions as click_exceptions

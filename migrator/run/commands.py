@@ -18,6 +18,7 @@ from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan
 from migrator.model.playbook import SWITCHOVER_PHASES, UNTIL_STOPS
 from migrator.observe.observer import site_dcs
+from migrator.planning.hooks import plan_hooks
 from migrator.planning.preflight import observe_and_plan
 from migrator.run.engine import (
     Engine,
@@ -29,7 +30,6 @@ from migrator.run.engine import (
     never_lost,
     promotion_attempted,
 )
-from migrator.run.hooks import plan_hooks
 from migrator.run.journal import Journal, state_dir_for
 from migrator.run.lock import MigrationLock
 from migrator.steps.registry import STEP_CLASSES
