@@ -1,8 +1,8 @@
 """The `migrate` command line.
 
 Every command first loads and validates the inventory, then hands over to one small
-`run_<command>` function (the part later work replaces). `main()` is the console entry: it turns
-every error into one line on stderr and an exit code from conventions.md.
+`run_<command>` function. `main()` is the console entry: it turns every error into one line on
+stderr and the exit code of migrator/errors.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from migrator.durable import write_private
 from migrator.errors import (
     SHOWN_VALUE_LIMIT,
     MigratorError,
-    NotImplementedYet,
     UsageError,
     one_line,
     shown,
@@ -415,9 +414,6 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(f"{PROG}: error: {message} (see '{where} --help')", exc.exit_code)
     except click_exceptions.ClickException as exc:
         return _fail(f"{PROG}: error: {_cut_long_values(exc.format_message())}", exc.exit_code)
-    except NotImplementedYet as exc:
-        # Not the user's mistake, so no "error:" label; the message names the command.
-        return _fail(str(exc), exc.exit_code)
     except MigratorError as exc:
         if _debug():
             traceback.print_exc()
