@@ -1,7 +1,7 @@
 """The switchover's cost, the tool against the bare protocol, in the same run on the testbed.
 
 Under a write ledger at 100 commits/s, alternating directions, N times each:
-- raw: the REST sequence of shared/patroni-facts.md with nothing around it: PATCH standby_cluster
+- raw: the bare REST sequence (docs/architecture.md, the protocol) with nothing around it: PATCH standby_cluster
   onto the source, poll pg_controldata for the shutdown checkpoint (the token), poll the target
   until it replayed past it, PATCH standby_cluster: null onto the target;
 - migrate: `migrate execute --dc X --yes` as an operator runs it.

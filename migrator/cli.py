@@ -1,8 +1,8 @@
 """The `migrate` command line.
 
 Every command first loads and validates the inventory, then hands over to one small
-`run_<command>` function (the part later work replaces). `main()` is the console entry: it turns
-every error into one line on stderr and an exit code from conventions.md.
+`run_<command>` function. `main()` is the console entry: it turns every error into one line on
+stderr and the exit code of migrator/errors.py.
 """
 
 from __future__ import annotations
@@ -21,16 +21,15 @@ import typer
 from typer.main import get_command
 
 from migrator import __version__
+from migrator.durable import write_private
 from migrator.errors import (
     SHOWN_VALUE_LIMIT,
     MigratorError,
-    NotImplementedYet,
     UsageError,
     one_line,
     shown,
 )
 from migrator.model.inventory import Inventory, load_inventory
-from migrator.run.journal import write_private
 
 try:  # typer >= 0.2x vendors click; older releases use the click package
     from typer._click import exceptions as click_exceptions
@@ -415,9 +414,6 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(f"{PROG}: error: {message} (see '{where} --help')", exc.exit_code)
     except click_exceptions.ClickException as exc:
         return _fail(f"{PROG}: error: {_cut_long_values(exc.format_message())}", exc.exit_code)
-    except NotImplementedYet as exc:
-        # Not the user's mistake, so no "error:" label; the message names the command.
-        return _fail(str(exc), exc.exit_code)
     except MigratorError as exc:
         if _debug():
             traceback.print_exc()

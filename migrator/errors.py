@@ -1,7 +1,7 @@
 """The one exception tree of migrator.
 
-The CLI turns every `MigratorError` into a single line on stderr and the error's `exit_code`
-(see conventions.md): 0 done, 1 failed with nothing unsafe left, 2 bad input, 3 a gate timed out
+The CLI turns every `MigratorError` into a single line on stderr and the error's `exit_code`:
+0 done, 1 failed with nothing unsafe left, 2 bad input, 3 a gate timed out
 (or a failure after the demotion) and the change was rolled back, 4 stopped in an unsafe state,
 5 another run holds the service's migration lock (try later), 6 the reviewed plan no longer
 matches the sites (plan and review again). 5 and 6 let a pipeline tell "try later" and
@@ -112,9 +112,3 @@ class StalePlan(MigratorError):
     again."""
 
     exit_code = 6
-
-
-class NotImplementedYet(MigratorError):
-    """A command or feature that exists in the interface but not yet in the code."""
-
-    exit_code = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
@@ -24,5 +25,22 @@ class Finding(BaseModel):
     members: tuple[str, ...] = ()
 
 
-def blocking(findings: list[Finding]) -> list[Finding]:
+def blocking(findings: Iterable[Finding]) -> list[Finding]:
     return [f for f in findings if f.verdict is Verdict.BLOCK]
+
+
+def first_blocking_line(lead: str, findings: Iterable[Finding]) -> str | None:
+    """The one error line for a refusal by findings: `<lead>: <check>: <finding>; <fix>`, then
+    how many more block (`migrate check` lists them all); None when nothing blocks. The CLI,
+    planning and the preflight steps all refuse with this line, so a refusal reads the same
+    wherever it is met."""
+    found = blocking(findings)
+    if not found:
+        return None
+    first = found[0]
+    line = f"{lead}: {first.check}: {first.finding}"
+    if first.fix:
+        line += f"; {first.fix}"
+    if len(found) > 1:
+        line += f" (and {len(found) - 1} more blocking)"
+    return line

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
 from migrator.model.findings import Finding, Verdict, blocking
-from migrator.rules.trust import unknown_host_key_warnings
+from migrator.model.trust_text import unknown_host_key_warnings
 
 PLAN_FORMAT = 1
 

@@ -16,10 +16,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from migrator.durable import write_private
 from migrator.errors import UsageError
 from migrator.model.plan import Plan
 from migrator.model.secrets import mask_values
-from migrator.run.journal import write_private
 
 DESCRIPTIVE = (
     "config_before",

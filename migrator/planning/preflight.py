@@ -16,7 +16,7 @@ from typing import Literal
 from migrator.checks import run_checks
 from migrator.checks.seed import needs_reseed, needs_seed, reseed_findings, seed_findings
 from migrator.errors import PreflightError
-from migrator.model.findings import Finding, Verdict, blocking
+from migrator.model.findings import Finding, blocking, first_blocking_line
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan
 from migrator.model.playbook import PLAYBOOK_DIR, load_playbook
@@ -48,20 +48,53 @@ def preflight(
     that is not primary, for `migrate check` without --dc)."""
     source, target = direction(inventory, state, target)
     findings = run_checks(inventory, state, source, target)
-    seed_facts_of = observe_seed_facts or observe_seed
+    proposal: Proposal = "switchover"
     if source != target and needs_seed(state, target):
-        # An empty target: plan its seeding; the cut-over is planned once it runs.
-        facts = seed_facts_of(inventory, state, source, target)
-        return Preflight(
-            source, target, "seed", tuple(seed_findings(inventory, state, facts, source, target, findings))
-        )
-    if source != target and (reason := needs_reseed(findings)) is not None:
-        # The target cannot stream again (the WAL it needs is gone): plan its re-seed.
-        facts = seed_facts_of(inventory, state, source, target)
-        return Preflight(
-            source, target, "reseed", tuple(reseed_findings(inventory, state, facts, source, target, findings, reason))
-        )
-    return Preflight(source, target, "switchover", tuple(findings))
+        proposal = "seed"  # an empty target: plan its seeding; the cut-over is planned once it runs
+    elif source != target and needs_reseed(findings) is not None:
+        proposal = "reseed"  # the target cannot stream again (the WAL it needs is gone)
+    return Preflight(
+        source,
+        target,
+        proposal,
+        tuple(findings_of(inventory, state, source, target, proposal, findings, observe_seed_facts)),
+    )
+
+
+def findings_of(
+    inventory: Inventory,
+    state: ServiceState,
+    source: str,
+    target: str,
+    proposal: Proposal,
+    checked: list[Finding] | None = None,
+    observe_seed_facts: SeedObserver | None = None,
+) -> list[Finding]:
+    """The findings of one kind of plan: the switchover checks, with the seeding checks in the
+    place of those about the target's cluster when the target is (re-)seeded. `checked`: the
+    switchover checks when already run on this snapshot."""
+    findings = run_checks(inventory, state, source, target) if checked is None else checked
+    if proposal == "switchover":
+        return findings
+    facts = (observe_seed_facts or observe_seed)(inventory, state, source, target)
+    if proposal == "seed":
+        return seed_findings(inventory, state, facts, source, target, findings)
+    reason = needs_reseed(findings)
+    if reason is None:  # the WAL came back since: nothing to re-seed for, the checks say the rest
+        return findings
+    return reseed_findings(inventory, state, facts, source, target, findings, reason)
+
+
+def refuse_if_blocked(
+    inventory: Inventory, source: str, target: str, proposal: Proposal, refusal: str, state: ServiceState | None = None
+) -> None:
+    """The preflight of a run, right before it acts: observe (unless `state` is that fresh
+    observation) and check again for the kind of plan being run; the first blocking finding
+    stops it with PreflightError, `<refusal>: <check>: ...`."""
+    state = observe(inventory) if state is None else state
+    line = first_blocking_line(refusal, findings_of(inventory, state, source, target, proposal))
+    if line is not None:
+        raise PreflightError(line)
 
 
 def plan_from_preflight(
@@ -83,11 +116,9 @@ def plan_from_preflight(
     if state.primary_site is None:
         # No plan without a primary site; say why in the words of the first check that blocks
         # (a refused password, an unreachable member...) rather than only "no primary".
-        first = next((f for f in findings if f.verdict is Verdict.BLOCK), None)
-        if first is not None:
-            raise PreflightError(
-                f"cannot plan: {first.check}: {first.finding}" + (f"; {first.fix}" if first.fix else "")
-            )
+        line = first_blocking_line("cannot plan", findings)
+        if line is not None:
+            raise PreflightError(line)
     return plan(inventory, state, switchover, checked.target, findings)
 
 

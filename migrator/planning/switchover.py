@@ -41,11 +41,11 @@ from migrator.model.playbook import (
     compile_template,
 )
 from migrator.model.state import MemberState, ServiceState, SiteState
+from migrator.planning.hooks import plan_hooks
 from migrator.rules.patroni_version import graceful_demote_possible, patroni_version
 from migrator.rules.sync_mode import configs_with_sync_mode_carried, sync_mode_carry
 from migrator.rules.trust import insecure_ssh_sites, insecure_transport_warnings
 from migrator.rules.upstream import common_pg_port, target_repoint
-from migrator.run.hooks import plan_hooks
 
 NO_LEADER = "(no leader observed)"
 SOURCE_LEADER_AFTER = "decided by Patroni at demotion"

@@ -24,8 +24,7 @@ from rich.text import Text
 from migrator.model.findings import Finding, Verdict
 from migrator.model.plan import MemberView, Plan, PlanHook, PlanStep, SiteView
 from migrator.model.playbook import TEMPLATE_DIR
-from migrator.run.hooks import HOOK_KINDS
-from migrator.steps.kinds import STEP_KINDS, declared, promotes
+from migrator.steps.kinds import HOOK_KINDS, STEP_KINDS, declared, promotes
 
 Format = Literal["text", "md", "json"]
 FORMATS: tuple[str, ...] = ("text", "md", "json")

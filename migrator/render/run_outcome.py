@@ -12,24 +12,28 @@ from migrator.run.engine import Outcome, summary
 from migrator.run.journal import Journal
 
 
+def _first_with(facts: dict[str, dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The facts of the first step that learned `key` (each is learned by one step of a plan)."""
+    return next((f for f in facts.values() if key in f), None)
+
+
+def _replayed(what: str, member: str, how_far: str) -> str:
+    """The catch-up and its proof right before the promotion say the same thing: who replayed how far."""
+    return f"{what}: {member} replayed {how_far}"
+
+
 def _facts_line(facts: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
-    token = next((f for f in facts.values() if "token" in f), None)
-    if token:
+    if token := _first_with(facts, "token"):
         lines.append(
             f"token: {token['token_text']} (pg_control '{token['token_state']}', timeline {token['token_timeline']})"
         )
-    caught = next((f for f in facts.values() if "caught_up_member" in f), None)
-    if caught:
-        lines.append(f"caught up: {caught['caught_up_member']} replayed past the token")
-    proven = next((f for f in facts.values() if "proven_member" in f), None)
-    if proven:
-        lines.append(
-            f"proven again right before the promotion: {proven['proven_member']} replayed "
-            f"{lsn_text(proven.get('proven_replayed'))} on timeline {proven.get('proven_timeline')}"
-        )
-    promoted = next((f for f in facts.values() if "new_timeline" in f), None)
-    if promoted:
+    if caught := _first_with(facts, "caught_up_member"):
+        lines.append(_replayed("caught up", caught["caught_up_member"], "past the token"))
+    if proven := _first_with(facts, "proven_member"):
+        how_far = f"{lsn_text(proven.get('proven_replayed'))} on timeline {proven.get('proven_timeline')}"
+        lines.append(_replayed("proven again right before the promotion", proven["proven_member"], how_far))
+    if promoted := _first_with(facts, "new_timeline"):
         lines.append(
             f"new primary: {promoted['primary']}, timeline {promoted.get('timeline_before')} -> "
             f"{promoted['new_timeline']}"

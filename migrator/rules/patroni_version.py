@@ -10,7 +10,10 @@ from migrator.model.state import MemberState, ServiceState
 GRACEFUL_DEMOTE_MIN_PATRONI = (4, 1)
 
 
-def _version_tuple(text: str | None) -> tuple[int, ...] | None:
+def version_tuple(text: str | None) -> tuple[int, ...] | None:
+    """The release numbers a version string starts with, at most major.minor.patch: "4.1.5" ->
+    (4, 1, 5); "v3.3.11.post1" -> (3, 3, 11); "4.0.0rc1" -> (4, 0, 0); "v3" -> (3,); None when it
+    starts with no number. Compare its first two numbers with GRACEFUL_DEMOTE_MIN_PATRONI."""
     if not text:
         return None
     match = re.match(r"\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?", text)
@@ -35,7 +38,7 @@ def graceful_demote_possible(state: ServiceState, sites: list[str]) -> bool:
     if not members:
         return False
     for member in members:
-        version = _version_tuple(patroni_version(member))
+        version = version_tuple(patroni_version(member))
         if version is None or version[:2] < GRACEFUL_DEMOTE_MIN_PATRONI:
             return False
     return True

@@ -15,23 +15,16 @@ Everything here is pure: it reads the inventory only, never a secret's value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
+
+# The warning's words live with the plan that says them; read here too, as before.
+from migrator.model.trust_text import unknown_host_key_warnings as unknown_host_key_warnings
 
 
 def insecure_ssh_sites(inventory: Any) -> tuple[str, ...]:
     """The sites whose inventory accepts unknown SSH host keys."""
     return tuple(name for name, site in inventory.sites.items() if site.ssh.accept_unknown_host_keys)
-
-
-def unknown_host_key_warnings(sites: Iterable[str]) -> list[str]:
-    return [
-        f"WARNING: site {site} accepts unknown SSH host keys (ssh.accept_unknown_host_keys: true "
-        "in the inventory): a host key is trusted on first use, so an impostor host would not "
-        "be noticed; pin the keys in known_hosts and remove the option"
-        for site in sites
-    ]
 
 
 def _scheme(url: str) -> str:

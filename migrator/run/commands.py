@@ -13,9 +13,11 @@ from pathlib import Path
 
 from migrator.adapters.dcs import Etcd3Dcs, site_dcs
 from migrator.errors import MigratorError, PreflightError, StalePlan, UnreachableError, UsageError
+from migrator.model.findings import first_blocking_line
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan
 from migrator.model.playbook import SWITCHOVER_PHASES, UNTIL_STOPS
+from migrator.planning.hooks import plan_hooks
 from migrator.planning.preflight import observe_and_plan
 from migrator.run.engine import (
     Engine,
@@ -27,7 +29,6 @@ from migrator.run.engine import (
     never_lost,
     promotion_attempted,
 )
-from migrator.run.hooks import plan_hooks
 from migrator.run.journal import Journal, state_dir_for
 from migrator.run.lock import MigrationLock
 from migrator.steps.registry import STEP_CLASSES
@@ -158,13 +159,7 @@ def _execute_locked(
         return plan.noop_reason
     _check_reviewed(plan, reviewed_plan)
     if not plan.executable:
-        first = plan.blocking_findings[0]
-        more = len(plan.blocking_findings) - 1
-        raise PreflightError(
-            f"the plan is blocked: {first.check}: {first.finding}"
-            + (f" (and {more} more)" if more > 0 else "")
-            + "; see `migrate check`"
-        )
+        raise PreflightError(f"{first_blocking_line('the plan is blocked', plan.findings)}; see `migrate check`")
     _automated(plan)
     if not confirm(plan):
         raise UsageError("not confirmed; nothing changed")
@@ -213,8 +208,7 @@ def _rollback_locked(
     if back.noop_reason:
         raise UsageError(f"{plan.source} is primary already; nothing to roll back")
     if not back.executable:
-        first = back.blocking_findings[0]
-        raise PreflightError(f"moving back to {plan.source} is blocked: {first.check}: {first.finding}")
+        raise PreflightError(str(first_blocking_line(f"moving back to {plan.source} is blocked", back.findings)))
     _automated(back)
     if not confirm(back):
         raise UsageError("not confirmed; nothing changed")

@@ -31,10 +31,10 @@ from migrator.model.plan import Plan, PlanStep
 from migrator.model.plan_file import load_stored_plan, store_plan
 from migrator.run.crashpoint import crash_here
 from migrator.run.dcs_hold import hold_before_step, source_after_undo
-from migrator.run.hooks import HOOK_KINDS, HookFailed, migration_env, run_configured_hook
+from migrator.run.hooks import HookFailed, migration_env, run_configured_hook
 from migrator.run.journal import Journal
 from migrator.steps.base import RunContext, Step
-from migrator.steps.kinds import promotes
+from migrator.steps.kinds import HOOK_KINDS, promotes
 from migrator.steps.registry import STEP_CLASSES
 
 SAMPLE_EVERY_SECONDS = 2.0

@@ -1,7 +1,8 @@
 """Run the inventory's traffic hooks on the operator's machine, with a deadline.
 
 Hooks are part of the reviewed change: the plan lists each one with its command and timeout
-(`plan_hooks`), and the plan's fingerprint covers them. A hook's environment is built from
+(migrator/planning/hooks.py, from the hook table in migrator/steps/kinds.py), and the plan's
+fingerprint covers them. A hook's environment is built from
 scratch: the `MIGRATOR_*` variables the tool gives it plus PATH, HOME and LANG, nothing else the
 operator's shell holds (cloud keys, PGPASSWORD...). Its output goes to the journal masked.
 
@@ -15,12 +16,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
 
 from migrator.errors import MigratorError
 from migrator.model.inventory import Hooks
-from migrator.model.plan import PlanHook, PlanStep
-from migrator.steps.kinds import DEMOTING_KINDS, PROMOTING_KINDS
 
 # Taken from the tool's own environment when set; every other variable stays out of a hook.
 PASSED_THROUGH = ("PATH", "HOME", "LANG")
@@ -28,51 +26,9 @@ PASSED_THROUGH = ("PATH", "HOME", "LANG")
 TERM_GRACE_SECONDS = 1.0
 OUTPUT_KEPT = 2000  # characters of a hook's stdout kept for the journal
 
-# Each hook: the step kinds it belongs to (the plan lists it only with one of them), and when
-# it runs and what its failure does, as the plan and the runbook say it.
-HOOK_POINTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    (
-        "before_demote",
-        DEMOTING_KINDS,
-        "right before the source is demoted (its standby_cluster PATCH, or the clean stop on the "
-        "Patroni < 4.1 path), e.g. pgbouncer PAUSE; a failure stops the run with nothing demoted "
-        "and undoes the earlier steps",
-    ),
-    (
-        "before_promote",
-        PROMOTING_KINDS,
-        "right before the promotion PATCH, inside the write-unavailability window; a failure stops "
-        "the run before that PATCH is sent and undoes the demotion (exit 3)",
-    ),
-    (
-        "after_promote",
-        PROMOTING_KINDS,
-        "once the new primary is proven to have every commit (its timeline forked after the token), "
-        "e.g. move DNS/VIP/pgbouncer; a failure is a warning (exit 1): the database move stands, "
-        "move the traffic by hand",
-    ),
-    (
-        "on_undo",
-        DEMOTING_KINDS,
-        "after the tool undid the demotion and the source takes writes again, e.g. pgbouncer "
-        "RESUME; a failure is a warning in the outcome, the undo stands",
-    ),
-)
-HOOK_KINDS = {name: kinds for name, kinds, _ in HOOK_POINTS}
-
 
 class HookFailed(MigratorError):
     exit_code = 1
-
-
-def plan_hooks(hooks: Hooks, steps: Iterable[PlanStep]) -> tuple[PlanHook, ...]:
-    """The configured hooks this plan's steps will run, in the order they would run."""
-    kinds = {step.kind for step in steps}
-    return tuple(
-        PlanHook(name=name, command=command, timeout_seconds=hooks.timeout_seconds, when=when)
-        for name, hook_kinds, when in HOOK_POINTS
-        if (command := getattr(hooks, name)) and kinds.intersection(hook_kinds)
-    )
 
 
 def migration_env(

@@ -6,24 +6,17 @@ import shlex
 import socket
 from typing import Any
 
-from migrator.checks import run_checks
 from migrator.errors import PreflightError
-from migrator.model.findings import blocking
-from migrator.observe.observer import observe
+from migrator.planning.preflight import refuse_if_blocked
 from migrator.steps.base import Step, step_kind
 
 
 @step_kind("run_preflight")
 class RunPreflight(Step):
     def gate(self) -> dict[str, Any]:
-        state = observe(self.ctx.inventory)
-        findings = blocking(run_checks(self.ctx.inventory, state, self.args["source"], self.args["target"]))
-        if findings:
-            first = findings[0]
-            raise PreflightError(
-                f"preflight blocks: {first.check}: {first.finding}"
-                + (f" ({len(findings) - 1} more blocking)" if len(findings) > 1 else "")
-            )
+        refuse_if_blocked(
+            self.ctx.inventory, self.args["source"], self.args["target"], "switchover", "preflight blocks"
+        )
         return {}
 
 

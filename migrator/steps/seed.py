@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any
 from migrator.adapters.dcs import Etcd3Dcs, site_dcs
 from migrator.adapters.pg_queries import BaseBackupProgress
 from migrator.adapters.remote import POSTGRES_OS_USER
-from migrator.checks import run_checks
-from migrator.checks.seed import needs_seed, seed_findings
+from migrator.checks.seed import needs_seed
 from migrator.errors import MigratorError, PreflightError, UnreachableError
-from migrator.model.findings import blocking
 from migrator.observe.observer import observe
-from migrator.observe.seed_facts import observe_seed
+from migrator.planning.preflight import refuse_if_blocked
 from migrator.planning.seed_config import reveal
 from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
@@ -53,15 +51,7 @@ class RunSeedPreflight(Step):
                 f"{target} is no longer empty (a member's Patroni answers or its DCS "
                 "holds members): plan again with `migrate plan`"
             )
-        facts = observe_seed(inventory, state, source, target)
-        found = blocking(
-            seed_findings(inventory, state, facts, source, target, run_checks(inventory, state, source, target))
-        )
-        if found:
-            first = found[0]
-            raise PreflightError(
-                f"seeding refused: {first.check}: {first.finding}" + (f"; {first.fix}" if first.fix else "")
-            )
+        refuse_if_blocked(inventory, source, target, "seed", "seeding refused", state)
         return {}
 
 

@@ -10,8 +10,8 @@
 A commit is "acknowledged" only when the INSERT returned successfully to the client: that is the
 promise a database makes, and the only one a switchover must keep. An id whose commit was in doubt
 (the connection broke during the commit) is retried with the same id and `ON CONFLICT DO NOTHING`
-until the client sees it succeed, so ids are never skipped and never written twice (see
-shared/patroni-facts.md, "write ledger").
+until the client sees it succeed, so ids are never skipped and never written twice (docs/architecture.md,
+"Tests").
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Small settings (shared_buffers 16MB, 40 connections) keep four PostgreSQL instances light on a
 2-core machine; the Patroni timings 20/2/5 are the smallest that Patroni accepts comfortably.
 dc2 is bootstrapped as a standby cluster of dc1 through `bootstrap.dcs.standby_cluster`, with the
-host list of dc1's members so it follows whichever is primary (the fixed-address trap, see
-shared/patroni-facts.md).
+host list of dc1's members so it follows whichever is primary (the fixed-address trap: docs/architecture.md,
+"Patroni behaviour the code relies on").
 """
 
 from __future__ import annotations

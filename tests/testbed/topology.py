@@ -2,7 +2,7 @@
 
 Every member listens on the same ports (PostgreSQL 5432, REST 8008, SSH 2222) on its own address
 127.<net>.<site>.<member> (net 0 unless MIGRATOR_TESTBED_NET says otherwise), as real hosts do; sharing one address breaks Patroni's pgpass lines for host
-lists (see shared/patroni-facts.md). Each site's etcd sits on 127.<net>.<site>.100.
+lists (one line per host, each with the whole port list, which libpq never matches). Each site's etcd sits on 127.<net>.<site>.100.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from migrator.checks import CHECK_IDS, run_checks, version_tuple, worst
+from migrator.checks import CHECK_IDS, run_checks, worst
+from migrator.rules.patroni_version import version_tuple
 from migrator.errors import UsageError
 from migrator.model.findings import Finding, Verdict
 from migrator.model.state import ServiceState

@@ -8,95 +8,25 @@ and the journal says what `--resume` and `rollback` need."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-import migrator.run.engine as engine_module
 from migrator.adapters.patroni import PatroniRefused
 from migrator.run.engine import Engine, latest_migration, promotion_attempted
 from migrator.errors import GateTimeout
-from migrator.steps.base import Step
+from tests.helpers.fake_steps import FakeSites, install_fake_steps
 from tests.helpers.snapshots import example_inventory
 from tests.unit.test_planner import make_plan
 
-
-class World:
-    """What the fake steps changed: whether the source is demoted and the target promoted."""
-
-    def __init__(self) -> None:
-        self.demoted = False
-        self.promoted = False
-        self.fault: tuple[str, str, BaseException] | None = None  # (step id, where, exception)
-        self.undo_fault: BaseException | None = None
-
-    def maybe_fail(self, step_id: str, where: str) -> None:
-        if self.fault and self.fault[:2] == (step_id, where):
-            raise self.fault[2]
-
-
-def fake_classes(world: World, kinds: set[str]) -> dict[str, type[Step]]:
-    class Fake(Step):
-        changes_state = False
-
-        def apply(self) -> dict[str, Any]:
-            world.maybe_fail(self.spec.id, "apply")
-            return {}
-
-        def gate(self) -> dict[str, Any]:
-            world.maybe_fail(self.spec.id, "gate")
-            return {}
-
-    class FakeDemote(Fake):
-        changes_state = True
-
-        def precheck(self) -> bool:
-            return world.demoted
-
-        def apply(self) -> dict[str, Any]:
-            world.demoted = True
-            world.maybe_fail(self.spec.id, "apply")
-            return {}
-
-        def undo(self, facts: dict[str, Any]) -> bool:
-            if world.undo_fault is not None:
-                raise world.undo_fault
-            world.demoted = False
-            return True
-
-    class FakePromote(Fake):
-        changes_state = True
-
-        def precheck(self) -> bool:
-            return world.promoted
-
-        def apply(self) -> dict[str, Any]:
-            world.maybe_fail(self.spec.id, "before-attempt")
-            self.ctx.record("promotion-attempted", step=self.spec.id)
-            try:
-                world.maybe_fail(self.spec.id, "patch")
-            except PatroniRefused as exc:
-                self.ctx.record("promotion-refused", step=self.spec.id, error=str(exc))
-                raise
-            world.promoted = True
-            return {}
-
-    classes: dict[str, type[Step]] = {}
-    for kind in kinds:
-        base = {"demote_site": FakeDemote, "promote_site": FakePromote}.get(kind, Fake)
-        classes[kind] = type(f"Fake_{kind}", (base,), {"kind": kind})
-    return classes
+# Only the demotion and the promotion change something here: the undo that matters is the
+# demotion's.
+CHANGING = frozenset({"demote_site", "promote_site"})
 
 
 @pytest.fixture
 def run(monkeypatch, tmp_path):
-    world = World()
+    world = FakeSites()
     plan = make_plan()
-    monkeypatch.setattr(engine_module, "STEP_CLASSES", fake_classes(world, {s.kind for s in plan.steps}))
-    # No DCS and no PostgreSQL here: the hold and the verdict ask the sites, which are fakes.
-    monkeypatch.setattr(engine_module, "hold_before_step", lambda *args, **kwargs: 0.0)
-    monkeypatch.setattr(engine_module, "source_after_undo",
-                        lambda live, source: f"{source} demoted: {world.demoted}")
+    install_fake_steps(monkeypatch, plan, world, CHANGING)
 
     def go(fault: tuple[str, str, BaseException] | None = None, undo_fault: BaseException | None = None):
         world.fault, world.undo_fault = fault, undo_fault

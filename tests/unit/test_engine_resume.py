@@ -5,64 +5,20 @@ simulated here by a step raising SystemExit, which the engine does not catch (as
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-import migrator.run.engine as engine_module
 from migrator.errors import GateTimeout
 from migrator.run.engine import Engine, latest_migration
-from migrator.steps.base import Step
+from tests.helpers.fake_steps import CHANGING, FakeSites, install_fake_steps
 from tests.helpers.snapshots import example_inventory
 from tests.unit.test_planner import make_plan
 
 
-class Sites:
-    """What the fake steps changed, and the order they were applied and undone in."""
-
-    def __init__(self) -> None:
-        self.changed: set[str] = set()
-        self.log: list[tuple[str, str]] = []
-        self.fail_at: tuple[str, BaseException] | None = None
-
-
-CHANGING = {"ensure_permanent_slot", "demote_site", "promote_site"}
-
-
-def fakes(sites: Sites, kinds: set[str]) -> dict[str, type[Step]]:
-    class Fake(Step):
-        def precheck(self) -> bool:
-            return self.spec.id in sites.changed or not self.changes_state
-
-        def apply(self) -> dict[str, Any]:
-            sites.log.append(("apply", self.spec.id))
-            sites.changed.add(self.spec.id)
-            if self.spec.kind == "promote_site":
-                self.ctx.record("promotion-attempted", step=self.spec.id)
-            return {}
-
-        def gate(self) -> dict[str, Any]:
-            sites.log.append(("gate", self.spec.id))
-            if sites.fail_at and sites.fail_at[0] == self.spec.id:
-                raise sites.fail_at[1]
-            return {}
-
-        def undo(self, facts: dict[str, Any]) -> bool:
-            sites.log.append(("undo", self.spec.id))
-            sites.changed.discard(self.spec.id)
-            return True
-
-    return {kind: type(f"Fake_{kind}", (Fake,), {"kind": kind, "changes_state": kind in CHANGING})
-            for kind in kinds}
-
-
 @pytest.fixture
 def engine_for(monkeypatch, tmp_path):
-    sites = Sites()
+    sites = FakeSites()
     plan = make_plan()
-    monkeypatch.setattr(engine_module, "STEP_CLASSES", fakes(sites, {s.kind for s in plan.steps}))
-    monkeypatch.setattr(engine_module, "hold_before_step", lambda *args, **kwargs: 0.0)
-    monkeypatch.setattr(engine_module, "source_after_undo", lambda live, source: "checked")
+    install_fake_steps(monkeypatch, plan, sites)
     return lambda: Engine(example_inventory(), plan, tmp_path), sites, plan
 
 
@@ -72,7 +28,7 @@ def _changing_ids(plan) -> list[str]:
 
 def test_an_undo_reverses_every_change_newest_first(engine_for):
     new_engine, sites, plan = engine_for
-    sites.fail_at = ("catch-up", GateTimeout("gave up"))
+    sites.fault = ("catch-up", "gate", GateTimeout("gave up"))
     outcome = new_engine().start()
     assert outcome.exit_code == 3, outcome.message
     applied = [step for event, step in sites.log if event == "apply"]
@@ -83,11 +39,11 @@ def test_an_undo_reverses_every_change_newest_first(engine_for):
 
 def test_a_resumed_run_repeats_no_done_step_and_finishes(engine_for):
     new_engine, sites, plan = engine_for
-    sites.fail_at = ("catch-up", SystemExit(137))  # the process dies inside the catch-up gate
+    sites.fault = ("catch-up", "gate", SystemExit(137))  # the process dies inside the catch-up gate
     with pytest.raises(SystemExit):
         new_engine().start()
     before = list(sites.log)
-    sites.fail_at = None
+    sites.fault = None
     engine = new_engine()
     outcome = engine.resume(latest_migration(engine.journal))
     assert outcome.exit_code == 0, outcome.message
@@ -101,11 +57,11 @@ def test_a_resumed_run_repeats_no_done_step_and_finishes(engine_for):
 
 def test_a_resumed_run_stops_when_a_done_change_no_longer_holds(engine_for):
     new_engine, sites, _ = engine_for
-    sites.fail_at = ("catch-up", SystemExit(137))
+    sites.fault = ("catch-up", "gate", SystemExit(137))
     with pytest.raises(SystemExit):
         new_engine().start()
     sites.changed.discard("demote-source")  # someone made the source primary again by hand
-    sites.fail_at = None
+    sites.fault = None
     engine = new_engine()
     outcome = engine.resume(latest_migration(engine.journal))
     assert outcome.exit_code == 4, outcome.message

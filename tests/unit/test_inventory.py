@@ -14,7 +14,6 @@ from migrator.errors import (
     GateTimeout,
     InventoryError,
     MigratorError,
-    NotImplementedYet,
     PreflightError,
     UnreachableError,
     UnsafeStateError,
@@ -488,7 +487,7 @@ def test_mask_hides_every_occurrence_of_every_secret():
     ("error", "code"),
     [
         (InventoryError, 2), (UsageError, 2), (UnreachableError, 1), (PreflightError, 1),
-        (GateTimeout, 3), (UnsafeStateError, 4), (NotImplementedYet, 1),
+        (GateTimeout, 3), (UnsafeStateError, 4),
     ],
 )
 def test_every_error_has_its_exit_code_and_prints_one_line(error, code):

@@ -14,7 +14,8 @@ import pytest
 from migrator import cli
 from migrator.run.engine import latest_migration
 from migrator.errors import UsageError
-from migrator.run.journal import Journal, JournalCorrupt, state_dir_for, write_private
+from migrator.durable import write_private
+from migrator.run.journal import Journal, JournalCorrupt, state_dir_for
 from migrator.model.plan import Plan
 from migrator.model.plan_file import store_plan
 from tests.helpers.snapshots import load_baseline, with_config

@@ -57,3 +57,26 @@ def test_a_demotion_left_in_place_is_not_reported_as_no_unavailability(tmp_path)
                              Outcome(4, "undo failed", "m1", "stopped-unsafe"))
     assert "write unavailability: from 2026-11-21T03:00:00.000+00:00 on" in text
     assert "none" not in text.split("write unavailability:")[1].splitlines()[0]
+
+
+def test_the_learned_facts_read_as_one_line_each(tmp_path):
+    """Token, catch-up, the proof right before the promotion and the new primary, from the facts
+    the steps journal, in the words operators and the e2e tests read."""
+    journal = Journal(tmp_path, [])
+    journal.append("migration-started", migration="m1", plan_file="p", source="dc1", target="dc2")
+    learned = {
+        "token": {"token": 84017464, "token_text": "0/5020038", "token_state": "shut down", "token_timeline": 3},
+        "catch-up": {"caught_up_member": "dc2-b", "replayed": 84017600},
+        "promote": {"proven_member": "dc2-b", "proven_replayed": 84017600, "proven_timeline": 3,
+                    "primary": "dc2-b", "timeline_before": 3, "new_timeline": 4},
+    }
+    for step, facts in learned.items():
+        journal.append("step-started", migration="m1", step=step, kind="k", phase="p")
+        journal.append("step-done", migration="m1", step=step, facts=facts)
+    text, markdown = render_outcome(journal, Outcome(0, "done", "m1", "done"))
+    lines = text.splitlines()
+    assert "token: 0/5020038 (pg_control 'shut down', timeline 3)" in lines
+    assert "caught up: dc2-b replayed past the token" in lines
+    assert "proven again right before the promotion: dc2-b replayed 0/50201C0 on timeline 3" in lines
+    assert "new primary: dc2-b, timeline 3 -> 4" in lines
+    assert "- caught up: dc2-b replayed past the token" in markdown.splitlines()
