@@ -51,5 +51,7 @@ demo: deps venv patroni
 testbed-up: deps venv patroni
 	$(VENV)/bin/python -m tests.testbed up
 
+# Also the workers' testbeds, which MIGRATOR_KEEP_TESTBED=1 leaves up after a parallel run.
 testbed-down: venv
 	$(VENV)/bin/python -m tests.testbed down
+	for i in $$(seq 0 $$(($(TEST_WORKERS) - 1))); do PYTEST_XDIST_WORKER=gw$$i $(VENV)/bin/python -m tests.testbed down; done
