@@ -35,8 +35,11 @@ patroni: deps venv
 lint: venv
 	$(VENV)/bin/ruff check migrator && $(VENV)/bin/ruff format --check migrator && $(VENV)/bin/mypy
 
+# Two workers, each with its own testbed (net MIGRATOR_TESTBED_NET+i, dir MIGRATOR_TESTBED_DIR-gw<i>);
+# loadfile keeps each test module on one worker, as a module's tests share its testbed's state.
+TEST_WORKERS ?= 2
 test: deps venv patroni lint
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Unit tests only, no testbed: seconds, for the edit-test loop.
 test-fast: venv lint
@@ -48,5 +51,7 @@ demo: deps venv patroni
 testbed-up: deps venv patroni
 	$(VENV)/bin/python -m tests.testbed up
 
+# Also the workers' testbeds, which MIGRATOR_KEEP_TESTBED=1 leaves up after a parallel run.
 testbed-down: venv
 	$(VENV)/bin/python -m tests.testbed down
+	for i in $$(seq 0 $$(($(TEST_WORKERS) - 1))); do PYTEST_XDIST_WORKER=gw$$i $(VENV)/bin/python -m tests.testbed down; done

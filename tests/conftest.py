@@ -1,5 +1,9 @@
 """Shared fixtures. The testbed starts once per test run, only when a test asks for it, and every
-process it started is stopped at the end, whatever happened."""
+process it started is stopped at the end, whatever happened.
+
+Under pytest-xdist (`-n 2`) each worker has its own testbed: tests.testbed.topology moves
+MIGRATOR_TESTBED_NET and MIGRATOR_TESTBED_DIR to the worker's own (net base+i, dir <dir>-gw<i>)
+when it is imported, whoever imports it first."""
 
 from __future__ import annotations
 
@@ -8,7 +12,13 @@ import os
 import pytest
 
 from tests.helpers import secret_scan
+from tests.helpers.parallel_scan import ParallelSecretScan
 from tests.testbed import Testbed
+
+
+def pytest_configure(config):
+    # In a parallel run the artifact scan is judged by the controller once every worker is done.
+    config.pluginmanager.register(ParallelSecretScan(), "parallel-secret-scan")
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,48 @@
 Every member listens on the same ports (PostgreSQL 5432, REST 8008, SSH 2222) on its own address
 127.<net>.<site>.<member> (net 0 unless MIGRATOR_TESTBED_NET says otherwise), as real hosts do; sharing one address breaks Patroni's pgpass lines for host
 lists (one line per host, each with the whole port list, which libpq never matches). Each site's etcd sits on 127.<net>.<site>.100.
+
+Under pytest-xdist each worker gets its own net and directory (`use_worker_testbed`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_BASE_DIR = Path(os.environ.get("MIGRATOR_TESTBED_DIR", "/tmp/migrator-testbed"))
+FALLBACK_BASE_DIR = "/tmp/migrator-testbed"
+# Set once a process has moved MIGRATOR_TESTBED_NET/DIR to its pytest-xdist worker's own testbed:
+# children inherit the moved values and this marker, so nothing moves them a second time.
+WORKER_MARKER = "MIGRATOR_TESTBED_WORKER"
+
+
+def use_worker_testbed(environ: MutableMapping[str, str]) -> str | None:
+    """Under pytest-xdist (PYTEST_XDIST_WORKER=gw<i>), give worker i its own testbed: net base+i and
+    directory <base dir>-gw<i>, written back into `environ` so that every process the worker starts
+    (migrate, the patroni-service script) sees the same values. Returns the worker id, or None in
+    a serial run. Runs at import, before NET is read, so no import order can bypass it."""
+    worker = environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker or environ.get(WORKER_MARKER) == worker:
+        return worker or None
+    match = re.fullmatch(r"gw(\d+)", worker)
+    if not match:
+        raise RuntimeError(f"PYTEST_XDIST_WORKER={worker!r}: expected gw<number>; cannot pick a testbed")
+    net = int(environ.get("MIGRATOR_TESTBED_NET", "0")) + int(match.group(1))
+    if net > 255:
+        raise RuntimeError(f"testbed net {net} for worker {worker} is not an address octet: "
+                           "lower MIGRATOR_TESTBED_NET or the number of workers")
+    environ["MIGRATOR_TESTBED_NET"] = str(net)
+    environ["MIGRATOR_TESTBED_DIR"] = f"{environ.get('MIGRATOR_TESTBED_DIR', FALLBACK_BASE_DIR)}-{worker}"
+    environ[WORKER_MARKER] = worker
+    return worker
+
+
+use_worker_testbed(os.environ)
+
+DEFAULT_BASE_DIR = Path(os.environ.get("MIGRATOR_TESTBED_DIR", FALLBACK_BASE_DIR))
 DEFAULT_PATRONI_VERSION = os.environ.get("MIGRATOR_TESTBED_PATRONI", "4.1.5")
 PATRONI_VENVS_DIR = Path(os.environ.get("MIGRATOR_TESTBED_VENVS", "/opt/migrator-testbed"))
 PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
