@@ -45,8 +45,8 @@ def _section(text: str, anchor: str, page: str) -> str:
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if anchor in _ANCHOR.findall(line)), None)
     if start is None:
-        anchors = sorted({a for line in lines for a in _ANCHOR.findall(line)})
-        known = f"its sections: {shown(', '.join(anchors))}" if anchors else "it has no sections"
+        anchors = [a for line in lines for a in _ANCHOR.findall(line)]  # in the page's order
+        known = f"its sections: {shown(', '.join(anchors), 1000)}" if anchors else "it has no sections"
         raise UsageError(f"no section #{shown(anchor)} in runbook {page}; {known}")
     level = next((len(m.group(1)) for line in lines[start + 1 :] if (m := _HEADING.match(line))), 6)
     end = len(lines)
