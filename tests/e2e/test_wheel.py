@@ -82,7 +82,17 @@ def test_the_installed_wheel_plans_from_anywhere_and_opens_the_runbook_its_plan_
         section = ok(run(migrate, "runbook", f"{page}#phase-demote", cwd=outside, env=env)).stdout
         assert section.startswith('<a id="phase-demote"></a>\n### 4. demote'), section[:300]
         assert list(outside.iterdir()) == [], "plan wrote into the working directory"
+
+        # Installed where sys.prefix says nothing (as with `pip install --user` or Debian's
+        # /usr/local): the package still finds its own files.
+        target = tmp_path / "target"
+        ok(run(venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel))
+        env["PYTHONPATH"] = str(target)
+        plan = ok(run(venv / "bin" / "python", "-m", "migrator.cli", "plan", "-i", inventory, "--dc", "dc2",
+                      cwd=outside, env=env))
+        assert f"runbooks: {target / 'migrator' / 'runbooks'} (`migrate runbook PAGE` prints one)" in \
+            plan.stdout.splitlines(), plan.stdout[-500:]
     finally:
         # Not left for the artifact scan to read: a venv is ~100 MB of someone else's files.
-        for path in (venv, source, dist):
+        for path in (venv, source, dist, tmp_path / "target"):
             shutil.rmtree(path, ignore_errors=True)
