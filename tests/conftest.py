@@ -3,21 +3,21 @@ process it started is stopped at the end, whatever happened."""
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import tempfile
 
 import pytest
 
 from tests.helpers import secret_scan
 from tests.testbed import Testbed
 
-# A command a test runs without --state-dir keeps its state in the XDG state home: make that a
-# directory of this test run (inherited by every subprocess), never the developer's own.
-os.environ.pop("MIGRATOR_STATE_DIR", None)
-os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="migrator-test-state-")
-atexit.register(shutil.rmtree, os.environ["XDG_STATE_HOME"], True)
+
+@pytest.fixture(scope="session", autouse=True)
+def _state_home(tmp_path_factory):
+    """A command a test runs without --state-dir keeps its state in the XDG state home: a directory
+    of this test run (inherited by every subprocess, read by the artifact scan), never the
+    developer's own."""
+    os.environ.pop("MIGRATOR_STATE_DIR", None)
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
 
 
 @pytest.fixture(scope="session")
