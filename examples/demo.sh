@@ -10,6 +10,8 @@ MIGRATE="$VENV/bin/migrate"
 trap '"$PY" -m tests.testbed down' EXIT
 "$PY" -m tests.testbed up || exit 1
 INVENTORY=${MIGRATOR_TESTBED_DIR:-/tmp/migrator-testbed}/inventory.yml
+# The demo's journal lives and dies with its testbed, not in the user's ~/.local/state/migrator.
+export MIGRATOR_STATE_DIR=${MIGRATOR_STATE_DIR:-${MIGRATOR_TESTBED_DIR:-/tmp/migrator-testbed}/state}
 
 failed=0
 run() {

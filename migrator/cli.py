@@ -30,6 +30,7 @@ from migrator.errors import (
     shown,
 )
 from migrator.model.inventory import Inventory, load_inventory
+from migrator.run.state_dir import resolve_state_base
 
 try:  # typer >= 0.2x vendors click; older releases use the click package
     from typer._click import exceptions as click_exceptions
@@ -68,10 +69,14 @@ InventoryOption = Annotated[
 TargetSiteOption = Annotated[str, typer.Option("--dc", metavar="NAME", help="The site that becomes primary.")]
 YesOption = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")]
 StateDirOption = Annotated[
-    Path,
-    typer.Option("--state-dir", metavar="DIR", help="Where the journal and lock state are kept."),
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        metavar="DIR",
+        help="Where the journal, plans and lock are kept, per service (default: MIGRATOR_STATE_DIR, "
+        "else $XDG_STATE_HOME/migrator, else ~/.local/state/migrator).",
+    ),
 ]
-DEFAULT_STATE_DIR = Path(".migrator")
 
 
 def _print_version(value: bool) -> None:
@@ -103,11 +108,16 @@ def plan(
     dc: TargetSiteOption,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] = OutputFormat.text,
     out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write the plan here.")] = None,
+    state_dir: StateDirOption = None,
 ) -> int:
     """Observe both sites and write the switchover plan (changes nothing)."""
     loaded = _load(inventory)
     loaded.site(dc)
-    return run_plan(loaded, dc, output_format, out)
+    code = run_plan(loaded, dc, output_format, out)
+    if output_format is OutputFormat.text or out is not None:
+        print(_state_line(state_dir, loaded.service))
+        print(_runbooks_line())
+    return code
 
 
 @app.command()
@@ -126,9 +136,11 @@ def check(
 def status(
     inventory: InventoryOption,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until interrupted.")] = False,
+    state_dir: StateDirOption = None,
 ) -> None:
     """Show both sites side by side."""
-    run_status(_load(inventory), watch)
+    loaded = _load(inventory)
+    run_status(loaded, watch, state_line=_state_line(state_dir, loaded.service))
 
 
 @app.command()
@@ -141,7 +153,7 @@ def execute(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     yes: YesOption = False,
-    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    state_dir: StateDirOption = None,
     until: Annotated[
         str | None,
         typer.Option(
@@ -154,17 +166,46 @@ def execute(
     """Move the primary role to --dc, step by step, with gates."""
     loaded = _load(inventory)
     loaded.site(dc)
-    return run_execute(loaded, dc, plan_file, resume, yes, state_dir, until)
+    return run_execute(loaded, dc, plan_file, resume, yes, resolve_state_base(state_dir).path, until)
 
 
 @app.command()
 def rollback(
     inventory: InventoryOption,
     yes: YesOption = False,
-    state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    state_dir: StateDirOption = None,
 ) -> int:  # the exit code, which run() returns
     """Undo an interrupted or failed migration."""
-    return run_rollback(_load(inventory), yes, state_dir)
+    return run_rollback(_load(inventory), yes, resolve_state_base(state_dir).path)
+
+
+@app.command()
+def runbook(
+    page: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[PAGE[#SECTION]]", help="e.g. runbooks/switchover.md#phase-demote, as a report links it."
+        ),
+    ] = None,
+) -> None:
+    """Print a runbook page (or one section); without PAGE, list the pages and where they are."""
+    from migrator.render.runbook_page import runbook_index, runbook_page
+
+    sys.stdout.write(runbook_page(page) if page else runbook_index())
+
+
+def _state_line(state_dir: Path | None, service: str) -> str:
+    """Where `execute` and `rollback` keep this service's state, in one line (creates nothing)."""
+    try:
+        return resolve_state_base(state_dir).describe(service)
+    except UsageError as exc:  # no home directory: only a run needs one
+        return f"state: none yet ({exc})"
+
+
+def _runbooks_line() -> str:
+    from migrator.resources import shipped_dir
+
+    return f"runbooks: {shipped_dir('runbooks')} (`migrate runbook PAGE` prints one)"
 
 
 # --- command bodies: each one is replaced as the engine lands ----------------------------------
@@ -231,7 +272,7 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     return outcome.exit_code
 
 
-def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None:
+def run_status(inventory: Inventory, watch: bool, interval: float = 2.0, state_line: str | None = None) -> None:
     from rich.console import Console
     from rich.live import Live
 
@@ -240,6 +281,8 @@ def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None
 
     # Without a terminal rich assumes 80 columns; the side-by-side table needs more.
     console = Console() if sys.stdout.isatty() else Console(width=160)
+    if state_line is not None:
+        console.print(state_line, highlight=False, markup=False, soft_wrap=True)
     if not watch:
         console.print(render_status(observe(inventory, host_facts=False)))
         return

@@ -21,6 +21,15 @@ def pytest_configure(config):
     config.pluginmanager.register(ParallelSecretScan(), "parallel-secret-scan")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_home(tmp_path_factory):
+    """A command a test runs without --state-dir keeps its state in the XDG state home: a directory
+    of this test run (inherited by every subprocess, read by the artifact scan), never the
+    developer's own."""
+    os.environ.pop("MIGRATOR_STATE_DIR", None)
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
+
+
 @pytest.fixture(scope="session")
 def testbed():
     bed = Testbed()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,25 +33,15 @@ from ruamel.yaml.error import YAMLError
 
 from migrator.errors import MigratorError
 from migrator.model.yamlio import YamlShapeError, plain
+from migrator.resources import shipped_dir
 
 # Step kinds and undo kinds are declared once, with everything else about each kind; the loader
 # refuses any other kind, so a misspelt kind fails when the playbook is read.
 from migrator.steps.kinds import STEP_KINDS, UNDO_KINDS
 
-
-def _resource_root() -> Path:
-    """Where playbooks/ and templates/ are: the top of the source tree (the project's layout, and
-    an editable install), or <prefix>/share/migrator where a wheel puts them (pyproject's
-    data-files)."""
-    source_tree = Path(__file__).resolve().parents[2]  # migrator/model/playbook.py
-    if (source_tree / "playbooks").is_dir():
-        return source_tree
-    return Path(sys.prefix) / "share" / "migrator"
-
-
-PROJECT_ROOT = _resource_root()
-PLAYBOOK_DIR = PROJECT_ROOT / "playbooks"
-TEMPLATE_DIR = PROJECT_ROOT / "templates"
+# Found with importlib.resources: inside the package in a wheel, at the top of a source tree.
+PLAYBOOK_DIR = shipped_dir("playbooks")
+TEMPLATE_DIR = shipped_dir("templates")
 SWITCHOVER_PLAYBOOK = PLAYBOOK_DIR / "switchover.yml"
 
 # The protocol's phases, in the order docs/architecture.md gives them.

@@ -24,6 +24,7 @@ from rich.text import Text
 from migrator.model.findings import Finding, Verdict
 from migrator.model.plan import MemberView, Plan, PlanHook, PlanStep, SiteView
 from migrator.model.playbook import TEMPLATE_DIR
+from migrator.resources import shipped_file, shown_path
 from migrator.steps.kinds import HOOK_KINDS, STEP_KINDS, declared, promotes
 
 Format = Literal["text", "md", "json"]
@@ -476,6 +477,14 @@ _RUNBOOK_TITLES = {anchor: title for anchor, title, _ in RUNBOOK_FAILURES}
 _PHASE_PAGES = {"seed": "runbooks/seed.md", "wipe": "runbooks/slot-or-wal-gone.md"}
 
 
+def runbook_link(target: str) -> str:
+    """A runbook page (`runbooks/seed.md`, with or without `#anchor`) as a link that opens from
+    the working directory: the repo-relative name in the project's tree, the installed file's
+    absolute path from a wheel (migrator/resources.py)."""
+    page, hash_sign, anchor = target.partition("#")
+    return shown_path(shipped_file(page)) + hash_sign + anchor
+
+
 def _step_links(phase: str, kind: str) -> list[dict[str, str]]:
     """Where the runbooks say what to do when this step fails: the phase's section (or its own
     page), the switchover runbook's failure sections for the kind, then the kind's own page."""
@@ -491,7 +500,7 @@ def _step_links(phase: str, kind: str) -> list[dict[str, str]]:
     page = found.runbook_page if found else None
     if page and all(link["target"] != page for link in links):
         links.append({"target": page, "title": page.removeprefix("runbooks/")})
-    return links
+    return [{**link, "target": runbook_link(link["target"])} for link in links]
 
 
 def runbook_view(plan: Plan) -> dict[str, Any]:
@@ -525,7 +534,7 @@ def runbook_view(plan: Plan) -> dict[str, Any]:
         **view,
         "steps": steps,
         "cautions": [_finding_view(f) for f in plan.findings if f.verdict is Verdict.WARN],
-        "doc": RUNBOOK_DOC,
+        "doc": runbook_link(RUNBOOK_DOC),
         "failures": [{"anchor": a, "title": t, "when": w} for a, t, w in RUNBOOK_FAILURES],
     }
 

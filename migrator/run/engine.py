@@ -78,7 +78,11 @@ def latest_migration(journal: Journal) -> Migration | None:
         if event == "migration-started":
             migration = Migration(
                 record["migration"],
-                Path(record["plan_file"]),
+                # A relative path (a journal from before state_dir.py) means the same file beside
+                # the journal, whatever directory this command runs in.
+                journal.path.parent / Path(record["plan_file"]).name
+                if not Path(record["plan_file"]).is_absolute()
+                else Path(record["plan_file"]),
                 record["target"],
                 record["source"],
                 reverse_of=record.get("reverse_of"),

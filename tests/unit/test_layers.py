@@ -12,13 +12,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "migrator"
 
-# The layers each layer may import (besides itself). `errors` and `durable` sit below every
-# layer; `cli` above all of them.
-BASE = {"errors", "durable"}
+# The layers each layer may import (besides itself). `errors`, `durable` and `resources` (where
+# the shipped playbooks, templates and runbooks are) sit below every layer; `cli` above all of them.
+BASE = {"errors", "durable", "resources"}
 MAY_IMPORT: dict[str, set[str]] = {
     "top": set(),
     "errors": set(),
     "durable": set(),
+    "resources": set(),
     "model": BASE,
     "rules": BASE | {"model"},
     "adapters": BASE | {"model"},

@@ -17,14 +17,15 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from migrator.model.playbook import PLAYBOOK_DIR, PROJECT_ROOT, load_playbook
+from migrator.model.playbook import PLAYBOOK_DIR, load_playbook
+from migrator.resources import shipped_dir, shipped_file
 from migrator.steps import kinds as kinds_module
 from migrator.steps.base import Step, step_kind
 from migrator.steps.kinds import KINDS, NO_UNDO, TARGET, UNDO_KINDS
 from migrator.steps.registry import STEP_CLASSES
 
 PLAYBOOKS = sorted(PLAYBOOK_DIR.glob("*.yml"))
-RUNBOOK_DIR = PROJECT_ROOT / "runbooks"
+RUNBOOK_DIR = shipped_dir("runbooks")
 SWITCHOVER_RUNBOOK = RUNBOOK_DIR / "switchover.md"
 # How a step class changes a site's dynamic config: Live.patch_config, directly or through the
 # switchover module's compare-and-set helper.
@@ -122,7 +123,7 @@ def test_every_declared_runbook_section_and_page_exists():
         for section in kind.runbook_sections:
             assert section in anchors, f"{kind.name}: no <a id=\"{section}\"> in {SWITCHOVER_RUNBOOK.name}"
         if kind.runbook_page:
-            assert (PROJECT_ROOT / kind.runbook_page).is_file(), f"{kind.name}: {kind.runbook_page} missing"
+            assert shipped_file(kind.runbook_page).is_file(), f"{kind.name}: {kind.runbook_page} missing"
 
 
 def test_every_kind_that_patches_a_sites_dynamic_config_declares_the_dcs_it_needs():
