@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,11 @@ from typing import Any, Protocol
 import paramiko
 from fabric import Config, Connection
 from fabric.connection import derive_shorthand
+
+# paramiko logs a refused channel ("Secsh channel 0 open FAILED: ...") at ERROR; with no handler
+# configured Python prints it on stderr, a second line beside the tool's own one-line error.
+# Configured logging (a root handler) still receives it.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class JumpTarget(Protocol):
@@ -171,6 +177,9 @@ def build_route(target: SshTarget, timeout: float) -> Route:
         hops.insert(0, hop)
         hop = hop.gateway
     for each in [*hops, conn]:
+        if target.key_file is not None:
+            # fabric adds the config file's IdentityFile keys; a key the inventory names is the only one.
+            each.connect_kwargs["key_filename"] = [str(target.key_file)]
         each.client.load_host_keys(str(target.known_hosts))
         each.client.set_missing_host_key_policy(
             AcceptForThisRunOnly() if target.accept_unknown_host_keys else paramiko.RejectPolicy()

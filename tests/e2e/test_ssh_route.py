@@ -115,14 +115,18 @@ def test_an_unknown_bastion_key_is_refused_in_one_line_and_nothing_changes(basel
     assert bastion.known_hosts_line not in baseline.ssh.known_hosts.read_text()  # never learned
 
 
-def test_an_openssh_certificate_beside_the_key_logs_in_where_only_the_ca_is_trusted(testbed, tmp_path):
+def test_an_openssh_certificate_logs_in_where_only_the_ca_is_trusted_from_a_file_or_the_agent(
+        testbed, tmp_path, monkeypatch):
     """A throw-away user CA; an sshd that trusts only it (TrustedUserCAKeys, no authorized_keys);
     a key whose KEY-cert.pub the CA signed for principal root. The same key without its
-    certificate is refused."""
+    certificate is refused; with it, it logs in from key_file and, with no key_file, from an
+    ssh-agent that ssh-add gave the key and its certificate."""
     ca, user_key = tmp_path / "ca", tmp_path / "id_ed25519"
     for path in (ca, user_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     host = f"127.{NET}.9.2"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh keys to fall back on
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     with running_bastion(testbed.base, testbed.ssh, host=host, trusted_user_ca=Path(f"{ca}.pub")) as ca_only:
         known_hosts = tmp_path / "known_hosts"
         known_hosts.write_text(ca_only.known_hosts_line + "\n")
@@ -138,7 +142,44 @@ def test_an_openssh_certificate_beside_the_key_logs_in_where_only_the_ca_is_trus
         with SshSession("ca-only", target, 5) as session:
             result = session.run("id -un")
         assert (result.exit_code, result.stdout.strip()) == (0, "root")
-        assert "Accepted certificate ID \"migrator-test\"" in ca_only.log.read_text()
+        assert ca_only.log.read_text().count('Accepted certificate ID "migrator-test"') == 1
+
+        with running_agent(tmp_path / "agent", user_key) as sock:
+            monkeypatch.setenv("SSH_AUTH_SOCK", sock)
+            with SshSession("ca-only", target.model_copy(update={"key_file": None}), 5) as session:
+                result = session.run("id -un")
+        assert (result.exit_code, result.stdout.strip()) == (0, "root")
+        assert ca_only.log.read_text().count('Accepted certificate ID "migrator-test"') == 2
+
+
+def test_a_connection_the_bastion_cannot_forward_is_one_line_naming_both_ends(baseline, bastion, tmp_path):
+    """In a process of its own with no logging set up, like the CLI: paramiko logs the refused
+    channel at ERROR, which Python would print on stderr beside the tool's one line."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(baseline.ssh.known_hosts.read_text() + bastion.known_hosts_line + "\n")
+    member = MEMBER_BY_NAME["dc1-a"]
+    closed_port = 2999  # nothing listens there
+    script = (
+        "import sys\n"
+        "from migrator.adapters.ssh import SshSession\n"
+        "from migrator.errors import UnreachableError\n"
+        "from migrator.model.inventory import JumpHost, ResolvedSsh\n"
+        f"target = ResolvedSsh(host={member.host!r}, port={closed_port}, user='root',\n"
+        f"    key_file={str(baseline.ssh.client_key)!r}, known_hosts={str(known_hosts)!r},\n"
+        f"    jump_host=JumpHost(host={bastion.host!r}, port={bastion.port}, user='root'),\n"
+        "    accept_unknown_host_keys=False)\n"
+        "try:\n"
+        f"    SshSession({member.name!r}, target, 5).open()\n"
+        "except UnreachableError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout == (
+        f"dc1-a: jump host root@{bastion.host}:{SSH_PORT} could not open a connection to "
+        f"{member.host}:{closed_port} (Connect failed); check that it may reach that host and port "
+        "(AllowTcpForwarding on the jump host)\n"), explain(out)
+    assert out.stderr == ""
+    assert bastion.forwarded_to(member.host, closed_port) >= 1
 
 
 def test_a_jump_host_from_the_ssh_config_file_gets_the_same_host_key_check(baseline, bastion, agent, tmp_path):

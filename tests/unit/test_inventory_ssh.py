@@ -158,3 +158,15 @@ def test_keys_the_inventory_names_alone_else_the_agent_and_the_default_keys(tmp_
     assert (named["key_filename"], named["allow_agent"], named["look_for_keys"]) == ([str(tmp_path / "id")], False, False)
     agent = connect_kwargs(_target(tmp_path), 5)
     assert "key_filename" not in agent and agent["allow_agent"] and agent["look_for_keys"]
+
+
+def test_the_config_files_identity_file_is_offered_only_when_the_inventory_names_no_key(tmp_path):
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n    IdentityFile ~/.ssh/from_config\n    ProxyJump bastion.example.net\n"
+                      "Host bastion.example.net\n    ProxyJump none\n")
+    named = build_route(_target(tmp_path, config_file=config, key_file=tmp_path / "id"), timeout=5)
+    assert [c.connect_kwargs["key_filename"] for c in [*named.hops, named.conn]] == [[str(tmp_path / "id")]] * 2
+    unnamed = build_route(_target(tmp_path, config_file=config), timeout=5)
+    for conn in [*unnamed.hops, unnamed.conn]:
+        assert [Path(k).name for k in conn.connect_kwargs["key_filename"]] == ["from_config"]
+        assert conn.connect_kwargs["allow_agent"]
