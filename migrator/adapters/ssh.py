@@ -4,30 +4,28 @@ Fabric's own default accepts and remembers any host key it has not seen; a tool 
 starts databases must not talk to a host that merely claims to be one. Keys come only from the
 inventory's known_hosts file; an unknown or changed key is refused unless the inventory opts in
 explicitly (`accept_unknown_host_keys`), and then the key is accepted for this run only, never
-written anywhere.
+written anywhere. The route to the host (OpenSSH config file, jump host, agent, certificates) is
+`ssh_route`'s job; a jump host's key is verified the same way.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import paramiko
-from fabric import Config, Connection
+from fabric import Connection
 
+from migrator.adapters.ssh_route import (
+    Route,
+    SshTarget,
+    accepted_unverified_keys,
+    build_route,
+    where,
+)
 from migrator.errors import UnreachableError
 
-
-class SshTarget(Protocol):
-    host: str
-    port: int
-    user: str
-    key_file: Path
-    known_hosts: Path
-    accept_unknown_host_keys: bool
+__all__ = ["SshResult", "SshSession", "SshTarget", "accepted_unverified_keys"]
 
 
 @dataclass(frozen=True)
@@ -43,51 +41,14 @@ class SshResult:
         return self.exit_code == 0
 
 
-# Host keys accepted unverified in this process ("host key-type SHA256:..."), for the reports.
-# (Not a Python warning: that would print two lines of source location on stderr, whose contract
-# is one line.)
-accepted_unverified_keys: list[str] = []
-
-
-class _AcceptForThisRunOnly(paramiko.MissingHostKeyPolicy):
-    """The explicit opt-in: accept an unknown key without storing it, and say so. Only a host
-    absent from known_hosts gets here: paramiko refuses a key that differs from a known one
-    (BadHostKeyException) before asking this policy."""
-
-    def missing_host_key(self, client, hostname, key):  # noqa: ANN001 - paramiko's signature
-        digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-        entry = f"{hostname} {key.get_name()} SHA256:{digest}"
-        if entry not in accepted_unverified_keys:
-            accepted_unverified_keys.append(entry)
-
-
 class SshSession:
-    """One SSH connection to one host; use as a context manager."""
+    """One SSH connection to one host (through its jump host, if any); use as a context manager."""
 
     def __init__(self, member_name: str, target: SshTarget, timeout: float):
         self.member_name = member_name
         self.target = target
         self.timeout = timeout
-        config = Config(overrides={"load_ssh_configs": False})
-        self._conn = Connection(
-            host=target.host,
-            user=target.user,
-            port=target.port,
-            config=config,
-            connect_timeout=max(1, int(timeout)),
-            connect_kwargs={
-                "key_filename": str(target.key_file),
-                "look_for_keys": False,
-                "allow_agent": False,
-                "banner_timeout": timeout,
-                "auth_timeout": timeout,
-            },
-        )
-        client = self._conn.client
-        client.load_host_keys(str(target.known_hosts))
-        client.set_missing_host_key_policy(
-            _AcceptForThisRunOnly() if target.accept_unknown_host_keys else paramiko.RejectPolicy()
-        )
+        self._route: Route | None = None
 
     def __enter__(self) -> SshSession:
         self.open()
@@ -100,32 +61,75 @@ class SshSession:
     def where(self) -> str:
         return f"{self.target.user}@{self.target.host}:{self.target.port}"
 
-    def open(self) -> None:
+    @property
+    def _conn(self) -> Connection:
+        if self._route is None:
+            self._route = self._build()
+        return self._route.conn
+
+    def _build(self) -> Route:
         try:
-            self._conn.open()
+            return build_route(self.target, self.timeout)
+        except paramiko.ssh_exception.ConfigParseError as exc:
+            raise UnreachableError(
+                f"{self.member_name}: SSH config file {self.target.config_file or '~/.ssh/config'} "
+                f"cannot be read: {exc}; fix that line or name another file in ssh.config_file"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise UnreachableError(
+                f"{self.member_name}: SSH config for {self.where} is not usable: {exc}; fix the "
+                "OpenSSH config file or ssh.config_file / ssh.jump_host in the inventory"
+            ) from None
+
+    def open(self) -> None:
+        route = self._route or self._build()
+        self._route = route
+        for hop in route.hops:
+            self._open(hop, f"jump host {where(hop)}")
+        self._open(route.conn, where(route.conn), through=route.hops[-1] if route.hops else None)
+
+    def _keys(self) -> str:
+        if self.target.key_file is not None:
+            return f"with key {self.target.key_file}"
+        return "with the ssh-agent's keys (SSH_AUTH_SOCK) and the default ~/.ssh keys"
+
+    def _open(self, conn: Connection, what: str, through: Connection | None = None) -> None:
+        """Open one hop; every failure becomes one line that names the hop and the fix."""
+        known_hosts = self.target.known_hosts
+        try:
+            conn.open()
         except paramiko.BadHostKeyException:
             raise UnreachableError(
-                f"{self.member_name}: SSH host key of {self.where} does not match "
-                f"{self.target.known_hosts}; if the host was really rebuilt, verify and replace "
-                "its line in that file"
+                f"{self.member_name}: SSH host key of {what} does not match {known_hosts}; if the "
+                "host was really rebuilt, verify and replace its line in that file"
             ) from None
         except paramiko.AuthenticationException:
             raise UnreachableError(
-                f"{self.member_name}: SSH login as {self.where} with key {self.target.key_file} "
-                "was refused; install the public key in that user's authorized_keys"
+                f"{self.member_name}: SSH login as {what} {self._keys()} was refused; install the "
+                "public key in that user's authorized_keys"
+            ) from None
+        except paramiko.ChannelException as exc:
+            raise UnreachableError(
+                f"{self.member_name}: jump host {where(through) if through else '?'} could not open "
+                f"a connection to {conn.host}:{conn.port} ({exc.text or exc}); check that it may "
+                "reach that host and port (AllowTcpForwarding on the jump host)"
             ) from None
         except paramiko.SSHException as exc:
             if "known_hosts" in str(exc):
                 raise UnreachableError(
-                    f"{self.member_name}: SSH host key of {self.where} is not in "
-                    f"{self.target.known_hosts}; add it after verifying it "
-                    f"(ssh-keyscan -p {self.target.port} {self.target.host})"
+                    f"{self.member_name}: SSH host key of {what} is not in {known_hosts}; add it "
+                    f"after verifying it (ssh-keyscan -p {conn.port} {conn.host})"
                 ) from None
-            raise UnreachableError(f"{self.member_name}: SSH to {self.where} failed: {exc}") from None
+            if "No authentication methods available" in str(exc):
+                raise UnreachableError(
+                    f"{self.member_name}: no SSH key to log in as {what}: set ssh.key_file in the "
+                    "inventory or load a key into a running ssh-agent (ssh-add; SSH_AUTH_SOCK set)"
+                ) from None
+            raise UnreachableError(f"{self.member_name}: SSH to {what} failed: {exc}") from None
         except (TimeoutError, OSError, EOFError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
             raise UnreachableError(
-                f"{self.member_name}: cannot reach {self.where} over SSH ({reason}); check the "
+                f"{self.member_name}: cannot reach {what} over SSH ({reason}); check the "
                 "host, the port and that sshd runs"
             ) from None
 
@@ -174,4 +178,5 @@ class SshSession:
         )
 
     def close(self) -> None:
-        self._conn.close()
+        if self._route is not None:
+            self._route.close()

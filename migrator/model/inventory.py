@@ -296,11 +296,65 @@ class PatroniHost(_NoneMeansDefaults):
     basebackup_max_rate: Text | None = None  # pg_basebackup --max-rate, e.g. 100M
 
 
+_JUMP_HOST_FORM = re.compile(r"(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]\s]+\]|[^@:\s\[\]]+)(?::(?P<port>\d+))?")
+
+
+class JumpHost(_Model):
+    """A bastion every SSH connection of the site goes through (like `ssh -J`).
+
+    Written `[user@]host[:port]` or as a mapping; a user or port left out comes from the
+    OpenSSH config file's entry for that host, else the local user name and port 22."""
+
+    host: Host
+    port: Port | None = None
+    user: Text | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if not isinstance(data, str):
+            return data
+        found = _JUMP_HOST_FORM.fullmatch(data.strip())
+        if not found:
+            raise PydanticCustomError(
+                "bad_jump_host",
+                "jump host '{value}' is not in the form [user@]host[:port]; write it like admin@bastion.example.net:22",
+                {"value": shown(data)},
+            )
+        parts = {"host": found["host"].strip("[]"), "user": found["user"], "port": found["port"]}
+        return {key: value if key != "port" else int(value) for key, value in parts.items() if value}
+
+    def __str__(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{user}{host}" + (f":{self.port}" if self.port else "")
+
+
 class SshSettings(_Model):
     port: Port = 22
     user: Text = "postgres"
-    key_file: LocalFile
-    known_hosts: LocalFile
+    key_file: LocalFile | None = Field(
+        default=None,
+        description="private key to log in with (an OpenSSH certificate KEY-cert.pub beside it is "
+        "offered too); left out, the keys of the running ssh-agent (SSH_AUTH_SOCK), the config "
+        "file's IdentityFile and ~/.ssh/id_* are tried, as ssh(1) does",
+    )
+    known_hosts: LocalFile = Field(
+        description="the only source of trusted host keys, the jump host's included; an unknown "
+        "or changed key is refused"
+    )
+    config_file: LocalFile | None = Field(
+        default=None,
+        description="OpenSSH client config file read for each host (HostName, IdentityFile, "
+        "ProxyJump, ConnectTimeout...); left out: ~/.ssh/config and /etc/ssh/ssh_config, as "
+        "ssh(1) reads them. The inventory's host, port and user win over it",
+    )
+    jump_host: JumpHost | None = Field(
+        default=None,
+        description="bastion to reach every member through, `[user@]host[:port]` (like ssh -J) "
+        "or a mapping with host, port, user; its host key must be in known_hosts too. Left out, "
+        "a ProxyJump in the config file applies",
+    )
     # Explicit opt-in only; reports print it as a warning.
     accept_unknown_host_keys: bool = False
 
@@ -311,6 +365,7 @@ class SshOverride(_Model):
     user: Text | None = None
     key_file: LocalFile | None = None
     known_hosts: LocalFile | None = None
+    jump_host: JumpHost | None = None
 
 
 class ResolvedSsh(_Model):
@@ -319,9 +374,20 @@ class ResolvedSsh(_Model):
     host: str
     port: int
     user: str
-    key_file: Path
+    key_file: Path | None
     known_hosts: Path
+    config_file: Path | None = None
+    jump_host: JumpHost | None = None
     accept_unknown_host_keys: bool
+
+    def for_manual_commands(self) -> dict[str, Any]:
+        """What a plan's manual `ssh` command line needs (no key: the operator's ssh has its own)."""
+        found: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user}
+        if self.config_file is not None:
+            found["config_file"] = str(self.config_file)
+        if self.jump_host is not None:
+            found["jump_host"] = str(self.jump_host)
+        return found
 
 
 class Member(_Model):
@@ -391,6 +457,8 @@ class Site(_Model):
             user=pick(override.user, self.ssh.user),
             key_file=pick(override.key_file, self.ssh.key_file),
             known_hosts=pick(override.known_hosts, self.ssh.known_hosts),
+            config_file=self.ssh.config_file,
+            jump_host=pick(override.jump_host, self.ssh.jump_host),
             accept_unknown_host_keys=self.ssh.accept_unknown_host_keys,
         )
 

@@ -82,10 +82,15 @@ def _shell_quote(value: Any) -> str:
 
 
 def _over_ssh(command: str, member: dict[str, Any]) -> str:
-    """`command` run on `member`'s host: `ssh -p PORT USER@HOST '<command>'` (quoted once for the
+    """`command` run on `member`'s host: `ssh [-F CONFIG] [-J JUMP] -p PORT USER@HOST '<command>'` (quoted once for the
     local shell, so the remote shell sees the command as written)."""
     ssh = member["ssh"]
-    return f"ssh -p {ssh['port']} {ssh['user']}@{ssh['host']} {_shell_quote(command)}"
+    options = "".join(
+        f"{flag} {_shell_quote(ssh[key])} "
+        for flag, key in (("-F", "config_file"), ("-J", "jump_host"))
+        if ssh.get(key)
+    )
+    return f"ssh {options}-p {ssh['port']} {ssh['user']}@{ssh['host']} {_shell_quote(command)}"
 
 
 def _to_json(value: Any) -> str:

@@ -300,7 +300,7 @@ def _member_context(inventory: Inventory, site_name: str, site: Site, member: Me
         "api_url": member.api_url,
         "data_dir": site.data_dir_for(member),
         "patroni_config": site.patroni_config_for(member),
-        "ssh": {"host": ssh.host, "port": ssh.port, "user": ssh.user},
+        "ssh": ssh.for_manual_commands(),
         "run_as_postgres": prefix_for(ssh.user),
         "patronictl": f"patronictl -c {site.patroni_config_for(member)}",
         "psql": f"psql -h {member.host} -p {member.pg_port} -U {superuser} -d postgres",
