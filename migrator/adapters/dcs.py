@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import etcd3gw
 from etcd3gw.client import Etcd3Client
 
+from migrator.adapters.net_errors import what_happened
 from migrator.adapters.tls import is_tls_failure, tls_problem, tls_session
 from migrator.errors import UnreachableError
 
@@ -51,8 +52,11 @@ class Etcd3Dcs:
         key_file: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        label: str = "etcd",
     ):
         self.endpoints = list(endpoints)
+        self.label = label  # how messages name it: "dc1's etcd"
+
         self.timeout = timeout
         self.tls = (ca_file, cert_file, key_file)
         self.credentials = (username, password) if username else None
@@ -91,10 +95,12 @@ class Etcd3Dcs:
                 return endpoint, client
             except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
                 if is_tls_failure(exc):
-                    errors.append(tls_problem(endpoint, "etcd", exc, "dcs"))
+                    errors.append(tls_problem(endpoint, self.label, exc, "dcs"))
                 else:
-                    errors.append(f"{endpoint}: {_short(exc)}")
-        raise UnreachableError("no etcd endpoint answered (" + "; ".join(errors) + ")")
+                    errors.append(f"{self.label} at {endpoint} {what_happened(exc, self.timeout)}")
+        if len(errors) == 1:
+            raise UnreachableError(errors[0])
+        raise UnreachableError(f"no endpoint of {self.label} answered (" + "; ".join(errors) + ")")
 
     def client(self) -> Any:
         """An etcd3gw client on the first endpoint that answers (for the migration lock)."""
@@ -115,8 +121,3 @@ class Etcd3Dcs:
             key = key.decode() if isinstance(key, bytes) else base64.b64decode(key).decode()
             keys[key[len(prefix) :]] = _parse(value)
         return DcsSnapshot(healthy=True, cluster_size=len(members), keys=keys)
-
-
-def _short(exc: Exception) -> str:
-    text = (getattr(exc, "detail_text", None) or str(exc)).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -6,6 +6,7 @@ from typing import Any
 
 import requests
 
+from migrator.adapters.net_errors import what_happened
 from migrator.adapters.tls import tls_problem, tls_session
 from migrator.errors import UnreachableError
 
@@ -42,8 +43,8 @@ class PatroniApi:
             raise UnreachableError(tls_problem(member, what, exc, "rest_api")) from None
         except requests.RequestException as exc:
             raise UnreachableError(
-                f"{member}: Patroni REST API at {api_url} did not answer "
-                f"({_reason(exc, self.timeout)}); check that Patroni runs there "
+                f"{member}: Patroni REST API at {api_url} {what_happened(exc, self.timeout)}; "
+                "check that Patroni runs there "
                 "and the member's api_url in the inventory"
             ) from None
         if resp.status_code == 401:
@@ -88,22 +89,3 @@ def _json(resp: requests.Response, member: str, path: str) -> Any:
             f"{type(data).__name__}, not an object: is that really Patroni's REST API?"
         )
     return data
-
-
-def _reason(exc: Exception, timeout: float) -> str:
-    """The usual causes in plain words instead of urllib3's retry wrapper."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
-        return f"no answer within {timeout:g}s"
-    text = str(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "nodename nor servname" in text:
-        return "host name not found"
-    if "No route to host" in text:
-        return "no route to host"
-    return _short(exc)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

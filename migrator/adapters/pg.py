@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.rows import dict_row
 
+from migrator.adapters.net_errors import what_happened
 from migrator.errors import UnreachableError
 
 RowT = TypeVar("RowT")
@@ -162,7 +163,7 @@ def connection_problem(member: str, conninfo: dict[str, Any], exc: Exception) ->
         return f"{where} refused the connection; check that PostgreSQL runs and listens there"
     if "timeout" in text.lower():
         return f"{where} did not answer within {conninfo['connect_timeout']}s; check the host and the network"
-    return f"{where} refused or did not answer ({_first_line(exc)})"
+    return f"{where} {what_happened(exc, conninfo.get('connect_timeout'))}"
 
 
 def _first_line(exc: Exception) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import paramiko
 from fabric import Config, Connection
 
+from migrator.adapters.net_errors import what_happened
 from migrator.errors import UnreachableError
 
 
@@ -121,11 +122,12 @@ class SshSession:
                     f"{self.target.known_hosts}; add it after verifying it "
                     f"(ssh-keyscan -p {self.target.port} {self.target.host})"
                 ) from None
-            raise UnreachableError(f"{self.member_name}: SSH to {self.where} failed: {exc}") from None
-        except (TimeoutError, OSError, EOFError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
             raise UnreachableError(
-                f"{self.member_name}: cannot reach {self.where} over SSH ({reason}); check the "
+                f"{self.member_name}: SSH to {self.where} {what_happened(exc, self.timeout)}"
+            ) from None
+        except (TimeoutError, OSError, EOFError) as exc:
+            raise UnreachableError(
+                f"{self.member_name}: SSH to {self.where} {what_happened(exc, self.timeout)}; check the "
                 "host, the port and that sshd runs"
             ) from None
 
@@ -168,10 +170,8 @@ class SshSession:
         return SshResult(self.target.host, channel.command, code, stdout, stderr)
 
     def _failed(self, exc: Exception) -> UnreachableError:
-        return UnreachableError(
-            f"{self.member_name}: command over SSH to {self.where} failed: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'timed out'}"
-        )
+        # The deadline of this command may not be self.timeout: say "in time", not a number.
+        return UnreachableError(f"{self.member_name}: a command over SSH to {self.where} {what_happened(exc)}")
 
     def close(self) -> None:
         self._conn.close()

@@ -50,7 +50,8 @@ def patroni_api(site: Site, timeout: float) -> PatroniApi:
     )
 
 
-def site_dcs(site: Site, timeout: float) -> Etcd3Dcs:
+def site_dcs(site: Site, timeout: float, name: str | None = None) -> Etcd3Dcs:
+    """The site's etcd; `name` (the inventory's site name) is how error lines call it."""
     dcs = site.dcs
     return Etcd3Dcs(
         list(dcs.endpoints),
@@ -60,6 +61,7 @@ def site_dcs(site: Site, timeout: float) -> Etcd3Dcs:
         key_file=_path(dcs.key_file),
         username=dcs.username,
         password=dcs.password.reveal() if dcs.password else None,
+        label=f"{name}'s etcd" if name else f"the etcd of scope {site.scope}",
     )
 
 
@@ -97,7 +99,7 @@ class Observer:
     def _submit_site(self, pool: ThreadPoolExecutor, name: str, site: Site) -> dict[str, Any]:
         api = patroni_api(site, self.timeout)
         jobs: dict[str, Any] = {
-            "dcs": pool.submit(self._dcs, site),
+            "dcs": pool.submit(self._dcs, name, site),
             "site_api": pool.submit(self._site_api, api, site),
             "members": {},
         }
@@ -109,8 +111,8 @@ class Observer:
             }
         return jobs
 
-    def _dcs(self, site: Site) -> Any:
-        return site_dcs(site, self.timeout).snapshot(site.namespace, site.scope)
+    def _dcs(self, name: str, site: Site) -> Any:
+        return site_dcs(site, self.timeout, name).snapshot(site.namespace, site.scope)
 
     def _site_api(self, api: PatroniApi, site: Site) -> dict[str, Any]:
         """/config, /cluster and /history from the first member that answers."""

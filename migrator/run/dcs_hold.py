@@ -52,7 +52,7 @@ def etcd_problem(live: Any, site_name: str) -> str | None:
     """Why the site's etcd does not answer; None when it does."""
     site = live.site(site_name)
     try:
-        site_dcs(site, live.timeout).client()
+        site_dcs(site, live.timeout, site_name).client()
     except UnreachableError as exc:
         return f"{site_name}'s etcd does not answer ({exc})"
     return None
