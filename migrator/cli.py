@@ -75,6 +75,18 @@ StateDirOption = Annotated[
 DEFAULT_STATE_DIR = Path(".migrator")
 
 
+class RunFormat(str, Enum):  # noqa: UP042 - as OutputFormat
+    text = "text"
+    json = "json"
+
+
+RunFormatOption = Annotated[
+    RunFormat,
+    typer.Option("--format", help="text, or json: one document on stdout (docs/output.md), progress on stderr."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+
+
 def _print_version(value: bool) -> None:
     if value:
         print(f"{PROG} {__version__}")
@@ -127,9 +139,11 @@ def check(
 def status(
     inventory: InventoryOption,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until interrupted.")] = False,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
 ) -> None:
     """Show both sites side by side."""
-    run_status(_load(inventory), watch)
+    run_status(_load(inventory), watch, as_json=json_output or output_format is RunFormat.json)
 
 
 @app.command()
@@ -151,11 +165,14 @@ def execute(
             help="Stop after this phase (e.g. cascade: seed and stream now, cut over later).",
         ),
     ] = None,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
 ) -> int:  # the exit code, which run() returns
     """Move the primary role to --dc, step by step, with gates."""
     loaded = _load(inventory)
     loaded.site(dc)
-    return run_execute(loaded, dc, plan_file, resume, yes, state_dir, until)
+    as_json = json_output or output_format is RunFormat.json
+    return run_execute(loaded, dc, plan_file, resume, yes, state_dir, until, as_json)
 
 
 @app.command()
@@ -163,9 +180,11 @@ def rollback(
     inventory: InventoryOption,
     yes: YesOption = False,
     state_dir: StateDirOption = DEFAULT_STATE_DIR,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
 ) -> int:  # the exit code, which run() returns
     """Undo an interrupted or failed migration."""
-    return run_rollback(_load(inventory), yes, state_dir)
+    return run_rollback(_load(inventory), yes, state_dir, json_output or output_format is RunFormat.json)
 
 
 # --- command bodies: each one is replaced as the engine lands ----------------------------------
@@ -232,12 +251,23 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
     return outcome.exit_code
 
 
-def run_status(inventory: Inventory, watch: bool, interval: float = 2.0) -> None:
+def run_status(inventory: Inventory, watch: bool, interval: float = 2.0, as_json: bool = False) -> None:
     from rich.console import Console
     from rich.live import Live
 
     from migrator.observe.observer import observe
+    from migrator.render.run_json import dumps, status_document
     from migrator.render.status import render_status
+
+    if as_json:  # one document; with --watch one per line (JSON lines) until Ctrl-C
+        while True:
+            sys.stdout.write(
+                dumps(status_document(observe(inventory, host_facts=False)), inventory.secrets(), not watch)
+            )
+            sys.stdout.flush()
+            if not watch:
+                return
+            time.sleep(interval)
 
     # Without a terminal rich assumes 80 columns; the side-by-side table needs more.
     console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -258,27 +288,35 @@ def run_execute(
     yes: bool,
     state_dir: Path,
     until: str | None = None,
+    as_json: bool = False,
 ) -> int:
+    from migrator.render.run_json import dumps, errors_as_document, noop_document
     from migrator.run.commands import execute
 
-    console = _console()
+    console = _console(stderr=as_json)  # with --format json stdout holds the document only
     _print_trust_warnings(console, inventory)
-    outcome = execute(
-        inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"), _progress(console), until
-    )
+    with errors_as_document(as_json, "execute", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
+        outcome = execute(
+            inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"), _progress(console), until
+        )
     if isinstance(outcome, str):
         console.print(f"nothing to do: {outcome}")
+        if as_json:
+            document = noop_document("execute", inventory.service, outcome, _trust_warnings(inventory))
+            sys.stdout.write(dumps(document, inventory.secrets()))
         return 0
-    return _finish(console, inventory, state_dir, outcome)
+    return _finish(console, inventory, state_dir, outcome, "execute" if as_json else None)
 
 
-def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
+def run_rollback(inventory: Inventory, yes: bool, state_dir: Path, as_json: bool = False) -> int:
+    from migrator.render.run_json import errors_as_document
     from migrator.run.commands import rollback
 
-    console = _console()
+    console = _console(stderr=as_json)
     _print_trust_warnings(console, inventory)
-    outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
-    return _finish(console, inventory, state_dir, outcome)
+    with errors_as_document(as_json, "rollback", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
+        outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
+    return _finish(console, inventory, state_dir, outcome, "rollback" if as_json else None)
 
 
 def _trust_warnings(inventory: Inventory) -> list[str]:
@@ -303,10 +341,11 @@ def _print_trust_warnings(console, inventory: Inventory) -> None:
         console.print(warning, style="bold yellow", highlight=False, markup=False, soft_wrap=True)
 
 
-def _console():
+def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=160)
 
 
 def _progress(console):
@@ -329,12 +368,12 @@ def _confirmer(console, yes: bool, verb: str):
         console.print(
             f"{verb} {plan.source} -> {plan.target}: {len(plan.steps)} steps, fingerprint {plan.fingerprint[:12]}"
         )
-        return typer.confirm("Proceed?", default=False)
+        return typer.confirm("Proceed?", default=False, err=console.stderr)
 
     return confirm
 
 
-def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
+def _finish(console, inventory: Inventory, state_dir: Path, outcome, json_command: str | None = None) -> int:
     from migrator.model.secrets import mask
     from migrator.render.run_outcome import render_outcome
     from migrator.run.journal import Journal, state_dir_for
@@ -349,6 +388,14 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
     write_private(report_file, mask(markdown, inventory.secrets()))
     console.print(mask(text, inventory.secrets()), highlight=False, markup=False)
     console.print(f"report: {report_file}; journal: {journal.path}", highlight=False)
+    if json_command is not None:
+        from migrator.render.run_json import dumps, run_document
+
+        document = run_document(
+            json_command, inventory.service, journal, outcome, _trust_warnings(inventory), str(report_file)
+        )
+        sys.stdout.write(dumps(document, inventory.secrets()))
+        sys.stdout.flush()
     if outcome.exit_code != 0:
         # The one line a script (or a tired DBA) reads: what happened and what to do.
         sys.stderr.write(f"{PROG}: error: {mask(outcome.message, inventory.secrets())}\n")
