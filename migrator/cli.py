@@ -115,12 +115,29 @@ def plan(
     inventory: InventoryOption,
     dc: TargetSiteOption,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] = OutputFormat.text,
-    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write the plan here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Also write the plan as JSON here (for --plan and `migrate show`)."),
+    ] = None,
 ) -> int:
     """Observe both sites and write the switchover plan (changes nothing)."""
     loaded = _load(inventory)
     loaded.site(dc)
     return run_plan(loaded, dc, output_format, out)
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN_FILE", help="A plan written by `migrate plan --out`.")],
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] = OutputFormat.text,
+) -> int:
+    """Render a saved plan for review (contacts no site)."""
+    from migrator.render.show import show_plan
+
+    result = show_plan(plan_file, output_format.value, color=sys.stdout.isatty())
+    sys.stdout.write(result.text)
+    sys.stderr.write("".join(f"{w}\n" for w in result.warnings))
+    return result.exit_code
 
 
 @app.command()
@@ -201,18 +218,16 @@ def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Pa
     if output_format is OutputFormat.runbook:
         text = mask(render_runbook(the_plan), inventory.secrets())
     else:
-        text = mask(
-            render(the_plan, output_format.value, color=sys.stdout.isatty() and out is None), inventory.secrets()
-        )
+        text = mask(render(the_plan, output_format.value, color=sys.stdout.isatty()), inventory.secrets())
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if out is not None:
-        write_private(out, text)
-        print(
+        # Always the JSON plan, whatever was printed: `execute --plan` and `migrate show` read it.
+        write_private(out, mask(render(the_plan, "json"), inventory.secrets()))
+        sys.stderr.write(
             f"plan for {the_plan.source} -> {the_plan.target} written to {out} "
             f"(fingerprint {the_plan.fingerprint[:12]}, "
-            f"{'executable' if the_plan.executable else 'BLOCKED'})"
+            f"{'executable' if the_plan.executable else 'BLOCKED'}); review it with `migrate show {out}`\n"
         )
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0 if the_plan.executable else 1
 
 

@@ -1,6 +1,7 @@
 """`--format json` on the real testbed: `execute` and `rollback` print exactly one JSON document
 on stdout (progress and the text report on stderr) that agrees with the sites, and `status --json`
-shows the roles the testbed has."""
+shows the roles the testbed has; `plan --out` writes the JSON plan whatever the printed format,
+and `migrate show` renders it again without any site."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from tests.e2e.test_execute import assert_primary_site, explain, migrate
 from tests.testbed import SITE_BY_NAME
 
-pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+pytestmark = pytest.mark.testbed
 
 DC1, DC2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
 
@@ -27,6 +28,7 @@ def _timeline(testbed, site) -> int:
     return testbed.sql(leader, "SELECT timeline_id FROM pg_control_checkpoint()")[0][0]
 
 
+@pytest.mark.slow
 def test_execute_and_rollback_print_one_json_document_each(baseline, tmp_path):
     inventory, state = str(baseline.inventory_path), str(tmp_path / "state")
     out = migrate("execute", "-i", inventory, "--dc", "dc2", "--yes", "--state-dir", state, "--format", "json")
@@ -59,3 +61,22 @@ def test_execute_and_rollback_print_one_json_document_each(baseline, tmp_path):
         "rollback", "done", "dc2", "dc1")
     assert undone["timelines"]["before"] == run["timelines"]["after"]
     assert undone["migration"] != run["migration"]
+
+
+def test_plan_out_is_the_json_plan_whatever_is_printed_and_show_renders_it(baseline, tmp_path):
+    saved = tmp_path / "plan.json"
+    out = migrate("plan", "-i", str(baseline.inventory_path), "--dc", "dc2", "--format", "md", "--out", str(saved))
+    assert out.returncode == 0, explain(out)
+    assert out.stdout.startswith("#") and "written to" in out.stderr  # Markdown printed, JSON kept
+    plan = json.loads(saved.read_text())
+    assert plan["source"] == "dc1" and plan["target"] == "dc2" and plan["steps"]
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
+    for fmt, looks in (("md", "| "), ("text", plan["fingerprint"][:12]), ("runbook", "demote")):
+        shown = migrate("show", str(saved), "--format", fmt)
+        assert shown.returncode == 0 and looks in shown.stdout and shown.stderr == "", explain(shown)
+    again = migrate("show", str(saved), "--format", "json")
+    assert json.loads(again.stdout)["fingerprint"] == plan["fingerprint"]
+    # The saved plan is what `execute --plan` accepts as the reviewed one (exit 6 if it were not).
+    run = migrate("execute", "-i", str(baseline.inventory_path), "--dc", "dc2", "--plan", str(saved),
+                  "--until", "preflight", "--yes", "--state-dir", str(tmp_path / "state"))
+    assert run.returncode == 0, explain(run)
