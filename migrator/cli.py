@@ -140,6 +140,13 @@ def show(
     return result.exit_code
 
 
+class CheckFormat(str, Enum):  # noqa: UP042 - as OutputFormat
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+    nagios = "nagios"
+
+
 @app.command()
 def check(
     inventory: InventoryOption,
@@ -147,9 +154,21 @@ def check(
     dc: Annotated[
         str | None, typer.Option("--dc", metavar="NAME", help="Target site (default: the other site).")
     ] = None,
+    output_format: Annotated[
+        CheckFormat,
+        typer.Option("--format", help="text, json, prometheus (textfile collector) or nagios (plugin exit codes)."),
+    ] = CheckFormat.text,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="prometheus: write the metrics here, atomically (a .prom file)."),
+    ] = None,
 ) -> int:
     """Run the preflight checks only (changes nothing)."""
-    return run_check(_load(inventory), json_output, dc)
+    if output_format in (CheckFormat.prometheus, CheckFormat.nagios):
+        from migrator.run.probe import run_probe
+
+        return run_probe(inventory, output_format.value, dc, out)
+    return run_check(_load(inventory), json_output or output_format is CheckFormat.json, dc)
 
 
 @app.command()

@@ -29,9 +29,11 @@ SECRET = "s3cr3t-pw"
 
 
 def _documented_keys() -> set[str]:
-    """Every key named in the first column of a table in docs/output.md."""
+    """Every key named in the first column of a table in docs/output.md's JSON part (the
+    monitoring metrics follow it)."""
     keys: set[str] = set()
-    for line in DOC.read_text().splitlines():
+    json_part = DOC.read_text().split("# Monitoring")[0]
+    for line in json_part.splitlines():
         if line.startswith("| `"):
             keys.update(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
     return keys
@@ -110,3 +112,14 @@ def test_docs_output_md_documents_every_key_and_no_other():
     produced = RUN_KEYS | STEP_KEYS | STATUS_KEYS | SITE_KEYS | MEMBER_KEYS | ERROR_KEYS
     assert produced <= documented, sorted(produced - documented)
     assert documented <= produced, sorted(documented - produced)
+
+
+def test_docs_output_md_lists_every_metric_the_probe_writes():
+    from migrator.render.probe import ProbeInput, prometheus_text
+    from migrator.model.findings import Finding, Verdict
+
+    text = prometheus_text(ProbeInput("demo", "dc1", "dc2", True, (Finding(check="x", verdict=Verdict.OK, finding="y"),),
+                                      load_baseline(), {"dc1": "dc1", "dc2": "dc2"}, 1.0))
+    written = set(re.findall(r"^# TYPE (\S+) gauge$", text, re.MULTILINE))
+    documented = set(re.findall(r"^\| `(migrator_[a-z_]+)` \|", DOC.read_text(), re.MULTILINE))
+    assert written and written <= documented, sorted(written - documented)
