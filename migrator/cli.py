@@ -8,6 +8,7 @@ every error into one line on stderr and an exit code from conventions.md.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -30,6 +31,8 @@ from migrator.errors import (
     shown,
 )
 from migrator.model.inventory import Inventory, load_inventory
+from migrator.output_options import color_wanted, hoist, remember_secrets
+from migrator.output_options import console as rich_console
 from migrator.run.journal import write_private
 
 try:  # typer >= 0.2x vendors click; older releases use the click package
@@ -99,12 +102,26 @@ def _root(
         bool,
         typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
     ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log to stderr: -v events, -vv every call.")
+    ] = 0,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", metavar="FILE", help="Log everything (masked) to this file.")
+    ] = None,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (as NO_COLOR=1).")] = False,
 ) -> None:
     """Move the primary role of a Patroni-managed PostgreSQL service between sites."""
+    from migrator.output_options import disable_color, setup_logging
+
+    if no_color:
+        disable_color()
+    setup_logging(verbose, log_file)
 
 
 def _load(inventory_file: Path) -> Inventory:
-    return load_inventory(inventory_file)
+    loaded = load_inventory(inventory_file)
+    remember_secrets(loaded.secrets())  # every log line is masked with them
+    return loaded
 
 
 # --- commands: parse, validate, hand over ----------------------------------------------------
@@ -134,7 +151,7 @@ def show(
     """Render a saved plan for review (contacts no site)."""
     from migrator.render.show import show_plan
 
-    result = show_plan(plan_file, output_format.value, color=sys.stdout.isatty())
+    result = show_plan(plan_file, output_format.value, color=color_wanted())
     sys.stdout.write(result.text)
     sys.stderr.write("".join(f"{w}\n" for w in result.warnings))
     return result.exit_code
@@ -237,7 +254,7 @@ def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Pa
     if output_format is OutputFormat.runbook:
         text = mask(render_runbook(the_plan), inventory.secrets())
     else:
-        text = mask(render(the_plan, output_format.value, color=sys.stdout.isatty()), inventory.secrets())
+        text = mask(render(the_plan, output_format.value, color=color_wanted()), inventory.secrets())
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if out is not None:
         # Always the JSON plan, whatever was printed: `execute --plan` and `migrate show` read it.
@@ -279,14 +296,13 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
             )
         )
     else:
-        sys.stdout.write(render_findings(findings, outcome.source, outcome.target, color=sys.stdout.isatty()))
+        sys.stdout.write(render_findings(findings, outcome.source, outcome.target, color=color_wanted()))
         sys.stdout.write(outcome.summary() + "\n")
         sys.stdout.write("".join(f"{w}\n" for w in warnings))
     return outcome.exit_code
 
 
 def run_status(inventory: Inventory, watch: bool, interval: float = 2.0, as_json: bool = False) -> None:
-    from rich.console import Console
     from rich.live import Live
 
     from migrator.observe.observer import observe
@@ -304,7 +320,7 @@ def run_status(inventory: Inventory, watch: bool, interval: float = 2.0, as_json
             time.sleep(interval)
 
     # Without a terminal rich assumes 80 columns; the side-by-side table needs more.
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = rich_console()
     if not watch:
         console.print(render_status(observe(inventory, host_facts=False)))
         return
@@ -376,10 +392,7 @@ def _print_trust_warnings(console, inventory: Inventory) -> None:
 
 
 def _console(stderr: bool = False):
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr) if stream.isatty() else Console(stderr=stderr, width=160)
+    return rich_console(stderr)
 
 
 def _progress(console):
@@ -387,7 +400,10 @@ def _progress(console):
 
     started = time.monotonic()
 
+    log = logging.getLogger("migrator.progress")
+
     def show(text: str) -> None:
+        log.info("%s", text)
         console.print(f"[dim]{time.monotonic() - started:7.2f}s[/dim] {escape(text)}", highlight=False)
 
     return show
@@ -479,6 +495,8 @@ def _debug() -> bool:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code instead of exiting (for main and tests)."""
     command = get_command(app)
+    # -v, --log-file and --no-color are accepted after the subcommand too.
+    argv = hoist(sys.argv[1:] if argv is None else argv, getattr(command, "commands", {}))
     try:
         result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as exc:

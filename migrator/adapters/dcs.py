@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from etcd3gw.client import Etcd3Client
 from migrator.adapters.net_errors import what_happened
 from migrator.adapters.tls import is_tls_failure, tls_problem, tls_session
 from migrator.errors import UnreachableError
+
+log = logging.getLogger("migrator.etcd")
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,10 @@ class Etcd3Dcs:
             try:
                 client = self._client(endpoint)
                 client.status()
+                log.debug("%s at %s answered", self.label, endpoint)
                 return endpoint, client
             except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
+                log.debug("%s at %s: %s", self.label, endpoint, what_happened(exc, self.timeout))
                 if is_tls_failure(exc):
                     errors.append(tls_problem(endpoint, self.label, exc, "dcs"))
                 else:

@@ -5,6 +5,7 @@ LSNs come back as byte positions (`lsn - '0/0'`) so the rest of the tool compare
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 import psycopg
@@ -85,6 +86,8 @@ SELECT (('x' || substr(n, 1, 8))::bit(32)::bigint << 32)
 """
 SIZE_QUERY = "SELECT sum(pg_database_size(oid))::bigint FROM pg_database"
 
+log = logging.getLogger("migrator.postgres")
+
 
 class PostgresProbe:
     def __init__(self, host: str, port: int, user: str, password: str, timeout: float, dbname: str = "postgres"):
@@ -100,6 +103,7 @@ class PostgresProbe:
         )
 
     def observe(self, member: str) -> dict[str, Any]:
+        log.debug("%s: PostgreSQL at %s:%s: observe", member, self.conninfo["host"], self.conninfo["port"])
         try:
             with psycopg.connect(autocommit=True, row_factory=dict_row, **self.conninfo) as conn:
                 node = one_row(conn.execute(NODE_QUERY))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ from fabric import Config, Connection
 
 from migrator.adapters.net_errors import what_happened
 from migrator.errors import UnreachableError
+
+log = logging.getLogger("migrator.ssh")
 
 
 class SshTarget(Protocol):
@@ -144,6 +147,7 @@ class SshSession:
         if not self._conn.is_connected:
             self.open()
         limit = timeout or self.timeout
+        log.debug("%s: ssh %s: %s", self.member_name, self.where, command)
         try:
             channel = self._conn.client.get_transport().open_session(timeout=limit)
             channel.settimeout(limit)
