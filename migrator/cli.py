@@ -8,6 +8,7 @@ stderr and the exit code of migrator/errors.py.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -30,6 +31,8 @@ from migrator.errors import (
     shown,
 )
 from migrator.model.inventory import Inventory, load_inventory
+from migrator.output_options import color_wanted, hoist, remember_secrets
+from migrator.output_options import console as rich_console
 from migrator.run.state_dir import resolve_state_base
 
 try:  # typer >= 0.2x vendors click; older releases use the click package
@@ -79,6 +82,18 @@ StateDirOption = Annotated[
 ]
 
 
+class RunFormat(str, Enum):  # noqa: UP042 - as OutputFormat
+    text = "text"
+    json = "json"
+
+
+RunFormatOption = Annotated[
+    RunFormat,
+    typer.Option("--format", help="text, or json: one document on stdout (docs/output.md), progress on stderr."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.")]
+
+
 def _print_version(value: bool) -> None:
     if value:
         print(f"{PROG} {__version__}")
@@ -91,12 +106,26 @@ def _root(
         bool,
         typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
     ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log to stderr: -v events, -vv every call.")
+    ] = 0,
+    log_file: Annotated[
+        Path | None, typer.Option("--log-file", metavar="FILE", help="Log everything (masked) to this file.")
+    ] = None,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (as NO_COLOR=1).")] = False,
 ) -> None:
     """Move the primary role of a Patroni-managed PostgreSQL service between sites."""
+    from migrator.output_options import disable_color, setup_logging
+
+    if no_color:
+        disable_color()
+    setup_logging(verbose, log_file)
 
 
 def _load(inventory_file: Path) -> Inventory:
-    return load_inventory(inventory_file)
+    loaded = load_inventory(inventory_file)
+    remember_secrets(loaded.secrets())  # every log line is masked with them
+    return loaded
 
 
 # --- commands: parse, validate, hand over ----------------------------------------------------
@@ -107,17 +136,41 @@ def plan(
     inventory: InventoryOption,
     dc: TargetSiteOption,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] = OutputFormat.text,
-    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write the plan here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Also write the plan as JSON here (for --plan and `migrate show`)."),
+    ] = None,
     state_dir: StateDirOption = None,
 ) -> int:
     """Observe both sites and write the switchover plan (changes nothing)."""
     loaded = _load(inventory)
     loaded.site(dc)
     code = run_plan(loaded, dc, output_format, out)
-    if output_format is OutputFormat.text or out is not None:
-        print(_state_line(state_dir, loaded.service))
-        print(_runbooks_line())
+    # Beside the text report; any other format is a document on stdout, so these go to stderr.
+    where = sys.stdout if output_format is OutputFormat.text else sys.stderr
+    where.write(f"{_state_line(state_dir, loaded.service)}\n{_runbooks_line()}\n")
     return code
+
+
+@app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN_FILE", help="A plan written by `migrate plan --out`.")],
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] = OutputFormat.text,
+) -> int:
+    """Render a saved plan for review (contacts no site)."""
+    from migrator.render.show import show_plan
+
+    result = show_plan(plan_file, output_format.value, color=color_wanted())
+    sys.stdout.write(result.text)
+    sys.stderr.write("".join(f"{w}\n" for w in result.warnings))
+    return result.exit_code
+
+
+class CheckFormat(str, Enum):  # noqa: UP042 - as OutputFormat
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+    nagios = "nagios"
 
 
 @app.command()
@@ -127,9 +180,21 @@ def check(
     dc: Annotated[
         str | None, typer.Option("--dc", metavar="NAME", help="Target site (default: the other site).")
     ] = None,
+    output_format: Annotated[
+        CheckFormat,
+        typer.Option("--format", help="text, json, prometheus (textfile collector) or nagios (plugin exit codes)."),
+    ] = CheckFormat.text,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="prometheus: write the metrics here, atomically (a .prom file)."),
+    ] = None,
 ) -> int:
     """Run the preflight checks only (changes nothing)."""
-    return run_check(_load(inventory), json_output, dc)
+    if output_format in (CheckFormat.prometheus, CheckFormat.nagios):
+        from migrator.run.probe import run_probe
+
+        return run_probe(inventory, output_format.value, dc, out)
+    return run_check(_load(inventory), json_output or output_format is CheckFormat.json, dc)
 
 
 @app.command()
@@ -137,10 +202,13 @@ def status(
     inventory: InventoryOption,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until interrupted.")] = False,
     state_dir: StateDirOption = None,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
 ) -> None:
     """Show both sites side by side."""
     loaded = _load(inventory)
-    run_status(loaded, watch, state_line=_state_line(state_dir, loaded.service))
+    as_json = json_output or output_format is RunFormat.json
+    run_status(loaded, watch, as_json=as_json, state_line=None if as_json else _state_line(state_dir, loaded.service))
 
 
 @app.command()
@@ -162,11 +230,14 @@ def execute(
             help="Stop after this phase (e.g. cascade: seed and stream now, cut over later).",
         ),
     ] = None,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
 ) -> int:  # the exit code, which run() returns
     """Move the primary role to --dc, step by step, with gates."""
     loaded = _load(inventory)
     loaded.site(dc)
-    return run_execute(loaded, dc, plan_file, resume, yes, resolve_state_base(state_dir).path, until)
+    as_json = json_output or output_format is RunFormat.json
+    return run_execute(loaded, dc, plan_file, resume, yes, resolve_state_base(state_dir).path, until, as_json)
 
 
 @app.command()
@@ -174,9 +245,12 @@ def rollback(
     inventory: InventoryOption,
     yes: YesOption = False,
     state_dir: StateDirOption = None,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
 ) -> int:  # the exit code, which run() returns
     """Undo an interrupted or failed migration."""
-    return run_rollback(_load(inventory), yes, resolve_state_base(state_dir).path)
+    as_json = json_output or output_format is RunFormat.json
+    return run_rollback(_load(inventory), yes, resolve_state_base(state_dir).path, as_json)
 
 
 @app.command()
@@ -222,18 +296,16 @@ def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Pa
     if output_format is OutputFormat.runbook:
         text = mask(render_runbook(the_plan), inventory.secrets())
     else:
-        text = mask(
-            render(the_plan, output_format.value, color=sys.stdout.isatty() and out is None), inventory.secrets()
-        )
+        text = mask(render(the_plan, output_format.value, color=color_wanted()), inventory.secrets())
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if out is not None:
-        write_private(out, text)
-        print(
+        # Always the JSON plan, whatever was printed: `execute --plan` and `migrate show` read it.
+        write_private(out, mask(render(the_plan, "json"), inventory.secrets()))
+        sys.stderr.write(
             f"plan for {the_plan.source} -> {the_plan.target} written to {out} "
             f"(fingerprint {the_plan.fingerprint[:12]}, "
-            f"{'executable' if the_plan.executable else 'BLOCKED'})"
+            f"{'executable' if the_plan.executable else 'BLOCKED'}); review it with `migrate show {out}`\n"
         )
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0 if the_plan.executable else 1
 
 
@@ -266,21 +338,33 @@ def run_check(inventory: Inventory, json_output: bool, dc: str | None = None) ->
             )
         )
     else:
-        sys.stdout.write(render_findings(findings, outcome.source, outcome.target, color=sys.stdout.isatty()))
+        sys.stdout.write(render_findings(findings, outcome.source, outcome.target, color=color_wanted()))
         sys.stdout.write(outcome.summary() + "\n")
         sys.stdout.write("".join(f"{w}\n" for w in warnings))
     return outcome.exit_code
 
 
-def run_status(inventory: Inventory, watch: bool, interval: float = 2.0, state_line: str | None = None) -> None:
-    from rich.console import Console
+def run_status(
+    inventory: Inventory, watch: bool, interval: float = 2.0, as_json: bool = False, state_line: str | None = None
+) -> None:
     from rich.live import Live
 
     from migrator.observe.observer import observe
+    from migrator.render.run_json import dumps, status_document
     from migrator.render.status import render_status
 
+    if as_json:  # one document; with --watch one per line (JSON lines) until Ctrl-C
+        while True:
+            sys.stdout.write(
+                dumps(status_document(observe(inventory, host_facts=False)), inventory.secrets(), not watch)
+            )
+            sys.stdout.flush()
+            if not watch:
+                return
+            time.sleep(interval)
+
     # Without a terminal rich assumes 80 columns; the side-by-side table needs more.
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = rich_console()
     if state_line is not None:
         console.print(state_line, highlight=False, markup=False, soft_wrap=True)
     if not watch:
@@ -300,27 +384,35 @@ def run_execute(
     yes: bool,
     state_dir: Path,
     until: str | None = None,
+    as_json: bool = False,
 ) -> int:
+    from migrator.render.run_json import dumps, errors_as_document, noop_document
     from migrator.run.commands import execute
 
-    console = _console()
+    console = _console(stderr=as_json)  # with --format json stdout holds the document only
     _print_trust_warnings(console, inventory)
-    outcome = execute(
-        inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"), _progress(console), until
-    )
+    with errors_as_document(as_json, "execute", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
+        outcome = execute(
+            inventory, dc, state_dir, plan_file, resume, _confirmer(console, yes, "execute"), _progress(console), until
+        )
     if isinstance(outcome, str):
         console.print(f"nothing to do: {outcome}")
+        if as_json:
+            document = noop_document("execute", inventory.service, outcome, _trust_warnings(inventory))
+            sys.stdout.write(dumps(document, inventory.secrets()))
         return 0
-    return _finish(console, inventory, state_dir, outcome)
+    return _finish(console, inventory, state_dir, outcome, "execute" if as_json else None)
 
 
-def run_rollback(inventory: Inventory, yes: bool, state_dir: Path) -> int:
+def run_rollback(inventory: Inventory, yes: bool, state_dir: Path, as_json: bool = False) -> int:
+    from migrator.render.run_json import errors_as_document
     from migrator.run.commands import rollback
 
-    console = _console()
+    console = _console(stderr=as_json)
     _print_trust_warnings(console, inventory)
-    outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
-    return _finish(console, inventory, state_dir, outcome)
+    with errors_as_document(as_json, "rollback", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
+        outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
+    return _finish(console, inventory, state_dir, outcome, "rollback" if as_json else None)
 
 
 def _trust_warnings(inventory: Inventory) -> list[str]:
@@ -345,10 +437,8 @@ def _print_trust_warnings(console, inventory: Inventory) -> None:
         console.print(warning, style="bold yellow", highlight=False, markup=False, soft_wrap=True)
 
 
-def _console():
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=160)
+def _console(stderr: bool = False):
+    return rich_console(stderr)
 
 
 def _progress(console):
@@ -356,7 +446,10 @@ def _progress(console):
 
     started = time.monotonic()
 
+    log = logging.getLogger("migrator.progress")
+
     def show(text: str) -> None:
+        log.info("%s", text)
         console.print(f"[dim]{time.monotonic() - started:7.2f}s[/dim] {escape(text)}", highlight=False)
 
     return show
@@ -371,12 +464,12 @@ def _confirmer(console, yes: bool, verb: str):
         console.print(
             f"{verb} {plan.source} -> {plan.target}: {len(plan.steps)} steps, fingerprint {plan.fingerprint[:12]}"
         )
-        return typer.confirm("Proceed?", default=False)
+        return typer.confirm("Proceed?", default=False, err=console.stderr)
 
     return confirm
 
 
-def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
+def _finish(console, inventory: Inventory, state_dir: Path, outcome, json_command: str | None = None) -> int:
     from migrator.model.secrets import mask
     from migrator.render.run_outcome import render_outcome
     from migrator.run.journal import Journal, state_dir_for
@@ -391,6 +484,14 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome) -> int:
     write_private(report_file, mask(markdown, inventory.secrets()))
     console.print(mask(text, inventory.secrets()), highlight=False, markup=False)
     console.print(f"report: {report_file}; journal: {journal.path}", highlight=False)
+    if json_command is not None:
+        from migrator.render.run_json import dumps, run_document
+
+        document = run_document(
+            json_command, inventory.service, journal, outcome, _trust_warnings(inventory), str(report_file)
+        )
+        sys.stdout.write(dumps(document, inventory.secrets()))
+        sys.stdout.flush()
     if outcome.exit_code != 0:
         # The one line a script (or a tired DBA) reads: what happened and what to do.
         sys.stderr.write(f"{PROG}: error: {mask(outcome.message, inventory.secrets())}\n")
@@ -440,6 +541,8 @@ def _debug() -> bool:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code instead of exiting (for main and tests)."""
     command = get_command(app)
+    # -v, --log-file and --no-color are accepted after the subcommand too.
+    argv = hoist(sys.argv[1:] if argv is None else argv, getattr(command, "commands", {}))
     try:
         result = command.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click_exceptions.NoArgsIsHelpError as exc:

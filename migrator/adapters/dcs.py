@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -16,9 +17,12 @@ from urllib.parse import urlsplit
 import etcd3gw
 from etcd3gw.client import Etcd3Client
 
+from migrator.adapters.net_errors import what_happened
 from migrator.adapters.tls import is_tls_failure, path_or_none, tls_problem, tls_session
 from migrator.errors import UnreachableError
 from migrator.model.inventory import Site
+
+log = logging.getLogger("migrator.etcd")
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,11 @@ class Etcd3Dcs:
         key_file: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        label: str = "etcd",
     ):
         self.endpoints = list(endpoints)
+        self.label = label  # how messages name it: "dc1's etcd"
+
         self.timeout = timeout
         self.tls = (ca_file, cert_file, key_file)
         self.credentials = (username, password) if username else None
@@ -89,13 +96,17 @@ class Etcd3Dcs:
             try:
                 client = self._client(endpoint)
                 client.status()
+                log.debug("%s at %s answered", self.label, endpoint)
                 return endpoint, client
             except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
+                log.debug("%s at %s: %s", self.label, endpoint, what_happened(exc, self.timeout))
                 if is_tls_failure(exc):
-                    errors.append(tls_problem(endpoint, "etcd", exc, "dcs"))
+                    errors.append(tls_problem(endpoint, self.label, exc, "dcs"))
                 else:
-                    errors.append(f"{endpoint}: {_short(exc)}")
-        raise UnreachableError("no etcd endpoint answered (" + "; ".join(errors) + ")")
+                    errors.append(f"{self.label} at {endpoint} {what_happened(exc, self.timeout)}")
+        if len(errors) == 1:
+            raise UnreachableError(errors[0])
+        raise UnreachableError(f"no endpoint of {self.label} answered (" + "; ".join(errors) + ")")
 
     def client(self) -> Any:
         """An etcd3gw client on the first endpoint that answers (for the migration lock)."""
@@ -118,13 +129,9 @@ class Etcd3Dcs:
         return DcsSnapshot(healthy=True, cluster_size=len(members), keys=keys)
 
 
-def _short(exc: Exception) -> str:
-    text = (getattr(exc, "detail_text", None) or str(exc)).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def site_dcs(site: Site, timeout: float) -> Etcd3Dcs:
-    """The DCS client of a site, with the inventory's endpoints, credentials and TLS settings."""
+def site_dcs(site: Site, timeout: float, name: str | None = None) -> Etcd3Dcs:
+    """The DCS client of a site, with the inventory's endpoints, credentials and TLS settings;
+    `name` (the inventory's site name) is how error lines call it."""
     dcs = site.dcs
     return Etcd3Dcs(
         list(dcs.endpoints),
@@ -134,4 +141,5 @@ def site_dcs(site: Site, timeout: float) -> Etcd3Dcs:
         key_file=path_or_none(dcs.key_file),
         username=dcs.username,
         password=dcs.password.reveal() if dcs.password else None,
+        label=f"{name}'s etcd" if name else f"the etcd of scope {site.scope}",
     )

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from typing import Any
 
 import requests
 
+from migrator.adapters.net_errors import what_happened
 from migrator.adapters.tls import path_or_none, tls_problem, tls_session
 from migrator.errors import UnreachableError
 from migrator.model.inventory import Site
+
+log = logging.getLogger("migrator.patroni")
 
 
 class PatroniRefused(UnreachableError):
@@ -35,18 +41,33 @@ class PatroniApi:
             self.write_auth = (username, password)
 
     def _request(self, method: str, api_url: str, path: str, member: str, **kwargs: Any) -> Any:
+        started = time.monotonic()
         try:
             auth = self.write_auth if method != "GET" else None
             resp = self.session.request(method, f"{api_url}{path}", timeout=self.timeout, auth=auth, **kwargs)
-        except requests.exceptions.SSLError as exc:
-            what = f"Patroni REST API at {api_url}"
-            raise UnreachableError(tls_problem(member, what, exc, "rest_api")) from None
         except requests.RequestException as exc:
-            raise UnreachableError(
-                f"{member}: Patroni REST API at {api_url} did not answer "
-                f"({_reason(exc, self.timeout)}); check that Patroni runs there "
-                "and the member's api_url in the inventory"
-            ) from None
+            log.debug("%s: %s %s%s: %s", member, method, api_url, path, what_happened(exc, self.timeout))
+            raise self._unreachable(exc, member, api_url) from None
+        log.debug(
+            "%s: %s %s%s -> HTTP %s in %.3fs",
+            member,
+            method,
+            api_url,
+            path,
+            resp.status_code,
+            time.monotonic() - started,
+        )
+        return self._answer(resp, method, api_url, path, member)
+
+    def _unreachable(self, exc: requests.RequestException, member: str, api_url: str) -> UnreachableError:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return UnreachableError(tls_problem(member, f"Patroni REST API at {api_url}", exc, "rest_api"))
+        return UnreachableError(
+            f"{member}: Patroni REST API at {api_url} {what_happened(exc, self.timeout)}; "
+            "check that Patroni runs there and the member's api_url in the inventory"
+        )
+
+    def _answer(self, resp: requests.Response, method: str, api_url: str, path: str, member: str) -> Any:
         if resp.status_code == 401:
             raise PatroniRefused(
                 f"{member}: Patroni REST API at {api_url} refused the credentials "
@@ -66,6 +87,7 @@ class PatroniApi:
         return self._request("GET", api_url, path, member)
 
     def patch_config(self, api_url: str, patch: dict[str, Any], member: str) -> Any:
+        log.debug("%s: PATCH %s/config with %s", member, api_url, json.dumps(patch, sort_keys=True))
         return self._request("PATCH", api_url, "/config", member, json=patch)
 
 
@@ -89,25 +111,6 @@ def _json(resp: requests.Response, member: str, path: str) -> Any:
             f"{type(data).__name__}, not an object: is that really Patroni's REST API?"
         )
     return data
-
-
-def _reason(exc: Exception, timeout: float) -> str:
-    """The usual causes in plain words instead of urllib3's retry wrapper."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout):
-        return f"no answer within {timeout:g}s"
-    text = str(exc)
-    if "Connection refused" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "nodename nor servname" in text:
-        return "host name not found"
-    if "No route to host" in text:
-        return "no route to host"
-    return _short(exc)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def patroni_api(site: Site, timeout: float) -> PatroniApi:

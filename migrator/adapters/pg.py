@@ -6,11 +6,13 @@ LSNs come back as byte positions (`lsn - '0/0'`) so the rest of the tool compare
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 
+from migrator.adapters.net_errors import what_happened
 from migrator.errors import UnreachableError
 from migrator.model.inventory import Credential, Member
 
@@ -86,6 +88,8 @@ SELECT (('x' || substr(n, 1, 8))::bit(32)::bigint << 32)
 """
 SIZE_QUERY = "SELECT sum(pg_database_size(oid))::bigint FROM pg_database"
 
+log = logging.getLogger("migrator.postgres")
+
 
 def connect_args(member: Member, superuser: Credential, timeout: float, kept_open: bool) -> dict[str, Any]:
     """psycopg.connect's arguments for a member, built here only: every connection of the tool
@@ -121,6 +125,7 @@ class PostgresProbe:
         self.conninfo = conninfo  # from connect_args
 
     def observe(self, member: str) -> dict[str, Any]:
+        log.debug("%s: PostgreSQL at %s:%s: observe", member, self.conninfo["host"], self.conninfo["port"])
         try:
             with psycopg.connect(row_factory=dict_row, **self.conninfo) as conn:
                 node = one_row(conn.execute(NODE_QUERY))
@@ -184,7 +189,7 @@ def connection_problem(member: str, conninfo: dict[str, Any], exc: Exception) ->
         return f"{where} refused the connection; check that PostgreSQL runs and listens there"
     if "timeout" in text.lower():
         return f"{where} did not answer within {conninfo['connect_timeout']}s; check the host and the network"
-    return f"{where} refused or did not answer ({_first_line(exc)})"
+    return f"{where} {what_happened(exc, conninfo.get('connect_timeout'))}"
 
 
 def _first_line(exc: Exception) -> str:

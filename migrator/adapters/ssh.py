@@ -10,12 +10,14 @@ written anywhere. The route to the host (OpenSSH config file, jump host, agent, 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import paramiko
 from fabric import Connection
 
+from migrator.adapters.net_errors import what_happened
 from migrator.adapters.ssh_route import (
     Route,
     SshTarget,
@@ -26,6 +28,8 @@ from migrator.adapters.ssh_route import (
 from migrator.errors import UnreachableError
 
 __all__ = ["SshResult", "SshSession", "SshTarget", "accepted_unverified_keys"]
+
+log = logging.getLogger("migrator.ssh")
 
 
 @dataclass(frozen=True)
@@ -125,11 +129,10 @@ class SshSession:
                     f"{self.member_name}: no SSH key to log in as {what}: set ssh.key_file in the "
                     "inventory or load a key into a running ssh-agent (ssh-add; SSH_AUTH_SOCK set)"
                 ) from None
-            raise UnreachableError(f"{self.member_name}: SSH to {what} failed: {exc}") from None
+            raise UnreachableError(f"{self.member_name}: SSH to {what} {what_happened(exc, self.timeout)}") from None
         except (TimeoutError, OSError, EOFError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
             raise UnreachableError(
-                f"{self.member_name}: cannot reach {what} over SSH ({reason}); check the "
+                f"{self.member_name}: SSH to {what} {what_happened(exc, self.timeout)}; check the "
                 "host, the port and that sshd runs"
             ) from None
 
@@ -146,6 +149,7 @@ class SshSession:
         if not self._conn.is_connected:
             self.open()
         limit = timeout or self.timeout
+        log.debug("%s: ssh %s: %s", self.member_name, self.where, command)
         try:
             channel = self._conn.client.get_transport().open_session(timeout=limit)
             channel.settimeout(limit)
@@ -172,10 +176,8 @@ class SshSession:
         return SshResult(self.target.host, channel.command, code, stdout, stderr)
 
     def _failed(self, exc: Exception) -> UnreachableError:
-        return UnreachableError(
-            f"{self.member_name}: command over SSH to {self.where} failed: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'timed out'}"
-        )
+        # The deadline of this command may not be self.timeout: say "in time", not a number.
+        return UnreachableError(f"{self.member_name}: a command over SSH to {self.where} {what_happened(exc)}")
 
     def close(self) -> None:
         if self._route is not None:

@@ -68,7 +68,7 @@ class Observer:
     def _submit_site(self, pool: ThreadPoolExecutor, name: str, site: Site) -> dict[str, Any]:
         api = patroni_api(site, self.timeout)
         jobs: dict[str, Any] = {
-            "dcs": pool.submit(self._dcs, site),
+            "dcs": pool.submit(self._dcs, name, site),
             "site_api": pool.submit(self._site_api, api, site),
             "members": {},
         }
@@ -80,8 +80,8 @@ class Observer:
             }
         return jobs
 
-    def _dcs(self, site: Site) -> Any:
-        return site_dcs(site, self.timeout).snapshot(site.namespace, site.scope)
+    def _dcs(self, name: str, site: Site) -> Any:
+        return site_dcs(site, self.timeout, name).snapshot(site.namespace, site.scope)
 
     def _site_api(self, api: PatroniApi, site: Site) -> dict[str, Any]:
         """/config, /cluster and /history from the first member that answers."""

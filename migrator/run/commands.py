@@ -37,12 +37,12 @@ from migrator.steps.registry import STEP_CLASSES
 def _lock(inventory: Inventory, state_dir: Path) -> MigrationLock:
     """One lock per service, whichever way it moves: in the DCS of the inventory's first site."""
     name, site = next(iter(inventory.sites.items()))
-    dcs: Etcd3Dcs = site_dcs(site, inventory.gates.connect_timeout_seconds)
+    dcs: Etcd3Dcs = site_dcs(site, inventory.gates.connect_timeout_seconds, name)
     try:
         dcs.client()
     except UnreachableError as exc:
         raise UnreachableError(
-            f"cannot take the migration lock in {name}'s etcd ({exc}); it keeps two "
+            f"cannot take the migration lock: {exc}; the lock keeps two "
             "operators from running at once, so nothing was changed"
         ) from None
     return MigrationLock(state_dir, dcs, inventory.service, f"{name}'s etcd", inventory.gates.lock_ttl_seconds)

@@ -17,19 +17,17 @@ anything without its DCS, failsafe_mode or not (failsafe_mode only keeps a runni
 
 from __future__ import annotations
 
-import shutil
-import sys
 import time
-from typing import IO, Any
+from typing import Any
 
 from migrator.adapters.dcs import site_dcs
 from migrator.errors import GateTimeout, UnreachableError
 from migrator.model.plan import PlanStep, deadline_seconds
+from migrator.render.wait_line import WaitLine as Countdown
 from migrator.steps.kinds import TARGET, declared
 
 POLL_SECONDS = 1.0
 SETTLED_PROBES = 2
-PLAIN_LINE_EVERY_SECONDS = 5.0
 
 
 class DcsUnavailable(GateTimeout):
@@ -52,7 +50,7 @@ def etcd_problem(live: Any, site_name: str) -> str | None:
     """Why the site's etcd does not answer; None when it does."""
     site = live.site(site_name)
     try:
-        site_dcs(site, live.timeout).client()
+        site_dcs(site, live.timeout, site_name).client()
     except UnreachableError as exc:
         return f"{site_name}'s etcd does not answer ({exc})"
     return None
@@ -68,37 +66,6 @@ def dcs_problem(live: Any, site_name: str) -> str | None:
     except UnreachableError as exc:
         return f"{site_name}'s Patroni does not serve its config from etcd yet ({exc})"
     return None
-
-
-class Countdown:
-    """What an operator sees during a hold: on a terminal, one line on stderr rewritten in place
-    (and erased afterwards); without one, a plain progress line every few seconds, so a log
-    shows the hold without a line per second and stderr keeps only the final one-line verdict."""
-
-    def __init__(self, progress: Any, stream: IO[str] | None = None, clock: Any = time.monotonic):
-        self.progress = progress
-        self.stream = stream or sys.stderr
-        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.clock = clock
-        # The hold's opening line was just printed: the first plain line follows a period later.
-        self._next_plain = clock() + PLAIN_LINE_EVERY_SECONDS
-
-    def show(self, text: str) -> None:
-        if self.live:
-            # One physical line, or the erase sequence leaves the wrapped part behind.
-            width = shutil.get_terminal_size().columns - 1
-            self.stream.write("\r\033[K" + (text if len(text) <= width else text[: width - 3] + "..."))
-            self.stream.flush()
-            return
-        now = self.clock()
-        if now >= self._next_plain:
-            self.progress(text)
-            self._next_plain = now + PLAIN_LINE_EVERY_SECONDS
-
-    def clear(self) -> None:
-        if self.live:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
 
 
 def hold_for_dcs(

@@ -14,6 +14,7 @@ naming the file and the line.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ from migrator.model.secrets import mask_values
 # How far back from the end an append looks for the start of a torn last line: far more than
 # one record (a gate sample or a step's facts are a few KiB).
 TAIL_BYTES = 1 << 20
+
+log = logging.getLogger("migrator.journal")
 
 
 class JournalCorrupt(MigratorError):
@@ -98,6 +101,7 @@ class Journal:
             for key, value in json.loads(json.dumps(record, default=str)).items()
         }
         line = json.dumps(masked, sort_keys=True)
+        log.info("%s", line)  # -v and --log-file show the audit trail as it is written
         created = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from migrator.adapters.net_errors import what_happened
 from migrator.errors import LockBusy
 from migrator.run.journal import utc_now
 
@@ -285,13 +286,8 @@ def _alive(pid: Any) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    """The error's kind, and etcd's own words when it answered (a connection error's text is a
-    long urllib3 repr that says no more than its kind)."""
-    name = type(exc).__name__
-    if name.startswith("Connection"):  # etcd3gw's ConnectionFailedError / ConnectionTimeoutError
-        return f"{name} (no answer)"
-    detail = str(getattr(exc, "detail_text", None) or exc).strip().splitlines()
-    return f"{name}: {detail[0][:120]}" if detail else name
+    """What etcd did, in plain words ("refused the connection"), never urllib3's repr."""
+    return what_happened(exc)
 
 
 def _describe(holder: dict[str, Any]) -> str:

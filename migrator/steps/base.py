@@ -21,6 +21,7 @@ from migrator.adapters.live import Live, Progress, controldata_wait_command
 from migrator.errors import GateTimeout
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan, PlanStep, deadline_seconds
+from migrator.render.wait_line import WaitLine
 from migrator.steps.kinds import KINDS, StepKind, declared
 
 # Every step class, by kind, as `@step_kind` registered it (migrator/steps/registry.py imports
@@ -131,13 +132,16 @@ class Step:
             detail = describe() if describe else last_error
             if hung is not None:
                 detail = f"no answer for {hung:.0f}s" + (f"; {detail}" if detail else "")
-            self.ctx.progress(f"{what} ({seconds_left:.0f}s left){': ' + detail if detail else ''}")
+            line.show(f"{what} ({seconds_left:.0f}s left){': ' + detail if detail else ''}")
             self.ctx.journal_sample(
                 step=self.spec.id, waiting_for=what, detail=detail, seconds_left=round(seconds_left, 1)
             )
 
         # Test doubles of Live may lack `abandon`: then an abandoned probe just keeps its connection.
         on_abandon = getattr(self.live, "abandon", lambda thread: None)
+        # One line rewritten in place on a terminal, a line every few seconds otherwise; the
+        # journal still gets a sample a second.
+        line = WaitLine(self.ctx.progress)
         try:
             return poll_until(probe, time.monotonic() + limit, interval, report, on_abandon, check=self.ctx.check_lock)
         except PollTimedOut as timed_out:
@@ -150,3 +154,5 @@ class Step:
             if not reason and describe is not None:
                 reason = f"; last seen: {describe()}"  # the operator's next step starts here
             raise GateTimeout(f"step {self.spec.id}: gave up after {limit:.0f}s waiting for {what}{reason}") from None
+        finally:
+            line.clear()

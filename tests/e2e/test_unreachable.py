@@ -60,8 +60,8 @@ def _assert_one_line_and_nothing_changed(testbed, out, before, member: str, fix:
 
 
 @pytest.mark.parametrize(("site", "role", "fix"), [
-    ("dc1", "primary", "did not answer (connection refused); check that Patroni runs there"),
-    ("dc2", "standby_leader", "did not answer (connection refused); check that Patroni runs there"),
+    ("dc1", "primary", "refused the connection; check that Patroni runs there"),
+    ("dc2", "standby_leader", "refused the connection; check that Patroni runs there"),
     ("dc2", "replica", "check the host, the port and that sshd runs"),
 ])
 def test_a_member_address_where_nothing_listens(baseline, tmp_path, site, role, fix):
@@ -87,7 +87,7 @@ def test_a_member_whose_patroni_is_stopped(baseline, tmp_path):
         # Refused at preflight: its version is unknown, so the plan takes the pause path, which
         # needs every dc1 member's REST API (check pause-path-reaches-source).
         _assert_one_line_and_nothing_changed(baseline, out, before, replica.name,
-                                             "did not answer (connection refused); check that "
+                                             "refused the connection; check that "
                                              "Patroni runs there")
         assert "pause-path-reaches-source" in out.stderr
     finally:
@@ -108,6 +108,6 @@ def test_every_host_without_sshd(baseline, tmp_path):
         # Refused at preflight: the token read on the source leader cannot run (token-readable).
         _assert_one_line_and_nothing_changed(baseline, out, before, source_leader,
                                              "check the host, the port and that sshd runs")
-        assert ":2222 over SSH (" in out.stderr and "token-readable" in out.stderr
+        assert ":2222 refused the connection" in out.stderr and "token-readable" in out.stderr
     finally:
         start_sshd(baseline.base, baseline.registry)

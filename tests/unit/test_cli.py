@@ -86,7 +86,8 @@ def test_execute_against_sites_that_do_not_answer_refuses_in_one_line(tmp_path, 
     # The fixture's hosts are unused loopback addresses: every probe is refused at once.
     result = migrate("execute", "-i", str(inventory), "--dc", "dc-west", "--yes", cwd=tmp_path)
     line = assert_one_error_line(result, 1, "migrate: error: ")
-    assert "cannot take the migration lock in dc-east's etcd" in line and "nothing was changed" in line
+    assert "cannot take the migration lock: dc-east's etcd at http://" in line
+    assert "refused the connection" in line and "HTTPConnectionPool" not in line and "nothing was changed" in line
     assert not (tmp_path / ".migrator" / "shop" / "journal.jsonl").exists()
 
 

@@ -33,7 +33,10 @@ MAY_IMPORT: dict[str, set[str]] = {
     # registry of step classes; the two packages are one layer.
     "steps": BASE | {"model", "rules", "adapters", "observe", "checks", "planning", "run"},
     "run": BASE | {"model", "rules", "adapters", "observe", "checks", "planning", "steps"},
-    "cli": BASE | {"top", "model", "rules", "adapters", "observe", "checks", "planning", "render", "run", "steps"},
+    # The command line's own options: logging, colour, the masking of secrets in log lines.
+    "output_options": BASE | {"model"},
+    "cli": BASE
+    | {"top", "output_options", "model", "rules", "adapters", "observe", "checks", "planning", "render", "run", "steps"},
 }
 
 # Single imports across those lines, each with its reason: (importing module, imported module).
@@ -46,7 +49,13 @@ DELIBERATE: dict[tuple[str, str], str] = {
     # The outcome of a run is a view of that run: its journal and the engine's Outcome.
     ("migrator.render.run_outcome", "migrator.run.engine"): "a run's Outcome and its journal summary",
     ("migrator.render.run_outcome", "migrator.run.journal"): "a run's journal",
-    # Being moved: Live becomes a typed adapter over one connection helper (issue 11).
+    ("migrator.render.run_json", "migrator.run.engine"): "a run's Outcome as a JSON document",
+    ("migrator.render.run_json", "migrator.run.journal"): "a run's journal as a JSON document",
+    # `check --format prometheus|nagios`: observe, check and render in one place, like cli.
+    ("migrator.run.probe", "migrator.render.probe"): "the probe's glue renders what it observed",
+    # A gate's wait is shown to the operator as one line rewritten in place (or a line every 5 s).
+    ("migrator.steps.base", "migrator.render.wait_line"): "the progress line of a gate's wait",
+    ("migrator.run.dcs_hold", "migrator.render.wait_line"): "the DCS hold's countdown line",
 }
 
 

@@ -466,3 +466,17 @@ def test_replay_lag_is_measured_against_the_primary_position():
     assert lag(later["dc2"], "dc2-a") - lag(before["dc2"], "dc2-a") == by - by // 2
     assert later["dc2"].replay_lag_bytes == max(lag(later["dc2"], "dc2-a"),
                                                 lag(later["dc2"], "dc2-b"))
+
+
+def test_manual_equivalents_name_patronictl_demote_and_promote_cluster_where_patroni_has_them():
+    steps = {s.id: s for s in make_plan().steps}
+    demote = next(line for line in steps["demote-source"].manual if "demote-cluster" in line)
+    assert "--host " in demote and "--port " in demote and "--primary-slot-name dc1" in demote
+    assert " dc1 --force" in demote.replace("'", "")  # the source's scope, as the cluster name
+    assert any("PATCH" in line for line in steps["demote-source"].manual)  # beside the REST call
+    promote = [line for line in steps["promote-target"].manual if "promote-cluster" in line]
+    assert len(promote) == 1 and "promote-cluster dc2 --force" in promote[0].replace("'", "")
+    # An unknown (possibly pre-4.0) Patroni: no promote-cluster line, only PATCH and edit-config.
+    older = make_plan(unreachable(load_baseline(), "dc2-b", probes=("patroni", "host")))
+    manual = " ".join(next(s for s in older.steps if s.id == "promote-target").manual)
+    assert "promote-cluster" not in manual and "standby_cluster=null" in manual

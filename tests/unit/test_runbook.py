@@ -11,6 +11,7 @@ import pytest
 from migrator import cli
 from migrator.checks import run_checks
 from migrator.model.findings import Finding, Verdict
+from migrator.model.plan import Plan
 from migrator.planning.switchover import plan
 from migrator.model.playbook import SWITCHOVER_PHASES, switchover_playbook
 from migrator.render.plan_report import RUNBOOK_DOC, render_runbook
@@ -183,10 +184,12 @@ def test_plan_format_runbook_writes_the_runbook(monkeypatch, tmp_path, capsys):
     inventory = inventory_with_secrets(monkeypatch, tmp_path)
     p = make_plan(inventory=inventory)
     monkeypatch.setattr("migrator.planning.preflight.observe_and_plan", lambda inv, dc: p)
-    out = tmp_path / "runbook.md"
+    out = tmp_path / "plan.json"
     assert cli.run_plan(inventory, "dc2", cli.OutputFormat.runbook, out) == 0
-    assert out.read_text() == render_runbook(p)
+    # --out always holds the JSON plan (for --plan and `migrate show`); stdout the runbook.
+    assert Plan.from_json(out.read_text()).fingerprint == p.fingerprint
     assert oct(out.stat().st_mode & 0o777) == "0o600"
-    assert f"written to {out}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert printed.out == render_runbook(p) and f"written to {out}" in printed.err
     assert cli.run_plan(inventory, "dc2", cli.OutputFormat("runbook"), None) == 0
     assert capsys.readouterr().out == render_runbook(p)

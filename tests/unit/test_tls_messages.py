@@ -8,7 +8,7 @@ import pytest
 import requests
 from etcd3gw.exceptions import ConnectionFailedError
 
-from migrator.adapters.patroni import _reason
+from migrator.adapters.net_errors import what_happened
 from migrator.adapters.tls import is_tls_failure, tls_problem, tls_session
 
 POOL = "HTTPSConnectionPool(host='127.0.91.1', port=8008): Max retries exceeded (Caused by "
@@ -54,8 +54,8 @@ def test_connection_failures_in_plain_words():
         "HTTPConnectionPool(host='127.0.91.9', port=8008): Max retries exceeded (Caused by "
         "NewConnectionError('<urllib3...>: Failed to establish a new connection: [Errno 111] "
         "Connection refused'))")
-    assert _reason(refused, 5) == "connection refused"
-    assert _reason(requests.exceptions.ConnectTimeout("x"), 5) == "no answer within 5s"
+    assert what_happened(refused, 5) == "refused the connection"
+    assert what_happened(requests.exceptions.ConnectTimeout("x"), 5) == "did not answer within 5s"
 
 
 def test_the_session_trusts_only_what_the_inventory_names(monkeypatch):
