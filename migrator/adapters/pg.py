@@ -127,6 +127,22 @@ class PostgresProbe:
         except psycopg.Error as exc:
             raise UnreachableError(f"{member}: probing PostgreSQL failed ({_first_line(exc)})") from None
 
+    def server_paths(self, member: str) -> dict[str, str | None]:
+        """The data directory and the directory of PostgreSQL's programs (pg_config's BINDIR),
+        both superuser-only reads, for `migrate init`."""
+        try:
+            with psycopg.connect(autocommit=True, row_factory=dict_row, **self.conninfo) as conn:
+                data_dir = _first_value(conn.execute("SELECT current_setting('data_directory')").fetchone())
+                bin_dir = _first_value(conn.execute("SELECT setting FROM pg_config WHERE name = 'BINDIR'").fetchone())
+        except psycopg.OperationalError as exc:
+            raise UnreachableError(connection_problem(member, self.conninfo, exc)) from None
+        except psycopg.Error as exc:
+            raise UnreachableError(f"{member}: reading PostgreSQL's paths failed ({_first_line(exc)})") from None
+        return {
+            "data_dir": data_dir if isinstance(data_dir, str) else None,
+            "bin_dir": bin_dir if isinstance(bin_dir, str) else None,
+        }
+
 
 def kept_open_options(timeout: float) -> dict[str, Any]:
     """libpq options for connections kept open through a run, all derived from the inventory's

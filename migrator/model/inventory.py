@@ -34,6 +34,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from migrator.errors import InventoryError, UsageError, shown
+from migrator.model.placeholders import PLACEHOLDER_FIX, placeholder_locations
 from migrator.model.secrets import SecretRef, checks_local_files, readable_file_error, resolve_local_path
 from migrator.model.yamlio import YamlShapeError, plain
 
@@ -547,6 +548,8 @@ def parse_inventory(text: str, *, source: str, base_dir: Path, check_local_files
         data = plain(tree)
     except YamlShapeError as exc:
         raise InventoryError(f"inventory {source}: {exc}; write the values out instead") from None
+    if placeholders := list(placeholder_locations(data)):
+        raise _problems_error(source, tree, [(loc, PLACEHOLDER_FIX) for loc in placeholders])
     try:
         return Inventory.model_validate(data, context=context)
     except ValidationError as exc:
@@ -592,21 +595,30 @@ def _mark_line(exc: MarkedYAMLError) -> str:
 
 
 def _inventory_error(source: str, tree: CommentedMap, exc: ValidationError) -> InventoryError:
-    problems: list[tuple[int | None, str]] = []
+    located = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"]) + tuple((error.get("ctx") or {}).get("at", ()))
+        located.append((loc, _describe_error(error, loc)))
+    return _problems_error(source, tree, located)
+
+
+def _problems_error(source: str, tree: CommentedMap, located: list[tuple[tuple[Any, ...], str]]) -> InventoryError:
+    """Every problem as one line with file, YAML path and line; the error's message is the first
+    of them and a count of the rest (`problems` keeps them all)."""
+    problems: list[tuple[int | None, str]] = []
+    for loc, text in located:
         line = _line_of(tree, loc)
         where = _yaml_path(loc)
         if line is not None:
             where = f"{where} (line {line})" if where else f"line {line}"
         prefix = f"inventory {source}: {where}: " if where else f"inventory {source}: "
-        problems.append((line, prefix + _describe_error(error, loc)))
+        problems.append((line, prefix + text))
     # Top of the file first; problems without a line (a missing top-level key) last, since a
     # misspelt key that has a line usually explains them.
     problems.sort(key=lambda item: (item[0] is None, item[0] or 0))
     lines = [text for _, text in problems]
     message = lines[0] if len(lines) == 1 else f"{lines[0]} (and {len(lines) - 1} more problem(s))"
-    return InventoryError(message, problems=lines)
+    return InventoryError(message, problems=lines, source=source)
 
 
 def _yaml_path(loc: tuple[Any, ...]) -> str:
