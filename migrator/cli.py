@@ -189,6 +189,9 @@ def init(
     rest_password: Annotated[
         str | None, typer.Option("--rest-password", metavar="REF", help="env:NAME or file:PATH.")
     ] = None,
+    rest_ca_file: Annotated[
+        Path | None, typer.Option("--rest-ca-file", metavar="FILE", help="CA of https REST URLs.")
+    ] = None,
     ssh_user: Annotated[str | None, typer.Option("--ssh-user", metavar="USER")] = None,
     ssh_port: Annotated[int | None, typer.Option("--ssh-port", metavar="PORT", min=1, max=65535)] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
@@ -197,7 +200,7 @@ def init(
     from migrator.run.init import run_init
 
     return run_init(site, out, dcs or [], service, superuser_password, replication_password, rest_password,
-                    ssh_user, ssh_port, force)  # fmt: skip
+                    rest_ca_file, ssh_user, ssh_port, force)  # fmt: skip
 
 
 inventory_app = typer.Typer(help="About the inventory file itself.", no_args_is_help=True)

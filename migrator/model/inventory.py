@@ -548,12 +548,17 @@ def parse_inventory(text: str, *, source: str, base_dir: Path, check_local_files
         data = plain(tree)
     except YamlShapeError as exc:
         raise InventoryError(f"inventory {source}: {exc}; write the values out instead") from None
-    if placeholders := list(placeholder_locations(data)):
-        raise _problems_error(source, tree, [(loc, PLACEHOLDER_FIX) for loc in placeholders])
+    # Placeholders left by `migrate init` are named as such; what the models say about those same
+    # values ("file <FILL IN> does not exist") would only obscure it, every other problem stays.
+    placeholders = [(loc, PLACEHOLDER_FIX) for loc in placeholder_locations(data)]
     try:
-        return Inventory.model_validate(data, context=context)
+        inventory = Inventory.model_validate(data, context=context)
     except ValidationError as exc:
-        raise _inventory_error(source, tree, exc) from None
+        others = [(loc, text) for loc, text in _located(exc) if not any(loc[: len(p)] == p for p, _ in placeholders)]
+        raise _problems_error(source, tree, placeholders + others) from None
+    if placeholders:
+        raise _problems_error(source, tree, placeholders)
+    return inventory
 
 
 def _parse_yaml(text: str, source: str) -> Any:
@@ -594,12 +599,13 @@ def _mark_line(exc: MarkedYAMLError) -> str:
 # --- turning pydantic errors into one line each -------------------------------------------
 
 
-def _inventory_error(source: str, tree: CommentedMap, exc: ValidationError) -> InventoryError:
+def _located(exc: ValidationError) -> list[tuple[tuple[Any, ...], str]]:
+    """Each pydantic error as (its location in the file's data, one plain sentence)."""
     located = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"]) + tuple((error.get("ctx") or {}).get("at", ()))
         located.append((loc, _describe_error(error, loc)))
-    return _problems_error(source, tree, located)
+    return located
 
 
 def _problems_error(source: str, tree: CommentedMap, located: list[tuple[tuple[Any, ...], str]]) -> InventoryError:

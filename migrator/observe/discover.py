@@ -63,13 +63,14 @@ def discover(
     site_urls: dict[str, str],
     timeout: float,
     superuser: tuple[str, SecretRef] | None = None,
+    ca_file: str | None = None,
 ) -> list[DiscoveredSite]:
     """Every site read in parallel, then related to each other (who follows whom, which slot)."""
     if len(site_urls) < 2:
         raise UsageError(
             f"init needs one --site per site, at least two (got {len(site_urls)}); write --site dc1=URL --site dc2=URL"
         )
-    api = PatroniApi(timeout=timeout)
+    api = PatroniApi(timeout=timeout, ca_file=ca_file)
     with ThreadPoolExecutor(max_workers=len(site_urls)) as pool:
         futures = {name: pool.submit(read_site, api, name, url) for name, url in site_urls.items()}
         sites = [futures[name].result() for name in site_urls]

@@ -36,6 +36,7 @@ class InitAnswers:
     replication_password: str | None = None
     rest_user: str | None = None
     rest_password: str | None = None
+    rest_ca_file: str | None = None
     ssh_user: str | None = None
     ssh_port: int | None = None
     ssh_key: str | None = None
@@ -142,6 +143,8 @@ def _site(site: DiscoveredSite, answers: InitAnswers) -> CommentedMap:
     if answers.rest_user is None:
         _note(rest, "username", CHECK + "restapi.authentication.username of patroni.yml (used to PATCH /config)")
     _password(rest, answers.rest_password, "restapi.authentication.password of patroni.yml")
+    if answers.rest_ca_file:
+        rest["ca_file"] = answers.rest_ca_file
     out["postgres"] = postgres = CommentedMap()
     defaults = PostgresPaths()
     for key, attribute, default in (

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from migrator.errors import UsageError, shown
-from migrator.model.secrets import SecretRef
+from migrator.model.secrets import SecretRef, readable_file_problem
 from migrator.observe.discover import discover, parse_site_options
 from migrator.render.inventory_file import InitAnswers, placeholder_count, render_inventory
 from migrator.run.journal import write_private
@@ -23,6 +23,7 @@ def run_init(
     superuser_password: str | None,
     replication_password: str | None,
     rest_password: str | None,
+    rest_ca_file: Path | None,
     ssh_user: str | None,
     ssh_port: int | None,
     force: bool,
@@ -40,13 +41,23 @@ def run_init(
     }
     if out is not None and out.exists() and not force:
         raise UsageError(f"--out {shown(out)} exists; pass --force to overwrite it or choose another file")
+    if rest_ca_file is not None:
+        rest_ca_file = rest_ca_file.expanduser().absolute()
+        if problem := readable_file_problem(rest_ca_file):
+            raise UsageError(f"--rest-ca-file: {problem}; pass the CA that signed the REST API's certificate")
     superuser = refs["--superuser-password"]
-    discovered = discover(sites, INIT_TIMEOUT_SECONDS, ("postgres", superuser) if superuser else None)
+    discovered = discover(
+        sites,
+        INIT_TIMEOUT_SECONDS,
+        ("postgres", superuser) if superuser else None,
+        ca_file=str(rest_ca_file) if rest_ca_file else None,
+    )
     answers = InitAnswers(
         service=service,
         superuser_password=superuser_password,
         replication_password=replication_password,
         rest_password=rest_password,
+        rest_ca_file=str(rest_ca_file) if rest_ca_file else None,
         ssh_user=ssh_user,
         ssh_port=ssh_port,
         dcs=dcs,

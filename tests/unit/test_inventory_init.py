@@ -250,3 +250,17 @@ def test_fake_api_itself_refuses_unknown_urls():
     # The other tests rely on it: an unknown URL must look like a member that does not answer.
     with pytest.raises(MigratorError):
         FakeApi({}).get("http://x", "/patroni", "m")
+
+
+def test_a_placeholder_and_an_unrelated_mistake_are_both_reported():
+    text = render_inventory(discovered(), InitAnswers(rest_ca_file="/etc/migrator/patroni-ca.pem"))
+    assert text.count("ca_file: /etc/migrator/patroni-ca.pem") == 2
+    text = text.replace("pg_port: 5433", "pg_port: 99999")
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(text, source="init.yml", base_dir=Path("/nowhere"), check_local_files=False)
+    problems = caught.value.problems
+    assert sum("still the placeholder" in p for p in problems) == placeholder_count(text) == len(FILLED) + 2
+    others = [p for p in problems if "still the placeholder" not in p]
+    assert len(others) == 1 and "sites.west.members[0].pg_port" in others[0] and "at most 65535" in others[0]
+    # The models' own complaints about the placeholders themselves are not repeated.
+    assert not any("inline" in p or "does not exist" in p for p in problems)
