@@ -37,6 +37,9 @@ class DiscoveredSite:
     follows: str | None = None
     replication_slot: str | None = None
     notes: tuple[str, ...] = field(default=())
+    # Whether the site's DCS (when given) holds Patroni's keys under namespace + scope: True,
+    # False (wrong namespace, or the wrong etcd), None (not asked, or it did not answer).
+    namespace_in_dcs: bool | None = None
 
 
 def member_template(site: DiscoveredSite, attribute: str) -> str | None:

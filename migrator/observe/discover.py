@@ -16,6 +16,7 @@ from dataclasses import replace as _replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from migrator.adapters.dcs import Etcd3Dcs
 from migrator.adapters.patroni import PatroniApi
 from migrator.adapters.pg import PostgresProbe
 from migrator.errors import MigratorError, UsageError, shown
@@ -77,6 +78,18 @@ def discover(
     if superuser is not None:
         sites = [_with_server_paths(site, superuser, timeout) for site in sites]
     return relate(sites)
+
+
+def look_up_in_dcs(site: DiscoveredSite, endpoints: list[str], namespace: str, timeout: float) -> DiscoveredSite:
+    """Ask the site's etcd whether Patroni's keys sit under namespace + scope (REST does not show
+    the namespace); an etcd that does not answer leaves it unknown and says why in a note."""
+    try:
+        snapshot = Etcd3Dcs(endpoints, timeout).snapshot(namespace, site.scope)
+    except MigratorError:
+        # The library's retry chain says nothing more useful to the operator than this.
+        note = f"the namespace: etcd at {', '.join(endpoints)} did not answer"
+        return _replace(site, notes=(*site.notes, note))
+    return _replace(site, namespace_in_dcs=any(k == "leader" or k.startswith("members/") for k in snapshot.keys))
 
 
 def read_site(api: PatroniApi, name: str, url: str) -> DiscoveredSite:

@@ -22,6 +22,7 @@ from migrator.model.inventory import PatroniHost, PostgresPaths, SshSettings, de
 from migrator.model.placeholders import PLACEHOLDER
 
 FILL_IN = "FILL IN: "
+DEFAULT_NAMESPACE = "/service/"
 CHECK = "CHECK: "
 
 
@@ -124,9 +125,14 @@ def _password(section: CommentedMap, reference: str | None, what: str) -> None:
 def _site(site: DiscoveredSite, answers: InitAnswers) -> CommentedMap:
     out = CommentedMap()
     out["scope"] = site.scope
-    out["namespace"] = answers.namespace or "/service/"
-    if answers.namespace is None:
-        _note(out, "namespace", CHECK + "Patroni's default; REST does not show it")
+    out["namespace"] = namespace = answers.namespace or DEFAULT_NAMESPACE
+    if site.namespace_in_dcs:
+        _note(out, "namespace", f"Patroni's keys are under {namespace}{site.scope}/ in the site's etcd")
+    elif site.namespace_in_dcs is False:
+        _note(out, "namespace", CHECK + f"no Patroni keys under {namespace}{site.scope}/ in the etcd given: "
+              "write patroni.yml's namespace here (or fix --dcs)")  # fmt: skip
+    else:
+        _note(out, "namespace", CHECK + "Patroni's default; REST does not show it (--dcs lets init look it up)")
     out["replication_slot"] = site.replication_slot or default_slot_name(site.name)
     if site.replication_slot is None:
         _note(out, "replication_slot", CHECK + "no standby_cluster or follower's slot named it; the site name")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from migrator.errors import UsageError, shown
 from migrator.model.secrets import SecretRef, readable_file_problem
-from migrator.observe.discover import discover, parse_site_options
-from migrator.render.inventory_file import InitAnswers, placeholder_count, render_inventory
+from migrator.observe.discover import discover, look_up_in_dcs, parse_site_options
+from migrator.render.inventory_file import DEFAULT_NAMESPACE, InitAnswers, placeholder_count, render_inventory
 from migrator.run.journal import write_private
 
 # Discovery's REST and PostgreSQL calls; the inventory's own gates do not exist yet.
@@ -52,6 +52,10 @@ def run_init(
         ("postgres", superuser) if superuser else None,
         ca_file=str(rest_ca_file) if rest_ca_file else None,
     )
+    discovered = [
+        look_up_in_dcs(site, dcs[site.name], DEFAULT_NAMESPACE, INIT_TIMEOUT_SECONDS) if site.name in dcs else site
+        for site in discovered
+    ]
     answers = InitAnswers(
         service=service,
         superuser_password=superuser_password,

@@ -70,6 +70,9 @@ def test_init_discovers_the_testbed_and_check_passes_after_only_the_secret_refer
         assert password not in text
     assert text.count("# FILL IN:") == text.count(f": {PLACEHOLDER}") == 7, text
     assert "standby cluster of dc1" in text
+    # The namespace, which REST does not show, was looked up in each site's etcd.
+    assert "namespace: /service/  # Patroni's keys are under /service/dc1/ in the site's etcd" in text
+    assert "namespace: /service/  # Patroni's keys are under /service/dc2/ in the site's etcd" in text
 
     # What REST (and PostgreSQL, with the superuser reference) showed equals the testbed's own inventory.
     mine, theirs = load(written), load(baseline.inventory_path)

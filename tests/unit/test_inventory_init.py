@@ -9,6 +9,7 @@ tests/e2e/test_init.py."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,17 @@ def test_a_placeholder_and_an_unrelated_mistake_are_both_reported():
     assert len(others) == 1 and "sites.west.members[0].pg_port" in others[0] and "at most 65535" in others[0]
     # The models' own complaints about the placeholders themselves are not repeated.
     assert not any("inline" in p or "does not exist" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("in_dcs", "comment"),
+    [
+        (True, "# Patroni's keys are under /service/shop-east/ in the site's etcd"),
+        (False, "# CHECK: no Patroni keys under /service/shop-east/ in the etcd given"),
+        (None, "# CHECK: Patroni's default; REST does not show it"),
+    ],
+)
+def test_the_namespace_comment_says_whether_the_etcd_confirmed_it(in_dcs, comment):
+    east, west = discovered()
+    text = render_inventory([replace(east, namespace_in_dcs=in_dcs), west], InitAnswers())
+    assert f"namespace: /service/  {comment}" in text.split("  west:")[0]
