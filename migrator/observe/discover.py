@@ -26,7 +26,9 @@ from migrator.model.secrets import SecretRef
 SITE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 SLOT_NAME = re.compile(r"[a-z0-9_]{1,63}")
-HOST = re.compile(r"[^\s/]+")
+HOST = re.compile(r"[^\s/,]+")
+ROLE = re.compile(r"[a-z_]{1,40}")
+VERSION = re.compile(r"[0-9A-Za-z.+-]{1,40}")
 # A REST answer never lists more members than this; more is not a Patroni cluster we can trust.
 MAX_MEMBERS = 64
 
@@ -122,7 +124,7 @@ def read_site(api: PatroniApi, name: str, url: str) -> DiscoveredSite:
         standby = _mapping(standby, f"{where}: GET /config 'standby_cluster'")
         host = standby.get("host")
         if isinstance(host, str):
-            standby_hosts = tuple(h.strip() for h in host.split(",") if h.strip())
+            standby_hosts = tuple(h.strip() for h in host.split(",") if HOST.fullmatch(h.strip()))
         slot = standby.get("primary_slot_name")
         if isinstance(slot, str) and SLOT_NAME.fullmatch(slot):
             standby_slot = slot
@@ -133,7 +135,7 @@ def read_site(api: PatroniApi, name: str, url: str) -> DiscoveredSite:
         url=url,
         scope=scope,
         members=members,
-        patroni_version=version if isinstance(version, str) else None,
+        patroni_version=version if isinstance(version, str) and VERSION.fullmatch(version) else None,
         system_identifier=identifier if isinstance(identifier, str) and identifier.isdigit() else None,
         slots=tuple(s for s in slots if isinstance(s, str) and SLOT_NAME.fullmatch(s)),
         standby_hosts=standby_hosts,
@@ -226,7 +228,11 @@ def _member(raw: Any, where: str) -> DiscoveredMember:
         api_url = None
     role = entry.get("role")
     return DiscoveredMember(
-        name=name, host=host, pg_port=port, api_url=api_url, role=role if isinstance(role, str) else None
+        name=name,
+        host=host,
+        pg_port=port,
+        api_url=api_url,
+        role=role if isinstance(role, str) and ROLE.fullmatch(role) else None,
     )
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from migrator.errors import one_line, shown
 from migrator.model.discovered import DiscoveredSite, member_template
 from migrator.model.inventory import PatroniHost, PostgresPaths, SshSettings, default_slot_name
 from migrator.model.placeholders import PLACEHOLDER
@@ -55,7 +56,8 @@ def render_inventory(sites: list[DiscoveredSite], answers: InitAnswers) -> str:
     root["sites"] = sites_map = CommentedMap()
     for site in sites:
         sites_map[site.name] = _site(site, answers)
-        sites_map.yaml_set_comment_before_after_key(site.name, before=_site_summary(site), indent=2)
+        summary = "\n".join(comment_safe(line) for line in _site_summary(site).splitlines())
+        sites_map.yaml_set_comment_before_after_key(site.name, before=summary, indent=2)
     root.yaml_set_start_comment(_header(sites))
     yaml = YAML(typ="rt")
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -71,7 +73,7 @@ def placeholder_count(text: str) -> int:
 
 def _header(sites: list[DiscoveredSite]) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    urls = ", ".join(f"{s.name}={s.url}" for s in sites)
+    urls = comment_safe(", ".join(f"{s.name}={s.url}" for s in sites))
     return (
         f"Inventory written by `migrate init` on {stamp} from {urls}.\n"
         f"'{FILL_IN.strip()}' lines hold the placeholder {PLACEHOLDER}: migrate refuses the file until each\n"
@@ -95,7 +97,7 @@ def _site_summary(site: DiscoveredSite) -> str:
         f"system identifier {site.system_identifier or 'unknown'}",
         f"permanent slots in its dynamic config: {', '.join(site.slots) or 'none'}",
     ]
-    lines += [f"not discovered: {note}" for note in site.notes]
+    lines += [f"not discovered: {comment_safe(note)}" for note in site.notes]
     return "\n".join(lines)
 
 
@@ -197,4 +199,11 @@ def _site(site: DiscoveredSite, answers: InitAnswers) -> CommentedMap:
 
 
 def _note(section: CommentedMap, key: str, text: str) -> None:
-    section.yaml_add_eol_comment(text, key)
+    section.yaml_add_eol_comment(comment_safe(text), key)
+
+
+def comment_safe(text: str, limit: int = 300) -> str:
+    """Text from REST answers (roles, versions, hosts) put into a comment: a newline in it would
+    end the comment and start YAML of the sender's choosing, so whitespace runs become one space
+    and control characters are escaped."""
+    return shown(one_line(text), limit)

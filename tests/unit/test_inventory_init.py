@@ -279,3 +279,18 @@ def test_the_namespace_comment_says_whether_the_etcd_confirmed_it(in_dcs, commen
     east, west = discovered()
     text = render_inventory([replace(east, namespace_in_dcs=in_dcs), west], InitAnswers())
     assert f"namespace: /service/  {comment}" in text.split("  west:")[0]
+
+
+def test_text_from_rest_cannot_leave_its_comment():
+    """A hostile or broken REST answer (fake: no real Patroni sends this) must not inject YAML."""
+    answers = answers_of_a_healthy_pair()
+    answers[DC1_URL]["/cluster"]["members"][0]["role"] = "leader\nservice: evil"
+    answers[DC1_URL]["/patroni"]["patroni"]["version"] = "4.1\n  sites: {}"
+    answers[DC2_URL]["/config"]["standby_cluster"]["host"] = "10.0.1.1,x\ny: 1"
+    east, west = discovered(answers)
+    site = replace(east, notes=("db2: it said\nservice: evil2",))
+    text = render_inventory([site, west], InitAnswers())
+    tree = YAML(typ="safe").load(text)
+    assert tree["service"] == "shop-east" and set(tree["sites"]) == {"east", "west"}
+    assert "evil" not in str(tree)
+    assert "Patroni version unknown" in text and "# not discovered: db2: it said service: evil2" in text
