@@ -73,12 +73,21 @@ def discover(
         raise UsageError(
             f"init needs one --site per site, at least two (got {len(site_urls)}); write --site dc1=URL --site dc2=URL"
         )
+    password = _reveal(superuser[1]) if superuser is not None else None  # before any network call
     api = PatroniApi(timeout=timeout, ca_file=ca_file)
     with ThreadPoolExecutor(max_workers=len(site_urls)) as pool:
         futures = {name: pool.submit(read_site, api, name, url) for name, url in site_urls.items()}
         sites = [futures[name].result() for name in site_urls]
-    if superuser is not None:
-        sites = [_with_server_paths(site, superuser, timeout) for site in sites]
+    seen: dict[str, str] = {}
+    for site in sites:
+        for member in site.members:
+            if (other := seen.setdefault(member.name, site.name)) != site.name:
+                raise UsageError(
+                    f"--site {other} and --site {site.name} both list member {member.name}: they are the same "
+                    "Patroni cluster; give one REST URL of each site's own cluster"
+                )
+    if superuser is not None and password is not None:
+        sites = [_with_server_paths(site, superuser[0], password, timeout) for site in sites]
     return relate(sites)
 
 
@@ -183,16 +192,18 @@ def relate(sites: list[DiscoveredSite]) -> list[DiscoveredSite]:
     return related
 
 
-def _with_server_paths(site: DiscoveredSite, superuser: tuple[str, SecretRef], timeout: float) -> DiscoveredSite:
-    """Each member's data directory and BINDIR from PostgreSQL; a member that does not answer
-    keeps None (written as a placeholder), it does not stop init."""
-    user, ref = superuser
+def _reveal(ref: SecretRef) -> str:
     try:
-        password = ref.reveal()
+        return ref.reveal()
     except (OSError, LookupError) as exc:
         raise UsageError(
             f"--superuser-password {ref}: cannot read it ({exc}); set it or leave the option out"
         ) from None
+
+
+def _with_server_paths(site: DiscoveredSite, user: str, password: str, timeout: float) -> DiscoveredSite:
+    """Each member's data directory and BINDIR from PostgreSQL; a member that does not answer
+    keeps None (written as a CHECK default), it does not stop init."""
     notes = list(site.notes)
 
     def paths(member: DiscoveredMember) -> DiscoveredMember:

@@ -21,7 +21,7 @@ from migrator.errors import InventoryError, MigratorError, UnreachableError, Usa
 from migrator.model.discovered import DiscoveredMember, DiscoveredSite, member_template
 from migrator.model.inventory import parse_inventory
 from migrator.model.placeholders import PLACEHOLDER
-from migrator.observe.discover import parse_site_options, read_site, relate
+from migrator.observe.discover import discover, parse_site_options, read_site, relate
 from migrator.render.inventory_file import InitAnswers, placeholder_count, render_inventory
 
 DC1_URL, DC2_URL = "http://10.0.1.1:8008", "http://10.0.2.1:8008"
@@ -294,3 +294,20 @@ def test_text_from_rest_cannot_leave_its_comment():
     assert tree["service"] == "shop-east" and set(tree["sites"]) == {"east", "west"}
     assert "evil" not in str(tree)
     assert "Patroni version unknown" in text and "# not discovered: db2: it said service: evil2" in text
+
+
+def test_the_same_cluster_given_as_two_sites_is_refused(monkeypatch):
+    answers = answers_of_a_healthy_pair()
+    answers[DC2_URL] = answers[DC1_URL]
+    monkeypatch.setattr("migrator.observe.discover.PatroniApi", lambda **_: FakeApi(answers))
+    with pytest.raises(UsageError, match="both list member db1: they are the same Patroni cluster"):
+        discover({"east": DC1_URL, "west": DC2_URL}, timeout=1)
+
+
+def test_an_unset_superuser_reference_is_refused_before_any_site_is_asked(monkeypatch, capsys):
+    monkeypatch.delenv("INIT_TEST_UNSET", raising=False)
+    code = cli.run(["init", "--site", "a=http://127.0.0.1:9", "--site", "b=http://127.0.0.1:9",
+                    "--superuser-password", "env:INIT_TEST_UNSET"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "environment variable INIT_TEST_UNSET is not set" in err and "did not answer" not in err
