@@ -25,6 +25,7 @@ from migrator import __version__
 from migrator.durable import write_private
 from migrator.errors import (
     SHOWN_VALUE_LIMIT,
+    InventoryError,
     MigratorError,
     UsageError,
     one_line,
@@ -280,6 +281,52 @@ def _runbooks_line() -> str:
     from migrator.resources import shipped_dir
 
     return f"runbooks: {shipped_dir('runbooks')} (`migrate runbook PAGE` prints one)"
+
+
+@app.command()
+def init(
+    site: Annotated[
+        list[str], typer.Option("--site", metavar="NAME=URL", help="A site and one of its Patroni REST URLs (twice).")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Write here (default: stdout).")] = None,
+    dcs: Annotated[
+        list[str] | None, typer.Option("--dcs", metavar="NAME=URL", help="A site's etcd client URL (repeatable).")
+    ] = None,
+    service: Annotated[str | None, typer.Option("--service", metavar="NAME", help="The service's name.")] = None,
+    superuser_password: Annotated[
+        str | None,
+        typer.Option("--superuser-password", metavar="REF", help="env:NAME or file:PATH (also reads paths)."),
+    ] = None,
+    replication_password: Annotated[
+        str | None, typer.Option("--replication-password", metavar="REF", help="env:NAME or file:PATH.")
+    ] = None,
+    rest_password: Annotated[
+        str | None, typer.Option("--rest-password", metavar="REF", help="env:NAME or file:PATH.")
+    ] = None,
+    rest_ca_file: Annotated[
+        Path | None, typer.Option("--rest-ca-file", metavar="FILE", help="CA of https REST URLs.")
+    ] = None,
+    ssh_user: Annotated[str | None, typer.Option("--ssh-user", metavar="USER")] = None,
+    ssh_port: Annotated[int | None, typer.Option("--ssh-port", metavar="PORT", min=1, max=65535)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+) -> int:
+    """Discover both sites from Patroni's REST API and write a commented inventory."""
+    from migrator.run.init import run_init
+
+    return run_init(site, out, dcs or [], service, superuser_password, replication_password, rest_password,
+                    rest_ca_file, ssh_user, ssh_port, force)  # fmt: skip
+
+
+inventory_app = typer.Typer(help="About the inventory file itself.", no_args_is_help=True)
+app.add_typer(inventory_app, name="inventory")
+
+
+@inventory_app.command("schema")
+def inventory_schema() -> None:
+    """Print the inventory's JSON Schema (for editors that validate YAML)."""
+    from migrator.model.reference import json_schema_text
+
+    sys.stdout.write(json_schema_text())
 
 
 # --- command bodies: each one is replaced as the engine lands ----------------------------------
@@ -560,6 +607,11 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(f"{PROG}: error: {message} (see '{where} --help')", exc.exit_code)
     except click_exceptions.ClickException as exc:
         return _fail(f"{PROG}: error: {_cut_long_values(exc.format_message())}", exc.exit_code)
+    except InventoryError as exc:
+        # Every problem of the file, one line each (capped), not only the first.
+        for line in exc.lines():
+            _fail(f"{PROG}: error: {line}", exc.exit_code)
+        return exc.exit_code
     except MigratorError as exc:
         if _debug():
             traceback.print_exc()

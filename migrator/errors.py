@@ -53,10 +53,19 @@ class InventoryError(MigratorError):
 
     exit_code = 2
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+    def __init__(self, message: str, problems: list[str] | None = None, source: str | None = None) -> None:
         super().__init__(message)
         # Every problem found, one line each, for callers that want more than the first.
         self.problems = [one_line(p) for p in problems] if problems else [self.message]
+        self.source = source  # the file, as the user named it
+
+    def lines(self, limit: int = 10) -> list[str]:
+        """The problems to print, one line each, at most `limit` of them and a count of the rest."""
+        shown_lines = self.problems[:limit]
+        if len(self.problems) > limit:
+            where = f"inventory {self.source}: " if self.source else ""
+            shown_lines.append(f"{where}and {len(self.problems) - limit} more problem(s) not shown")
+        return shown_lines
 
 
 class UsageError(MigratorError):

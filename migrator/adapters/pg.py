@@ -100,21 +100,31 @@ def connect_args(member: Member, superuser: Credential, timeout: float, kept_ope
     reference here, at every new connection, so a secret rotated (or removed) mid-run shows at
     the next one (OSError, LookupError, UnicodeError when it cannot be read). The inventory has
     no PostgreSQL TLS settings yet: libpq's defaults (sslmode=prefer) apply."""
-    args: dict[str, Any] = {
-        "host": member.host,
-        "port": member.pg_port,
-        "user": superuser.username,
-        "password": superuser.password.reveal(),
+    password = superuser.password.reveal()
+    if kept_open:
+        return {**_login(member.host, member.pg_port, superuser.username, password), **kept_open_options(timeout)}
+    return probe_args(member.host, member.pg_port, superuser.username, password, timeout)
+
+
+def probe_args(host: str, port: int, user: str, password: str, timeout: float) -> dict[str, Any]:
+    """A probe's connection (per call, read-only, every statement bounded) to a server that is
+    not in an inventory yet (`migrate init`) or is (`connect_args`)."""
+    return {
+        **_login(host, port, user, password),
+        "connect_timeout": max(1, int(timeout)),
+        "options": f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on",
+    }
+
+
+def _login(host: str, port: int, user: str, password: str) -> dict[str, Any]:
+    return {
+        "host": host,
+        "port": port,
+        "user": user,
+        "password": password,
         "dbname": "postgres",
         "autocommit": True,
         "application_name": "migrator",
-    }
-    if kept_open:
-        return {**args, **kept_open_options(timeout)}
-    return {
-        **args,
-        "connect_timeout": max(1, int(timeout)),
-        "options": f"-c statement_timeout={int(timeout * 1000)} -c default_transaction_read_only=on",
     }
 
 
@@ -153,6 +163,22 @@ class PostgresProbe:
             raise UnreachableError(connection_problem(member, self.conninfo, exc)) from None
         except psycopg.Error as exc:
             raise UnreachableError(f"{member}: probing PostgreSQL failed ({_first_line(exc)})") from None
+
+    def server_paths(self, member: str) -> dict[str, str | None]:
+        """The data directory and the directory of PostgreSQL's programs (pg_config's BINDIR),
+        both superuser-only reads, for `migrate init`."""
+        try:
+            with psycopg.connect(row_factory=dict_row, **self.conninfo) as conn:
+                data_dir = _first_value(conn.execute("SELECT current_setting('data_directory')").fetchone())
+                bin_dir = _first_value(conn.execute("SELECT setting FROM pg_config WHERE name = 'BINDIR'").fetchone())
+        except psycopg.OperationalError as exc:
+            raise UnreachableError(connection_problem(member, self.conninfo, exc)) from None
+        except psycopg.Error as exc:
+            raise UnreachableError(f"{member}: reading PostgreSQL's paths failed ({_first_line(exc)})") from None
+        return {
+            "data_dir": data_dir if isinstance(data_dir, str) else None,
+            "bin_dir": bin_dir if isinstance(bin_dir, str) else None,
+        }
 
 
 def kept_open_options(timeout: float) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from migrator.errors import InventoryError, UsageError, shown
+from migrator.model.placeholders import PLACEHOLDER_FIX, placeholder_locations
 from migrator.model.secrets import SecretRef, checks_local_files, readable_file_error, resolve_local_path
 from migrator.model.yamlio import YamlShapeError, plain
 
@@ -323,6 +324,12 @@ class JumpHost(_Model):
             )
         parts = {"host": found["host"].strip("[]"), "user": found["user"], "port": found["port"]}
         return {key: value if key != "port" else int(value) for key, value in parts.items() if value}
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        # The loader takes the short text form as well as the mapping; so must the schema.
+        text = {"type": "string", "pattern": f"^{_JUMP_HOST_FORM.pattern}$", "description": "[user@]host[:port]"}
+        return {"anyOf": [text, handler(core_schema)]}
 
     def __str__(self) -> str:
         user = f"{self.user}@" if self.user else ""
@@ -615,10 +622,17 @@ def parse_inventory(text: str, *, source: str, base_dir: Path, check_local_files
         data = plain(tree)
     except YamlShapeError as exc:
         raise InventoryError(f"inventory {source}: {exc}; write the values out instead") from None
+    # Placeholders left by `migrate init` are named as such; what the models say about those same
+    # values ("file <FILL IN> does not exist") would only obscure it, every other problem stays.
+    placeholders = [(loc, PLACEHOLDER_FIX) for loc in placeholder_locations(data)]
     try:
-        return Inventory.model_validate(data, context=context)
+        inventory = Inventory.model_validate(data, context=context)
     except ValidationError as exc:
-        raise _inventory_error(source, tree, exc) from None
+        others = [(loc, text) for loc, text in _located(exc) if not any(loc[: len(p)] == p for p, _ in placeholders)]
+        raise _problems_error(source, tree, placeholders + others) from None
+    if placeholders:
+        raise _problems_error(source, tree, placeholders)
+    return inventory
 
 
 def _parse_yaml(text: str, source: str) -> Any:
@@ -659,22 +673,32 @@ def _mark_line(exc: MarkedYAMLError) -> str:
 # --- turning pydantic errors into one line each -------------------------------------------
 
 
-def _inventory_error(source: str, tree: CommentedMap, exc: ValidationError) -> InventoryError:
-    problems: list[tuple[int | None, str]] = []
+def _located(exc: ValidationError) -> list[tuple[tuple[Any, ...], str]]:
+    """Each pydantic error as (its location in the file's data, one plain sentence)."""
+    located = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"]) + tuple((error.get("ctx") or {}).get("at", ()))
+        located.append((loc, _describe_error(error, loc)))
+    return located
+
+
+def _problems_error(source: str, tree: CommentedMap, located: list[tuple[tuple[Any, ...], str]]) -> InventoryError:
+    """Every problem as one line with file, YAML path and line; the error's message is the first
+    of them and a count of the rest (`problems` keeps them all)."""
+    problems: list[tuple[int | None, str]] = []
+    for loc, text in located:
         line = _line_of(tree, loc)
         where = _yaml_path(loc)
         if line is not None:
             where = f"{where} (line {line})" if where else f"line {line}"
         prefix = f"inventory {source}: {where}: " if where else f"inventory {source}: "
-        problems.append((line, prefix + _describe_error(error, loc)))
+        problems.append((line, prefix + text))
     # Top of the file first; problems without a line (a missing top-level key) last, since a
     # misspelt key that has a line usually explains them.
     problems.sort(key=lambda item: (item[0] is None, item[0] or 0))
     lines = [text for _, text in problems]
     message = lines[0] if len(lines) == 1 else f"{lines[0]} (and {len(lines) - 1} more problem(s))"
-    return InventoryError(message, problems=lines)
+    return InventoryError(message, problems=lines, source=source)
 
 
 def _yaml_path(loc: tuple[Any, ...]) -> str:

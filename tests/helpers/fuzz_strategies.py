@@ -923,6 +923,18 @@ def assert_one_error_line(code: int, out: str, err: str, start: str = ERROR_STAR
     return lines[0]
 
 
+def assert_inventory_error_lines(code: int, out: str, err: str, start: str) -> list[str]:
+    """An invalid inventory: exit 2, one line per problem (at most 10 and an "and N more" line),
+    each starting with `start` (the error label and the file)."""
+    assert "Traceback" not in out + err, err
+    assert code == 2, f"exit {code}, stderr: {err!r}"
+    lines = err.splitlines()
+    assert 1 <= len(lines) <= 11 and err.endswith("\n"), f"{len(lines)} lines on stderr: {err!r}"
+    assert all(line.startswith(start) for line in lines), lines
+    assert out == "", f"stdout: {out!r}"
+    return lines
+
+
 def assert_no_network(guard: NetworkGuard) -> None:
     attempts = guard.take()
     assert not attempts, f"network or command body reached: {attempts}"
@@ -991,7 +1003,8 @@ def cli_inventory_cases(draw: st.DrawFn) -> tuple[InventoryCase, list[str], int]
 def check_cli_inventory(
     drawn: tuple[InventoryCase, list[str], int], workdir: Path, guard: NetworkGuard, run: Runner
 ) -> None:
-    """Property 2: an invalid inventory, through any command, exits 2 with one line naming it."""
+    """Property 2: an invalid inventory, through any command, exits 2 with one line per problem,
+    each naming it."""
     case, (command, *extras), spelling = drawn
     assert case.invalid
     path = workdir / INVENTORY_NAME
@@ -999,9 +1012,9 @@ def check_cli_inventory(
     assert_not_loadable(path)
     code, out, err = run(cli_argv_for(path, command, extras, spelling))
     assert_no_network(guard)  # first: a refused connection would also show as exit 1
-    line = assert_one_error_line(code, out, err, f"{ERROR_START} inventory {path}")
+    assert_inventory_error_lines(code, out, err, f"{ERROR_START} inventory {path}")
     if case.secret:
-        assert case.secret not in line
+        assert case.secret not in err
 
 
 def check_argv(case: ArgvCase, guard: NetworkGuard, run: Runner) -> None:

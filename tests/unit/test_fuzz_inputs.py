@@ -79,7 +79,7 @@ def test_any_inventory_text_loads_or_fails_with_one_line_naming_the_file(case, w
 
 @FUZZ
 @given(drawn=fz.cli_inventory_cases())
-def test_an_invalid_inventory_exits_2_with_one_line_through_every_command(drawn, workdir, guard, run_cli):
+def test_an_invalid_inventory_exits_2_with_one_line_per_problem_through_every_command(drawn, workdir, guard, run_cli):
     fz.check_cli_inventory(drawn, workdir, guard, run_cli)
 
 
@@ -98,7 +98,7 @@ REAL_PROCESS = settings(FUZZ, max_examples=4, phases=[Phase.explicit, Phase.reus
 
 @REAL_PROCESS
 @given(drawn=fz.cli_inventory_cases())
-def test_an_invalid_inventory_exits_2_with_one_line_in_a_real_process(drawn, workdir, guard):
+def test_an_invalid_inventory_exits_2_with_one_line_per_problem_in_a_real_process(drawn, workdir, guard):
     fz.check_cli_inventory(drawn, workdir, guard, lambda argv: fz.run_subprocess(argv, workdir))
 
 

@@ -53,6 +53,7 @@ DELIBERATE: dict[tuple[str, str], str] = {
     ("migrator.render.run_json", "migrator.run.journal"): "a run's journal as a JSON document",
     # `check --format prometheus|nagios`: observe, check and render in one place, like cli.
     ("migrator.run.probe", "migrator.render.probe"): "the probe's glue renders what it observed",
+    ("migrator.run.init", "migrator.render.inventory_file"): "init's glue writes what it discovered",
     # A gate's wait is shown to the operator as one line rewritten in place (or a line every 5 s).
     ("migrator.steps.base", "migrator.render.wait_line"): "the progress line of a gate's wait",
     ("migrator.run.dcs_hold", "migrator.render.wait_line"): "the DCS hold's countdown line",
