@@ -147,9 +147,8 @@ def plan(
     loaded = _load(inventory)
     loaded.site(dc)
     code = run_plan(loaded, dc, output_format, out)
-    # Beside the text report; any other format is a document on stdout, so these go to stderr.
-    where = sys.stdout if output_format is OutputFormat.text else sys.stderr
-    where.write(f"{_state_line(state_dir, loaded.service)}\n{_runbooks_line()}\n")
+    if output_format is OutputFormat.text:  # any other format is a document: nothing beside it
+        sys.stdout.write(f"{_state_line(state_dir, loaded.service)}\n{_runbooks_line()}\n")
     return code
 
 

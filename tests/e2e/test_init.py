@@ -116,6 +116,6 @@ def test_init_with_a_site_that_does_not_answer_is_one_line_and_exit_2(baseline, 
     assert out.returncode == 2, out.stderr
     lines = out.stderr.splitlines()
     assert len(lines) == 1, out.stderr
-    assert lines[0].startswith("migrate: error: site dc2: Patroni REST API at http://127.0.0.1:9 did not answer")
+    assert lines[0].startswith("migrate: error: site dc2: Patroni REST API at http://127.0.0.1:9 refused the connection")
     assert "--site dc2=URL" in lines[0]
     assert not (tmp_path / "inv.yml").exists()

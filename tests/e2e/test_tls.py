@@ -95,7 +95,7 @@ MISMATCHES = {
         "is not signed by a CA this machine trusts; set rest_api.ca_file in the inventory"),
     "etcd certificate from a CA the inventory does not name": (
         lambda bed, tmp: _variant(bed, tmp, "dcs", ca_file=bed.rogue.ca_cert),
-        "the TLS certificate of etcd is not signed by a CA this machine trusts; set dcs.ca_file"),
+        "the TLS certificate of dc1's etcd is not signed by a CA this machine trusts; set dcs.ca_file"),
     "client certificate for etcd that its CA did not sign": (
         lambda bed, tmp: _variant(bed, tmp, "dcs", cert_file=bed.rogue.dir / "client.crt",
                                   key_file=bed.rogue.dir / "client.key"),
