@@ -274,3 +274,28 @@ def test_the_fleet_gantt_has_a_row_per_service_with_its_own_window(monkeypatch, 
     billing = next(w for w in windows if w.get("data-start") == "20")
     assert float(billing.get("x")) == pytest.approx(_x(root, 20.0), abs=0.01)
     assert float(billing.get("width")) == pytest.approx(_x(root, 22.5) - _x(root, 20.0), abs=0.02)
+
+
+def test_the_end_of_a_run_writes_the_picture_beside_the_report_and_names_it(monkeypatch, tmp_path, world, capsys):
+    """What `migrate execute --format json` ends with (cli._finish), after an engine run."""
+    import json
+
+    from migrator.cli import _console, _finish
+    from migrator.run.journal import state_dir_for
+
+    inventory = example_inventory()
+    plan = make_plan()
+    install_fake_steps(monkeypatch, plan, world)
+    directory = state_dir_for(tmp_path, inventory.service)
+    outcome = Engine(inventory, plan, directory).start()
+    assert _finish(_console(stderr=True), inventory, tmp_path, outcome, "execute") == 0
+    printed = capsys.readouterr()
+    document = json.loads(printed.out)
+    assert "\ntimeline: 0 to " in printed.err and "  write unavailable " in printed.err  # the text version
+    svg = directory / f"report-{outcome.migration}.svg"
+    assert document["timeline_file"] == str(svg)
+    report = (directory / f"report-{outcome.migration}.md").read_text()
+    assert f"![timeline of migration {outcome.migration}]({svg.name})" in report
+    root = ET.fromstring(svg.read_text())
+    assert set(_bars(root)) == {s.id for s in plan.steps}
+    assert [r for r in root.iter(f"{SVG}rect") if "window" in _classes(r)]
