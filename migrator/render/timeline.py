@@ -78,7 +78,8 @@ class Timeline:
     rows: list[Row]
     window: Window | None = None
     markers: list[Marker] = field(default_factory=list)
-    lag: list[tuple[float, int]] = field(default_factory=list)  # (second, replay lag bytes)
+    # (second, replay lag bytes, the gate that sampled it): one line per gate, none across gaps.
+    lag: list[tuple[float, int, str]] = field(default_factory=list)
 
 
 # ---- journal records -> Timeline -----------------------------------------------------------
@@ -121,7 +122,7 @@ class _Builder:
         self.rows: dict[tuple[str, str], Row] = {}
         self.open: dict[tuple[str, str], tuple[float, str]] = {}  # row key -> (start, note)
         self.markers: list[Marker] = []
-        self.lag: list[tuple[float, int]] = []
+        self.lag: list[tuple[float, int, str]] = []
         self.last = 0.0  # the latest second seen: where an attempt cut off by a crash ends
         self.runs = 0
 
@@ -175,7 +176,7 @@ class _Builder:
         elif event == "lock-lost":
             self.markers.append(Marker(at, "lock lost", "lock-lost"))
         elif event == "gate-sample" and (lag := _lag_bytes(record)) is not None:
-            self.lag.append((at, lag))
+            self.lag.append((at, lag, str(record.get("step") or record.get("before") or "")))
         self.last = max(self.last, at)
 
 
@@ -404,7 +405,7 @@ def _draw(
     rows: list[Row],
     window: Window | None = None,
     markers: list[Marker] | None = None,
-    lag: list[tuple[float, int]] | None = None,
+    lag: list[tuple[float, int, str]] | None = None,
     secrets: Iterable[str] = (),
     legend: list[tuple[str, str]] = LEGEND,
 ) -> str:
@@ -513,9 +514,10 @@ def _row(canvas: _Canvas, index: int, row: Row, y: int) -> None:
     add("</g>")
 
 
-def _lag_panel(canvas: _Canvas, lag: list[tuple[float, int]], top: int) -> None:
-    """The gate samples' replay lag on an axis of its own, right of the plot, sharing the time axis."""
-    highest = max(value for _, value in lag)
+def _lag_panel(canvas: _Canvas, lag: list[tuple[float, int, str]], top: int) -> None:
+    """The gate samples' replay lag on an axis of its own, right of the plot, sharing the time
+    axis: a line per gate (two gates' samples are not joined across the steps between them)."""
+    highest = max(value for _, value, _ in lag)
     scale, unit = _unit(highest)
     step = _nice_step(highest / scale, 2) * scale if highest > 0 else 1.0  # round in the shown unit
     ceiling = step * max(math.ceil(highest / step), 1)
@@ -537,9 +539,15 @@ def _lag_panel(canvas: _Canvas, lag: list[tuple[float, int]], top: int) -> None:
             f'<line x1="{PLOT_RIGHT}" y1="{y(tick):.1f}" x2="{PLOT_RIGHT + 3}" y2="{y(tick):.1f}" stroke="#1b7837"/>'
         )
         tick += step
-    points = " ".join(f"{canvas.x(at):.1f},{y(value):.1f}" for at, value in lag)
-    add(f'<polyline class="lag-line" points="{points}" fill="none" stroke="#1b7837" stroke-width="1.5"/>')
-    for at, value in lag:
+    runs: list[list[tuple[float, int]]] = []
+    for index, (at, value, gate) in enumerate(lag):
+        if index == 0 or gate != lag[index - 1][2]:
+            runs.append([])
+        runs[-1].append((at, value))
+    for run in runs:
+        points = " ".join(f"{canvas.x(at):.1f},{y(value):.1f}" for at, value in run)
+        add(f'<polyline class="lag-line" points="{points}" fill="none" stroke="#1b7837" stroke-width="1.5"/>')
+    for at, value, _ in lag:
         add(
             f'<circle cx="{canvas.x(at):.1f}" cy="{y(value):.1f}" r="2" fill="#1b7837">'
             f"<title>{_number(round(at, 2))} s: {_bytes(value)}</title></circle>"
