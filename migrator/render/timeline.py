@@ -322,6 +322,7 @@ BAR_HEIGHT = 12
 HEADER = 46  # title and subtitle
 MARK_LINE = 13  # then one line per marker label: labels never overlap
 LAG_HEIGHT = 80
+MAX_LAG_DOTS = 300  # a sample every 2 s of an hour-long seed is a line, not 1800 dots
 LABEL_CHARS = 32  # 11px monospace (6.6 px a character) within LABEL_WIDTH
 
 COLOURS = {
@@ -547,7 +548,7 @@ def _lag_panel(canvas: _Canvas, lag: list[tuple[float, int, str]], top: int) -> 
     for run in runs:
         points = " ".join(f"{canvas.x(at):.1f},{y(value):.1f}" for at, value in run)
         add(f'<polyline class="lag-line" points="{points}" fill="none" stroke="#1b7837" stroke-width="1.5"/>')
-    for at, value, _ in lag:
+    for at, value, _ in lag if len(lag) <= MAX_LAG_DOTS else []:
         add(
             f'<circle cx="{canvas.x(at):.1f}" cy="{y(value):.1f}" r="2" fill="#1b7837">'
             f"<title>{_number(round(at, 2))} s: {_bytes(value)}</title></circle>"
