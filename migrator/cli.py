@@ -518,6 +518,7 @@ def _confirmer(console, yes: bool, verb: str):
 def _finish(console, inventory: Inventory, state_dir: Path, outcome, json_command: str | None = None) -> int:
     from migrator.model.secrets import mask
     from migrator.render.run_outcome import render_outcome
+    from migrator.render.timeline import add_timeline
     from migrator.run.journal import Journal, state_dir_for
 
     directory = state_dir_for(state_dir, inventory.service)
@@ -526,15 +527,26 @@ def _finish(console, inventory: Inventory, state_dir: Path, outcome, json_comman
     if warnings := _trust_warnings(inventory):
         text = "\n".join([*warnings, text])
         markdown = markdown.replace("\n\n", "\n\n" + "".join(f"**{w}**\n\n" for w in warnings), 1)
+    # The picture of the run beside the report: embedded in it, its text version on the terminal.
+    text, markdown, svg_file = add_timeline(
+        directory, journal.records(), outcome.migration, inventory.secrets(), text, markdown
+    )
     report_file = directory / f"report-{outcome.migration}.md"
     write_private(report_file, mask(markdown, inventory.secrets()))
     console.print(mask(text, inventory.secrets()), highlight=False, markup=False)
-    console.print(f"report: {report_file}; journal: {journal.path}", highlight=False)
+    picture = f"; picture: {svg_file}" if svg_file else ""
+    console.print(f"report: {report_file}{picture}; journal: {journal.path}", highlight=False)
     if json_command is not None:
         from migrator.render.run_json import dumps, run_document
 
         document = run_document(
-            json_command, inventory.service, journal, outcome, _trust_warnings(inventory), str(report_file)
+            json_command,
+            inventory.service,
+            journal,
+            outcome,
+            _trust_warnings(inventory),
+            str(report_file),
+            str(svg_file) if svg_file else None,
         )
         sys.stdout.write(dumps(document, inventory.secrets()))
         sys.stdout.flush()

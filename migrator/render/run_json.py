@@ -45,6 +45,7 @@ RUN_KEYS = frozenset(
         "warnings",
         "report_file",
         "journal_file",
+        "timeline_file",
     }
 )
 STEP_KEYS = frozenset({"id", "status", "started", "done", "seconds", "error"})
@@ -86,6 +87,7 @@ def run_document(
     outcome: Outcome,
     warnings: list[str],
     report_file: str | None,
+    timeline_file: str | None = None,
 ) -> dict[str, Any]:
     """What a run did, from its outcome and its journal (the same facts as the text report)."""
     records = [r for r in journal.records() if r.get("migration") == outcome.migration]
@@ -122,6 +124,7 @@ def run_document(
         "warnings": list(warnings),
         "report_file": report_file,
         "journal_file": str(journal.path),
+        "timeline_file": timeline_file,
     }
 
 

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,34 @@ def journal_records(state_dir: Path) -> list[dict]:
 
 
 PLAIN_HTTP = "WARNING: site {site} sends the Patroni REST API password over plain http"
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def assert_timeline_beside(report: Path, records: list[dict]) -> None:
+    """The run's picture sits beside its Markdown report, which embeds it; it parses, has a bar
+    per step of the migration and the write-unavailability window where the journal puts it."""
+    migration = report.stem.removeprefix("report-")
+    svg = report.with_suffix(".svg")
+    assert f"]({svg.name})" in report.read_text(), report
+    assert svg.stat().st_mode & 0o077 == 0
+    root = ET.fromstring(svg.read_text())
+    rects = list(root.iter(f"{SVG}rect"))
+    bars = {r.get("data-row") for r in rects if "bar" in r.get("class", "").split()}
+    started = next(r for r in records if r["event"] == "migration-started" and r["migration"] == migration)
+    assert bars == set(started["steps"]), svg
+    window = [r for r in rects if "window" in r.get("class", "").split()]
+    assert len(window) == 1 and "window-promoted" in window[0].get("class"), svg
+    facts = {}
+    for record in records:
+        if record.get("migration") == migration and record["event"] == "step-done":
+            facts.update(record["facts"])
+    seconds = (datetime.fromisoformat(facts["target_writable_at"])
+               - datetime.fromisoformat(facts["source_read_only_at"])).total_seconds()
+    drawn = float(window[0].get("data-end")) - float(window[0].get("data-start"))
+    assert abs(drawn - seconds) < 0.002 and 0 < seconds < 5, (drawn, seconds)
+    plot = next(r for r in rects if "plot" in r.get("class", "").split())
+    scale = float(plot.get("width")) / float(plot.get("data-seconds"))
+    assert abs(float(window[0].get("width")) - seconds * scale) < 0.05
 
 
 def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
@@ -99,6 +129,7 @@ def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
     assert len(reports) == 4
     for report in reports:  # execute's and rollback's alike
         assert f"**{PLAIN_HTTP.format(site='dc2')}" in report.read_text(), report
+        assert_timeline_beside(report, journal_records(Path(state)))
     for path in (Path(state) / "demo").iterdir():
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
 

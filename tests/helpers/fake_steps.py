@@ -10,6 +10,8 @@ a plan in the engine's place, with no DCS hold and no site asked after an undo."
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,6 +36,11 @@ class FakeSites:
         self.log: list[tuple[str, str]] = []
         self.fault: tuple[str, str, BaseException] | None = None
         self.undo_fault: BaseException | None = None
+        # What a step's gate learns (its facts, e.g. the token), made when the gate passes; the
+        # gate samples it journals first; how long each gate takes (a picture needs durations).
+        self.learned: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.samples: dict[str, list[dict[str, Any]]] = {}
+        self.gate_seconds = 0.0
 
     def maybe_fail(self, step_id: str, where: str) -> None:
         if self.fault and self.fault[:2] == (step_id, where):
@@ -73,9 +80,13 @@ def fake_step_classes(sites: FakeSites, kinds: set[str], changing: frozenset[str
             return {}
 
         def gate(self) -> dict[str, Any]:
-            sites.log.append(("gate", self.spec.id))
-            sites.maybe_fail(self.spec.id, "gate")
-            return {}
+            step = self.spec.id
+            sites.log.append(("gate", step))
+            for fields in sites.samples.get(step, []):
+                self.ctx.journal_sample(step=step, **fields)
+            time.sleep(sites.gate_seconds)
+            sites.maybe_fail(step, "gate")
+            return sites.learned[step]() if step in sites.learned else {}
 
         def undo(self, facts: dict[str, Any]) -> bool:
             sites.log.append(("undo", self.spec.id))
