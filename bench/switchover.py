@@ -11,6 +11,13 @@ old site's standby leader on the new primary), and commits lost (acknowledged, t
 migrate also has a preflight, pre-seed and a lag-gated cascade before it demotes; its whole
 wall time is printed beside, not hidden.
 
+The window is then explained part by part (median of the runs), for both side by side: demote
+PATCH sent -> Patroni acts -> shutdown checkpoint written -> token read -> catch-up proven ->
+promote PATCH sent -> Patroni acts -> promotion done -> first commit acknowledged. The driver's own
+instants come from migrate's journal (or the bare sequence's clock), the rest from the members'
+PostgreSQL logs and the write ledger (bench/window_evidence.py); migrate's own journal breakdown,
+as each run's report prints it (migrator/render/window_breakdown.py), follows.
+
 Usage: .venv/bin/python -m bench.switchover [--runs 5]. Goals (issue): migrate's unavailability
 <= 1.5x raw, demotion-to-healthy <= 1.3x raw, 0 lost. Printed, never asserted.
 """
@@ -24,15 +31,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
-
+from migrator.render.window_breakdown import NOT_MEASURED, Part, instant, journal_parts, parts, step_facts
 from tests.helpers.ledger import WriteLedger
 from tests.testbed import SITE_BY_NAME, Testbed
 from tests.testbed.patroni_config import member_dir, standby_cluster_section
 from tests.testbed.topology import PG_BIN_DIR, REST_USER, Site
+
+from bench import window_evidence
 
 DC1, DC2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
 
@@ -80,15 +89,21 @@ def leader(testbed: Testbed, site: Site, role: str):
     return next(m for m in site.members if testbed.patroni_state(m).get("role") == role)
 
 
-def raw_switchover(testbed: Testbed, source: Site) -> float:
-    """The bare REST sequence; returns the wall time (epoch) of the demotion PATCH."""
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def raw_switchover(testbed: Testbed, source: Site, old_primary) -> tuple[float, dict[str, datetime | None]]:
+    """The bare REST sequence; returns the wall time (epoch) of the demotion PATCH and the
+    instants it timed itself (the driver's milestones of window_evidence.CHAIN)."""
     target = other(source)
-    old_primary = leader(testbed, source, "primary")
     standby_leader = leader(testbed, target, "standby_leader")
     auth = (REST_USER, testbed.passwords()["restapi"])
     conn = testbed.connect(standby_leader)  # opened before the clock starts, as the tool does
     section = standby_cluster_section(target, source)
+    timed: dict[str, datetime | None] = {}
     demoted_at = time.time()
+    timed["demote PATCH sent"] = datetime.fromtimestamp(demoted_at, UTC)
     requests.patch(f"{old_primary.api_url}/config", json={"standby_cluster": section}, auth=auth, timeout=5).raise_for_status()
     data_dir = member_dir(testbed.base, old_primary) / "data"
 
@@ -101,14 +116,18 @@ def raw_switchover(testbed: Testbed, source: Site) -> float:
         return (int(high, 16) << 32) | int(low, 16)
 
     lsn = wait(token, 30)
+    timed["token read"] = now()
     wait(lambda: conn.execute("SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint").fetchone()[0] > lsn, 60)
+    timed["catch-up proven"] = now()
     conn.close()
+    timed["promote PATCH sent"] = now()
     requests.patch(f"{standby_leader.api_url}/config", json={"standby_cluster": None}, auth=auth, timeout=5).raise_for_status()
-    return demoted_at
+    return demoted_at, timed
 
 
-def migrate_switchover(inventory: Path, target: Site, state_dir: Path) -> tuple[float, float]:
-    """`migrate execute`; returns (wall time of its demotion PATCH, its whole run time)."""
+def migrate_switchover(inventory: Path, target: Site, state_dir: Path) -> tuple[float, float, list[dict], str]:
+    """`migrate execute`; returns (wall time of its demotion PATCH, its whole run time, the
+    journal's records, the migration's id)."""
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "migrator.cli", "execute", "-i", str(inventory), "--dc", target.name,
                           "--yes", "--state-dir", str(state_dir)], capture_output=True, text=True)
@@ -117,7 +136,70 @@ def migrate_switchover(inventory: Path, target: Site, state_dir: Path) -> tuple[
         raise RuntimeError(f"migrate execute failed: {out.stderr.strip()}")
     records = [json.loads(line) for line in (state_dir / "demo" / "journal.jsonl").read_text().splitlines()]
     sent = [r for r in records if r["event"] == "step-applied" and r["step"] == "demote-source"][-1]
-    return datetime.fromisoformat(sent["facts"]["demote_sent_at"]).timestamp(), took
+    # The PATCH's own instant (older journals: when it was answered).
+    demoted = sent["facts"].get("demote_patch_sent_at") or sent["facts"]["demote_sent_at"]
+    return datetime.fromisoformat(demoted).timestamp(), took, records, sent["migration"]
+
+
+# The driver's milestones, from the facts migrate's steps journal (migrator/steps/switchover.py).
+JOURNAL_FACTS = {
+    "demote PATCH sent": "demote_patch_sent_at",
+    "token read": "token_read_at",
+    "catch-up proven": "caught_up_at",
+    "promote PATCH sent": "promote_patch_sent_at",
+}
+
+
+def journal_driver(records: list[dict], migration: str) -> dict[str, datetime | None]:
+    facts = step_facts(records, migration)
+    return {name: instant(facts.get(key)) for name, key in JOURNAL_FACTS.items()}
+
+
+def testbed_parts(testbed: Testbed, ledger: WriteLedger, source: Site, old_primary,
+                  driver: dict[str, datetime | None]) -> list[Part]:
+    """The issue's chain for one switchover, from the driver's instants, the logs and the ledger."""
+    def log(member) -> Path:
+        return member_dir(testbed.base, member) / "pglog" / "postgresql.log"
+
+    milestones = window_evidence.chain(driver, log(old_primary), [log(m) for m in other(source).members],
+                                       [a.wall for a in ledger.acks])
+    return parts(milestones, window_evidence.WINDOW)
+
+
+def median_cell(values: list[float | None]) -> str:
+    """The median of the measured values; how many runs measured it when some did not."""
+    measured = [v for v in values if v is not None]
+    if not measured:
+        return NOT_MEASURED
+    cell = f"{statistics.median(measured):.3f}"
+    return cell if len(measured) == len(values) else f"{cell} ({len(measured)}/{len(values)})"
+
+
+def print_breakdowns(results: dict[str, list[dict]]) -> None:
+    names = [p.name for p in results["migrate"][0]["parts"]] if results["migrate"] else []
+    width = max([len(n) for n in names] + [40])
+    print(f"\nthe window part by part, median seconds (raw: {len(results['raw'])} runs, "
+          f"migrate: {len(results['migrate'])} runs; in = no client can commit)")
+    print(f"  {'part':<{width}}  {'raw':>14}  {'migrate':>14}  window")
+    for i, name in enumerate(names):
+        cells = [median_cell([r["parts"][i].seconds for r in results[how]]) for how in ("raw", "migrate")]
+        where = "in" if results["migrate"][0]["parts"][i].in_window else ""
+        print(f"  {name:<{width}}  {cells[0]:>14}  {cells[1]:>14}  {where}")
+    inside = [median_cell([_inside(r["parts"]) for r in results[how]]) for how in ("raw", "migrate")]
+    print(f"  {'sum of the parts in the window':<{width}}  {inside[0]:>14}  {inside[1]:>14}")
+    tool = [r["tool_parts"] for r in results["migrate"] if r.get("tool_parts")]
+    if tool:
+        width = max(len(p.name) for p in tool[0])
+        print(f"\nmigrate's own journal (each run's report), median seconds of {len(tool)} runs")
+        for i, part in enumerate(tool[0]):
+            where = "in" if part.in_window else ""
+            print(f"  {part.name:<{width}}  {median_cell([t[i].seconds for t in tool]):>14}  {where}")
+        print(f"  {'sum of the parts in the window':<{width}}  {median_cell([_inside(t) for t in tool]):>14}")
+
+
+def _inside(found: list[Part]) -> float | None:
+    inside = [p.seconds for p in found if p.in_window]
+    return None if not inside or None in inside else round(sum(s or 0.0 for s in inside), 3)
 
 
 class HealthWatch:
@@ -197,18 +279,24 @@ def main() -> int:
             how = "raw" if run % 4 in (0, 3) else "migrate"
             target = other(source)
             wall_start = time.time()
+            old_primary = leader(testbed, source, "primary")
             watch = HealthWatch(testbed, target)
+            tool_parts: list[Part] = []
             try:
                 if how == "raw":
-                    demoted_at, whole = raw_switchover(testbed, source), None
+                    (demoted_at, driver), whole = raw_switchover(testbed, source, old_primary), None
                 else:
-                    demoted_at, whole = migrate_switchover(testbed.inventory_path, target, state_dir)
+                    demoted_at, whole, records, migration = migrate_switchover(
+                        testbed.inventory_path, target, state_dir)
+                    driver, tool_parts = journal_driver(records, migration), journal_parts(records, migration)
                 healthy_after = watch.healthy_since(demoted_at) - demoted_at
             finally:
                 watch.stop()
             time.sleep(1.5)  # let the ledger acknowledge after the switch before measuring the gap
             results[how].append({"gap": gap_around(ledger, demoted_at, time.time()),
-                                 "healthy": healthy_after, "whole": whole or (time.time() - wall_start)})
+                                 "healthy": healthy_after, "whole": whole or (time.time() - wall_start),
+                                 "parts": testbed_parts(testbed, ledger, source, old_primary, driver),
+                                 "tool_parts": tool_parts})
             print(f"{how:8s} {source.name}->{target.name}: unavailable {results[how][-1]['gap']:.3f}s, "
                   f"healthy {healthy_after:.2f}s after the demotion"
                   + (f", migrate execute ran {whole:.1f}s" if whole else ""), flush=True)
@@ -229,6 +317,7 @@ def main() -> int:
     print(f"ratios: unavailability {statistics.median(r['gap'] for r in results['migrate']) / raw_gap:.2f}x "
           f"(goal <= 1.5x), demotion-to-healthy "
           f"{statistics.median(r['healthy'] for r in results['migrate']) / raw_healthy:.2f}x (goal <= 1.3x)")
+    print_breakdowns(results)
     if source is not DC1:
         subprocess.run([sys.executable, "-m", "migrator.cli", "execute", "-i", str(testbed.inventory_path), "--dc", "dc1",
                         "--yes", "--state-dir", str(state_dir)], capture_output=True)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.model.state import lsn_text
+from migrator.render.window_breakdown import journal_parts, markdown_table, text_table
 from migrator.run.engine import Outcome, summary
 from migrator.run.journal import Journal
 
@@ -105,6 +106,9 @@ def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
             else _without_promotion(journal, outcome.migration)
         ),
     ]
+    # The window's parts follow the window's line (migrator/render/window_breakdown.py).
+    breakdown = journal_parts(journal.records(), outcome.migration)
+    after_window = len(head)
     head += _facts_line(data["facts"])
     head += _holds(journal, outcome.migration)
     head += _lock_lost(journal, outcome.migration)
@@ -122,11 +126,14 @@ def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
     ]
     width = max([len(r[0]) for r in rows] + [4])
     text_rows = [f"  {r[0]:<{width}}  {r[1]:>12}  {r[2]:>12}  {r[3]:>8}" for r in rows]
-    text = "\n".join(head + [f"  {'step':<{width}}  {'started':>12}  {'done':>12}  {'seconds':>8}"] + text_rows)
+    text_head = head[:after_window] + text_table(breakdown) + head[after_window:]
+    text = "\n".join(text_head + [f"  {'step':<{width}}  {'started':>12}  {'done':>12}  {'seconds':>8}"] + text_rows)
     md = (
         "\n".join(
             [f"# Migration {outcome.migration}", ""]
-            + [f"- {line}" for line in head]
+            + [f"- {line}" for line in head[:after_window]]
+            + (["", *markdown_table(breakdown), ""] if breakdown else [])
+            + [f"- {line}" for line in head[after_window:]]
             + ["", "| step | started (UTC) | done (UTC) | seconds |", "|---|---|---|---|"]
             + [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in rows]
         )

@@ -39,13 +39,15 @@ class DemoteSite(Step):
         # A failure here stops the run with nothing demoted; the engine undoes the earlier steps.
         hook_output = run_before_demote(self)
         self.warm_up_switchover_connections()
+        sent_at = utc_now()  # the window's breakdown starts here (migrator/render/window_breakdown.py)
         send_config_patch(
             self,
             self.args["site"],
             {"standby_cluster": self.args["standby_cluster"]},
             lambda config: bool(config.get("standby_cluster")),
         )
-        return {"demote_sent_at": utc_now(), **hook_output}
+        # demote_sent_at is taken once the PATCH was answered (or seen landed).
+        return {"demote_patch_sent_at": sent_at, "demote_sent_at": utc_now(), **hook_output}
 
     def _planned_leader_writes(self) -> None:
         """The token is read from the planned leader's pg_control, so the demotion is only sent
@@ -176,6 +178,9 @@ class ReadToken(Step):
                     "token_reads": seen["reads"],
                     "token_first_state": seen.setdefault("first", seen["state"]),
                     "token_timeline": int(facts.get("Latest checkpoint's TimeLineID", "0") or 0),
+                    "token_read_at": utc_now(),
+                    # As pg_controldata prints it: the host's local time, whole seconds.
+                    "token_checkpoint_time": facts.get("Time of latest checkpoint"),
                 }
             return None
 
@@ -273,6 +278,7 @@ class PromoteSite(Step):
             proven_at=utc_now(),
         )
         self.ctx.record("promotion-attempted", step=self.spec.id, member=proof.member)
+        facts["promote_patch_sent_at"] = utc_now()
         try:
             send_config_patch(
                 self, self.args["site"], {"standby_cluster": None}, lambda config: not config.get("standby_cluster")
@@ -280,6 +286,7 @@ class PromoteSite(Step):
         except PatroniRefused as exc:
             self.ctx.record("promotion-refused", step=self.spec.id, error=str(exc))
             raise
+        # promote_sent_at is taken once the PATCH was answered (or seen landed).
         return {**facts, "promote_sent_at": utc_now()}
 
     def _timeline_before(self) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from migrator.render.window_breakdown import TOOL_MILESTONES
 from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.testbed import MEMBER_BY_NAME, SITE_BY_NAME, wait_until
 
@@ -91,6 +93,21 @@ def assert_timeline_beside(report: Path, records: list[dict]) -> None:
     assert abs(float(window[0].get("width")) - seconds * scale) < 0.05
 
 
+def assert_window_explained(report: str) -> None:
+    """The report's breakdown of the window (migrator/render/window_breakdown.py): every part of
+    the cut-over measured, in the order they happen, none negative, and the parts inside the
+    window adding up to the window the report states above them."""
+    window = float(re.search(r"^- write unavailability: (\d+\.\d+) s \(source read-only", report, re.M)[1])
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in report.splitlines() if re.match(r"\| [^|]+ -> [^|]+ \|", line)]
+    names = [f"{a} -> {b}" for (a, _), (b, _) in zip(TOOL_MILESTONES, TOOL_MILESTONES[1:])]
+    assert [r[0] for r in rows] == names, report
+    seconds = [float(r[3]) for r in rows]  # "not measured" fails here: a real run measures each
+    assert all(s >= 0 for s in seconds), rows
+    inside = sum(s for s, r in zip(seconds, rows) if r[4] == "in")
+    assert window - 0.01 <= inside <= window + 0.01, (inside, window, rows)
+
+
 def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
     # Traffic hooks that record what they were told, to check them against the real new primary.
     hook_log = tmp_path / "hooks.log"
@@ -107,6 +124,7 @@ def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
             out = migrate("execute", "-i", inventory, "--dc", "dc2", "--yes", "--state-dir", state)
             assert out.returncode == 0, explain(out)
             assert "write unavailability:" in out.stdout
+            assert "write unavailability, part by part" in out.stdout
             # The testbed sends the REST password over plain http: said first, before any step.
             assert out.stdout.startswith(PLAIN_HTTP.format(site="dc1")), out.stdout[:500]
             assert_primary_site(baseline, DC2)
@@ -130,6 +148,7 @@ def test_execute_to_dc2_and_roll_back_under_load_twice(baseline, tmp_path):
     for report in reports:  # execute's and rollback's alike
         assert f"**{PLAIN_HTTP.format(site='dc2')}" in report.read_text(), report
         assert_timeline_beside(report, journal_records(Path(state)))
+        assert_window_explained(report.read_text())
     for path in (Path(state) / "demo").iterdir():
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
 
