@@ -52,8 +52,12 @@ def lock_record(service: str) -> dict[str, Any] | None:
 
 
 def migrate(testbed: Testbed, service: ExtraService, command: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*MIGRATE, command, "-i", str(inventory_file(testbed.base, service)), *args],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    return subprocess.run(
+        [*MIGRATE, command, "-i", str(inventory_file(testbed.base, service)), *args],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
 
 
 class HeldAtPrompt:
@@ -65,8 +69,12 @@ class HeldAtPrompt:
         self._log = log
         self._master, slave = pty.openpty()
         with open(log, "wb") as out:
-            self.proc = subprocess.Popen([*MIGRATE, "execute", "-i", str(inventory), "--dc", "dc2"],
-                                         stdin=slave, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [*MIGRATE, "execute", "-i", str(inventory), "--dc", "dc2"],
+                stdin=slave,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         os.close(slave)
 
     def answer(self, text: str, timeout: float = 60) -> int:
@@ -83,8 +91,7 @@ class HeldAtPrompt:
         os.close(self._master)
 
 
-def test_each_service_has_its_own_lock_and_a_second_run_of_one_service_exits_5(baseline, extra_services,
-                                                                              tmp_path):
+def test_each_service_has_its_own_lock_and_a_second_run_of_one_service_exits_5(baseline, extra_services, tmp_path):
     svc1, svc2 = extra_services[:2]
     first = HeldAtPrompt(inventory_file(baseline.base, svc1), tmp_path / "svc1.log")
     second = None
@@ -101,10 +108,10 @@ def test_each_service_has_its_own_lock_and_a_second_run_of_one_service_exits_5(b
         assert again.returncode == 5, explain("svc1 again", again.returncode, again.stderr + again.stdout)
         assert "holds" in again.stderr
         # Another operator's state directory: the lease in dc1's etcd refuses it.
-        elsewhere = migrate(baseline, svc1, "execute", "--dc", "dc2", "--yes",
-                            "--state-dir", str(tmp_path / "other"))
-        assert elsewhere.returncode == 5, explain("svc1 elsewhere", elsewhere.returncode,
-                                                  elsewhere.stderr + elsewhere.stdout)
+        elsewhere = migrate(baseline, svc1, "execute", "--dc", "dc2", "--yes", "--state-dir", str(tmp_path / "other"))
+        assert elsewhere.returncode == 5, explain(
+            "svc1 elsewhere", elsewhere.returncode, elsewhere.stderr + elsewhere.stdout
+        )
         assert "already running" in elsewhere.stderr and f"pid {first.proc.pid}" in elsewhere.stderr
         assert lock_record(svc1.name) == held1, "a refused run must leave the holder's lock alone"
         assert first.proc.poll() is None and second.proc.poll() is None, "the held runs must still wait"
@@ -122,12 +129,19 @@ def test_each_service_has_its_own_lock_and_a_second_run_of_one_service_exits_5(b
         assert services.problems(service) == [], f"{service.name} changed by runs that did nothing"
 
 
-def run_all_at_once(testbed: Testbed, services: list[ExtraService], command: str, *args: str
-                    ) -> dict[str, subprocess.CompletedProcess]:
+def run_all_at_once(
+    testbed: Testbed, services: list[ExtraService], command: str, *args: str
+) -> dict[str, subprocess.CompletedProcess]:
     """One `migrate` process per service, all started before any is waited for."""
-    procs = {s.name: subprocess.Popen([*MIGRATE, command, "-i", str(inventory_file(testbed.base, s)), *args],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for s in services}
+    procs = {
+        s.name: subprocess.Popen(
+            [*MIGRATE, command, "-i", str(inventory_file(testbed.base, s)), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for s in services
+    }
     results = {}
     try:
         for name, proc in procs.items():
@@ -160,8 +174,7 @@ def last_migration_span(service: ExtraService) -> tuple[datetime, datetime, str]
     started = [r for r in records if r["event"] == "migration-started"][-1]
     finished = [r for r in records if r["event"] == "migration-finished" and r["migration"] == started["migration"]]
     assert finished, f"{service.name}: migration {started['migration']} has no migration-finished record"
-    return (datetime.fromisoformat(started["ts"]), datetime.fromisoformat(finished[-1]["ts"]),
-            finished[-1]["outcome"])
+    return (datetime.fromisoformat(started["ts"]), datetime.fromisoformat(finished[-1]["ts"]), finished[-1]["outcome"])
 
 
 def assert_runs_overlapped(services: list[ExtraService], outcome: str) -> None:

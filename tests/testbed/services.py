@@ -83,8 +83,9 @@ def extra_service(index: int) -> ExtraService:
     name = f"svc{index}"
 
     def site(demo_site: Site) -> ServiceSite:
-        member = Member(name=f"{name}-{demo_site.name}-a", site=demo_site.name,
-                        host=f"127.{NET}.{demo_site.index}.{10 + index}")
+        member = Member(
+            name=f"{name}-{demo_site.name}-a", site=demo_site.name, host=f"127.{NET}.{demo_site.index}.{10 + index}"
+        )
         return ServiceSite(name=demo_site.name, index=demo_site.index, members=(member,), service=name)
 
     return ExtraService(name, index, site(SITE_BY_NAME["dc1"]), site(SITE_BY_NAME["dc2"]))
@@ -173,8 +174,11 @@ class ExtraServices:
     def problems(self, service: ExtraService) -> list[str]:
         """What differs from its baseline: dc1 member primary, dc2 member a standby leader
         streaming from it, dynamic configs as built, the site etcds and the sshd running."""
-        problems = [f"{name} is not running" for name in
-                    [etcd_process_name(s) for s in SITES] + [SSHD_NAME] if not self.registry.alive(name)]
+        problems = [
+            f"{name} is not running"
+            for name in [etcd_process_name(s) for s in SITES] + [SSHD_NAME]
+            if not self.registry.alive(name)
+        ]
         states = {m.name: self.testbed._state_or_error(m) for m in service.members}
         for site, role in ((service.dc1, "primary"), (service.dc2, "standby_leader")):
             (member,) = site.members
@@ -197,8 +201,11 @@ class ExtraServices:
                 problems.append(f"{standby.name}: WAL receiver not streaming ({rows})")
             for site in service.sites:
                 want, have = self._want_config(service, site), self.testbed.get_config(site)
-                problems += [f"{site.scope}: dynamic config {key} is {have.get(key)!r}, baseline {want.get(key)!r}"
-                             for key in sorted(set(want) | set(have)) if have.get(key) != want.get(key)]
+                problems += [
+                    f"{site.scope}: dynamic config {key} is {have.get(key)!r}, baseline {want.get(key)!r}"
+                    for key in sorted(set(want) | set(have))
+                    if have.get(key) != want.get(key)
+                ]
         except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL restarting: a finding here
             problems.append(f"{service.name}: could not be inspected ({type(exc).__name__}: {exc})")
         return problems
@@ -207,7 +214,7 @@ class ExtraServices:
         """demo's inventory with the service's name, scopes, members and sshd known_hosts."""
         yaml = YAML()
         text = self.testbed.inventory_text()
-        body = text[text.index("service:"):]  # demo's header comment describes demo
+        body = text[text.index("service:") :]  # demo's header comment describes demo
         data = yaml.load(body)
         data["service"] = service.name
         for site in service.sites:
@@ -215,13 +222,16 @@ class ExtraServices:
             entry["scope"] = site.scope
             entry["ssh"]["known_hosts"] = str(known_hosts_file(self.base))
             entry["patroni"]["local_parameters"]["shared_buffers"] = SHARED_BUFFERS
-            entry["members"] = [{"name": m.name, "host": m.host, "pg_port": PG_PORT, "api_url": m.api_url}
-                                for m in site.members]
+            entry["members"] = [
+                {"name": m.name, "host": m.host, "pg_port": PG_PORT, "api_url": m.api_url} for m in site.members
+            ]
         path = inventory_file(self.base, service)
         make_dir(path.parent, 0o755)
         with open(path, "w") as fh:
-            fh.write(f"# Inventory of the testbed's extra service {service.name} (tests/testbed/services.py):\n"
-                     "# one member per site, sharing each site's etcd with demo and the other services.\n")
+            fh.write(
+                f"# Inventory of the testbed's extra service {service.name} (tests/testbed/services.py):\n"
+                "# one member per site, sharing each site's etcd with demo and the other services.\n"
+            )
             yaml.dump(data, fh)
         return path
 
@@ -235,8 +245,12 @@ class ExtraServices:
             config = layout.dir / "sshd_services_config"
             hosts = [m.host for s in extra_services(MAX_SERVICES) for m in s.members]
             write_sshd_config(layout, hosts, config, layout.dir / "sshd-services.pid", known_hosts_file(self.base))
-            self.registry.start(SSHD_NAME, ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                                layout.dir / "sshd-services.log", as_os_user=False)
+            self.registry.start(
+                SSHD_NAME,
+                ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                layout.dir / "sshd-services.log",
+                as_os_user=False,
+            )
         for site in SITES:
             wait_until(lambda s=site: self.testbed.etcd_healthy(s), 30, f"etcd of {site.name}")
 
@@ -283,16 +297,23 @@ class ExtraServices:
         self._start_and_wait([s.dc1.members[0] for s in services], "primary", timeout)
         self._start_and_wait([s.dc2.members[0] for s in services], "standby_leader", timeout)
         with ThreadPoolExecutor(max_workers=len(services)) as pool:
-            list(pool.map(lambda s: wait_until(lambda: not self.problems(s), timeout, f"{s.name} healthy",
-                                               interval=0.3), services))
+            list(
+                pool.map(
+                    lambda s: wait_until(lambda: not self.problems(s), timeout, f"{s.name} healthy", interval=0.3),
+                    services,
+                )
+            )
 
     def _start_and_wait(self, members: list[Member], role: str, timeout: float) -> None:
         for member in members:
             self.testbed.start_patroni(member)
         deadline = time.monotonic() + timeout
         for member in members:
-            wait_until(lambda m=member: self.testbed.patroni_state(m).get("role") == role,
-                       max(1.0, deadline - time.monotonic()), f"{member.name} to become {role}")
+            wait_until(
+                lambda m=member: self.testbed.patroni_state(m).get("role") == role,
+                max(1.0, deadline - time.monotonic()),
+                f"{member.name} to become {role}",
+            )
 
     def _prepare_member(self, site: ServiceSite, member: Member, standby_of: ServiceSite | None) -> None:
         make_dir(self.base / site.name, 0o755)
