@@ -213,6 +213,7 @@ class ExtraServices:
     def write_inventory(self, service: ExtraService) -> Path:
         """demo's inventory with the service's name, scopes, members and sshd known_hosts."""
         yaml = YAML()
+        yaml.width = 4096  # never fold a long path onto a second line
         text = self.testbed.inventory_text()
         body = text[text.index("service:") :]  # demo's header comment describes demo
         data = yaml.load(body)
