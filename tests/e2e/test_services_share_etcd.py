@@ -223,3 +223,22 @@ def test_three_services_move_to_dc2_at_once_and_back_losing_nothing(baseline, ex
     # demo shares both etcds and was never touched.
     assert {site.name: baseline.get_config(site) for site in DEMO_SITES} == demo_before
     assert baseline.baseline_problems() == []
+
+
+def test_restore_repairs_a_service_whose_agent_died_and_leaves_demo_alone(baseline, extra_services):
+    svc = extra_services[-1]
+    primary, standby = svc.dc1.members[0], svc.dc2.members[0]
+    system_id = baseline.sql(primary, "SELECT system_identifier FROM pg_control_system()")
+    demo_before = {site.name: baseline.get_config(site) for site in DEMO_SITES}
+    baseline.kill_patroni(standby)  # the agent dies, its PostgreSQL keeps running
+    baseline.patch_config(svc.dc1, {"pause": True})
+    wait_until(lambda: baseline.patroni_state(primary).get("pause") is True, 10, f"{svc.dc1.scope} paused")
+    problems = ExtraServices(baseline).problems(svc)
+    assert any("paused" in p for p in problems) and any(standby.name in p for p in problems), problems
+
+    assert baseline.up_services(len(extra_services))[svc.name] == "repaired"
+    assert ExtraServices(baseline).problems(svc) == []
+    # The same data, not a new cluster, and the other services and demo were not touched.
+    assert baseline.sql(primary, "SELECT system_identifier FROM pg_control_system()") == system_id
+    assert {site.name: baseline.get_config(site) for site in DEMO_SITES} == demo_before
+    assert baseline.baseline_problems() == []
