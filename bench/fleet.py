@@ -98,30 +98,46 @@ def in_turn(testbed: Testbed, services: list[ExtraService], state: Path, command
     return time.monotonic() - started, runs
 
 
-def session_memory(session_leader: int) -> tuple[float, float]:
-    """(RSS, PSS) in MiB of every process in the session `session_leader` started (the testbed
-    starts each Patroni in its own session; its PostgreSQL and backends stay in it)."""
-    rss = pss = 0
+def _processes() -> dict[int, tuple[int, Path]]:
+    """pid -> (parent pid, /proc entry) of every process now."""
+    found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), entry)
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+    return found
+
+
+def tree_memory(roots: list[int]) -> tuple[float, float]:
+    """(RSS, PSS) in MiB of the processes `roots` and all their descendants."""
+    processes = _processes()
+    wanted, frontier = set(), [r for r in roots if r in processes]
+    while frontier:
+        pid = frontier.pop()
+        wanted.add(pid)
+        frontier += [child for child, (parent, _) in processes.items() if parent == pid and child not in wanted]
+    rss = pss = 0
+    for pid in wanted:
         try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]) != session_leader:
-                continue
-            for line in (entry / "smaps_rollup").read_text().splitlines():
+            for line in (processes[pid][1] / "smaps_rollup").read_text().splitlines():
                 if line.startswith("Rss:"):
                     rss += int(line.split()[1])
                 elif line.startswith("Pss:"):
                     pss += int(line.split()[1])
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue  # gone meanwhile
     return rss / 1024, pss / 1024
 
 
 def service_memory(testbed: Testbed, service: ExtraService) -> tuple[float, float]:
+    """Its Patroni agents and PostgreSQL instances. Patroni starts the postmaster in a session of
+    its own (reparented to init), so both are roots."""
     pids = testbed.registry.load()
-    totals = [session_memory(pids[f"patroni-{m.name}"]) for m in service.members]
-    return sum(t[0] for t in totals), sum(t[1] for t in totals)
+    roots = [pids[f"patroni-{m.name}"] for m in service.members]
+    roots += [pid for pid in (testbed.postmaster_pid(m) for m in service.members) if pid]
+    return tree_memory(roots)
 
 
 def max_gap(ledger: WriteLedger, since: datetime, until: datetime) -> float:
