@@ -14,6 +14,7 @@ import pytest
 from tests.helpers import secret_scan
 from tests.helpers.parallel_scan import ParallelSecretScan
 from tests.testbed import Testbed
+from tests.testbed.services import extra_services as extra_service_list
 
 
 def pytest_configure(config):
@@ -55,6 +56,16 @@ def baseline(testbed):
     testbed.restore_baseline()
     secret_scan.remember(testbed)  # a rebuild draws new passwords; the final scan looks for all
     return testbed
+
+
+@pytest.fixture
+def extra_services(baseline, request):
+    """demo at its baseline plus svc1..svcK (K = the module's EXTRA_SERVICES, default 3), each one
+    member per site sharing the sites' etcd (tests/testbed/services.py), healthy. Built the first
+    time a module asks, then kept for the session with the testbed: only such modules pay for it."""
+    count = getattr(request.module, "EXTRA_SERVICES", 3)
+    baseline.up_services(count)
+    return extra_service_list(count)
 
 
 def pytest_collection_modifyitems(session, config, items):

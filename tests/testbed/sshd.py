@@ -37,16 +37,25 @@ def _keygen(path: Path, comment: str) -> None:
                        check=True)
 
 
-def prepare_sshd(base: Path) -> SshdLayout:
-    layout = SshdLayout(base)
+def _make_keys(layout: SshdLayout) -> str:
+    """The client and host key pairs (kept if present); returns the host's public key line."""
     make_dir(layout.dir, 0o755)
     _keygen(layout.client_key, "migrator-testbed-client")
     _keygen(layout.host_key, "migrator-testbed-host")
     layout.authorized_keys.write_text(Path(f"{layout.client_key}.pub").read_text())
-    host_pub = " ".join(Path(f"{layout.host_key}.pub").read_text().split()[:2])
-    layout.known_hosts.write_text("".join(f"[{h}]:{SSH_PORT} {host_pub}\n" for h in ssh_hosts()))
-    listen = "".join(f"ListenAddress {h}:{SSH_PORT}\n" for h in ssh_hosts())
-    layout.config.write_text(
+    return " ".join(Path(f"{layout.host_key}.pub").read_text().split()[:2])
+
+
+def write_sshd_config(layout: SshdLayout, hosts: list[str], config: Path, pid_file: Path,
+                      known_hosts: Path) -> None:
+    """An sshd config listening on port 2222 of `hosts` (at most 16: sshd refuses more listen
+    sockets), with the layout's keys, and the known_hosts lines a client needs for those hosts."""
+    if len(hosts) > 16:
+        raise ValueError(f"one sshd listens on at most 16 addresses, not {len(hosts)}")
+    host_pub = _make_keys(layout)
+    known_hosts.write_text("".join(f"[{h}]:{SSH_PORT} {host_pub}\n" for h in hosts))
+    listen = "".join(f"ListenAddress {h}:{SSH_PORT}\n" for h in hosts)
+    config.write_text(
         f"{listen}"
         f"HostKey {layout.host_key}\n"
         f"AuthorizedKeysFile {layout.authorized_keys}\n"
@@ -57,12 +66,17 @@ def prepare_sshd(base: Path) -> SshdLayout:
         "PermitRootLogin prohibit-password\n"
         # The key files sit under /tmp (world-writable): StrictModes would refuse them.
         "StrictModes no\n"
-        f"PidFile {layout.dir / 'sshd.pid'}\n"
+        f"PidFile {pid_file}\n"
         "Subsystem sftp internal-sftp\n"
         "LogLevel VERBOSE\n"
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    subprocess.run([SSHD, "-t", "-f", str(layout.config)], check=True)
+    subprocess.run([SSHD, "-t", "-f", str(config)], check=True)
+
+
+def prepare_sshd(base: Path) -> SshdLayout:
+    layout = SshdLayout(base)
+    write_sshd_config(layout, ssh_hosts(), layout.config, layout.dir / "sshd.pid", layout.known_hosts)
     return layout
 
 

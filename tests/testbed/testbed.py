@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ from .patroni_config import dynamic_config, member_dir, patroni_config
 from .patroni_install import ensure_patroni, patroni_bin
 from .processes import ProcessRegistry, chown_to_os_user, make_dir, pid_alive, send_signal
 from .service import write_service_script
+from .services import ExtraServices, extra_services, members_on_disk, running_member_processes
+from .waiting import TestbedError, wait_until
 from .sshd import SshdLayout, start_sshd
 from .topology import (
     DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, MEMBER_BY_NAME, NAMESPACE, NET, PG_PORT, REST_USER,
@@ -38,27 +39,6 @@ EXAMPLE_INVENTORY = REPO_ROOT / "examples" / "testbed.yml"
 EXAMPLE_BASE_DIR = "/tmp/migrator-testbed"
 SECRET_NAMES = ("superuser", "replication", "restapi")
 HTTP_TIMEOUT = 3.0
-
-
-class TestbedError(RuntimeError):
-    pass
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until predicate() is truthy; raise naming `what` (and the last error) at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001 - any failure while polling means "not yet"
-            last_error = exc
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error})" if last_error else ""
-            raise TestbedError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
-        time.sleep(interval)
 
 
 class Testbed:
@@ -159,8 +139,9 @@ class Testbed:
     def down(self) -> None:
         """Stop every process the testbed started (Patroni first, so PostgreSQL stops cleanly)."""
         patronis = [f"patroni-{m}" for m in MEMBER_BY_NAME]
-        self.registry.stop(patronis, timeout=30)
+        self.registry.stop(patronis + running_member_processes(self.registry), timeout=30)
         self._stop_orphan_postgres()
+        ExtraServices(self).stop_all()
         self.registry.stop([etcd_process_name(s) for s in SITES] + ["sshd"], timeout=10)
 
     def _stop_orphan_postgres(self) -> None:
@@ -404,20 +385,34 @@ class Testbed:
             "range_end": base64.b64encode(end.encode()).decode()})
         resp.raise_for_status()
 
+    # ---- extra services beside demo (services.py) ----------------------------------------
+    def up_services(self, count: int, timeout: float = 90.0) -> dict[str, str]:
+        """svc1..svc<count> (one member per site, sharing the sites' etcd) healthy beside demo,
+        built or repaired as needed; says per service how ('already', 'repaired', 'rebuilt')."""
+        return ExtraServices(self).ensure(count, timeout)
+
+    def services_problems(self, count: int) -> dict[str, list[str]]:
+        extra = ExtraServices(self)
+        return {s.name: extra.problems(s) for s in extra_services(count)}
+
     # ---- inventory -----------------------------------------------------------------------
     def write_inventory(self, path: Path) -> Path:
         """The example inventory, with this testbed's base directory in place of the default one."""
         write_service_script(self.base, REPO_ROOT, self.patroni_version)
-        text = EXAMPLE_INVENTORY.read_text().replace(EXAMPLE_BASE_DIR, str(self.base))
-        text = text.replace("127.0.", f"127.{NET}.")
-        path.write_text(text)
+        path.write_text(self.inventory_text())
         return path
+
+    def inventory_text(self) -> str:
+        """The demo service's inventory for this testbed (addresses on its net, paths in its base)."""
+        text = EXAMPLE_INVENTORY.read_text().replace(EXAMPLE_BASE_DIR, str(self.base))
+        return text.replace("127.0.", f"127.{NET}.")
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"base": str(self.base), "processes": {}}
         for name, pid in sorted(self.registry.load().items()):
             out["processes"][name] = {"pid": pid, "alive": pid_alive(pid)}
         out["members"] = {n: self._state_or_error(m) for n, m in MEMBER_BY_NAME.items()}
+        out["extra_service_members"] = {m.name: self._state_or_error(m) for m in members_on_disk(self.base)}
         return out
 
 
