@@ -357,10 +357,10 @@ def fleet_plan(
 
     color = color_wanted()
 
-    def shown(plan, fmt: str) -> str:
+    def report(plan, fmt: str) -> str:
         return render(plan, fmt, color=color and fmt == "text")
 
-    return run_fleet_plan(fleet, dc, output_format.value, out, skip_blocked, shown, remember_secrets)
+    return run_fleet_plan(fleet, dc, output_format.value, out, skip_blocked, report, remember_secrets)
 
 
 @fleet_app.command("schema")

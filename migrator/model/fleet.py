@@ -207,13 +207,13 @@ def _files_of(base: str, entry: str) -> tuple[list[str], str | None]:
         files = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
         if not files:
             return [], (
-                f"'{shown(entry)}' matches no file (looked for {shown(pattern)}); fix the pattern or remove the entry"
+                f"'{shown(entry)}' matches no file (looked for {shown(pattern, 400)}); fix the pattern or remove the entry"
             )
         return files, None
     if not os.path.exists(pattern):
         return [], (
-            f"inventory {shown(pattern)} not found; fix the path (relative to the fleet file's directory) "
-            "or remove the entry"
+            f"inventory '{shown(entry)}' not found (looked for {shown(pattern, 400)}); fix the path (relative "
+            "to the fleet file's directory) or remove the entry"
         )
     return [pattern], None
 

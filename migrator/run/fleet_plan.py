@@ -26,7 +26,7 @@ from migrator.model.plan import Plan
 from migrator.model.secrets import mask, mask_values
 from migrator.model.state import ServiceState
 from migrator.observe.observer import observe
-from migrator.planning.preflight import CheckOutcome, check_outcome
+from migrator.planning.preflight import CheckOutcome, SeedObserver, check_outcome
 
 Observer = Callable[[Inventory], ServiceState]
 # How long one service's observation may take, in network timeouts of its inventory: observe
@@ -66,12 +66,16 @@ def run_fleet_plan(
 
 
 def plan_fleet(
-    fleet: Fleet, target: str, skip_blocked: bool = False, observe_state: Observer | None = None
+    fleet: Fleet,
+    target: str,
+    skip_blocked: bool = False,
+    observe_state: Observer | None = None,
+    observe_seed_facts: SeedObserver | None = None,
 ) -> FleetPlan:
-    """Every service observed and planned (`observe_state` stands in for observation in unit
-    tests), in the fleet's wave order."""
+    """Every service observed and planned, in the fleet's wave order. `observe_state` and
+    `observe_seed_facts` stand in for observation in unit tests, as in planning.preflight."""
     started = datetime.now(UTC).isoformat(timespec="milliseconds")
-    rows = _observe_all(fleet, target, skip_blocked, observe_state or _observe)
+    rows = _observe_all(fleet, target, skip_blocked, observe_state or _observe, observe_seed_facts)
     by_name = {row.service: row for row in rows}
     ordered = tuple(by_name[name] for wave in fleet.waves for name in wave.services)
     return FleetPlan(
@@ -92,7 +96,9 @@ def _observe(inventory: Inventory) -> ServiceState:
     return observe(inventory)
 
 
-def _observe_all(fleet: Fleet, target: str, skip_blocked: bool, observe_state: Observer) -> list[FleetServicePlan]:
+def _observe_all(
+    fleet: Fleet, target: str, skip_blocked: bool, observe_state: Observer, seed_facts: SeedObserver | None
+) -> list[FleetServicePlan]:
     wave_of = {name: wave.number for wave in fleet.waves for name in wave.services}
     members = list(fleet.services)
     workers = max(1, min(fleet.parallel, len(members)))
@@ -102,7 +108,7 @@ def _observe_all(fleet: Fleet, target: str, skip_blocked: bool, observe_state: O
     deadline = slowest * math.ceil(len(members) / workers)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet-plan")
     futures: dict[Future[tuple[CheckOutcome, str | None]], FleetService] = {
-        pool.submit(_plan_one, m.inventory, target, observe_state): m for m in members
+        pool.submit(_plan_one, m.inventory, target, observe_state, seed_facts): m for m in members
     }
     _, pending = wait(futures, timeout=deadline)
     rows = []
@@ -127,9 +133,11 @@ def _observe_all(fleet: Fleet, target: str, skip_blocked: bool, observe_state: O
     return rows
 
 
-def _plan_one(inventory: Inventory, target: str, observe_state: Observer) -> tuple[CheckOutcome, str | None]:
+def _plan_one(
+    inventory: Inventory, target: str, observe_state: Observer, seed_facts: SeedObserver | None
+) -> tuple[CheckOutcome, str | None]:
     state = observe_state(inventory)
-    return check_outcome(inventory, state, target), unobserved(state)
+    return check_outcome(inventory, state, target, seed_facts), unobserved(state)
 
 
 def unobserved(state: ServiceState) -> str | None:
