@@ -207,7 +207,8 @@ def _files_of(base: str, entry: str) -> tuple[list[str], str | None]:
         files = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
         if not files:
             return [], (
-                f"'{shown(entry)}' matches no file (looked for {shown(pattern, 400)}); fix the pattern or remove the entry"
+                f"'{shown(entry)}' matches no file (looked for {shown(pattern, 400)}); fix the pattern or remove "
+                "the entry"
             )
         return files, None
     if not os.path.exists(pattern):
