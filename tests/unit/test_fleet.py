@@ -248,3 +248,26 @@ def test_the_blocked_verdict_line_says_how_to_go_on(fleet_dir):
     result = fleet_plan(fleet_dir, {"orders": UnreachableError("orders: nothing answered")})
     text = render(result, "text")
     assert "BLOCKED: fix the blocked services, or pass --skip-blocked" in text
+
+
+def test_at_most_parallel_services_are_observed_at_once(fleet_dir):
+    import threading
+    import time
+
+    for letter in "cdef":
+        write_inventory(fleet_dir, f"inv/small-{letter}.yml", f"small-{letter}")
+    fleet = load_fleet(write_fleet(fleet_dir, "services: [inv/*.yml]\nparallel: 2\n"))
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def observe_state(inventory):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return of_service(load_baseline(), inventory.service)
+
+    result = plan_fleet(fleet, "dc2", observe_state=observe_state)
+    assert len(result.services) == 7 and all(r.verdict == "executable" for r in result.services)
+    assert peak[0] == 2
