@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, computed_field
+from pydantic import BaseModel, ConfigDict, computed_field, model_validator
 
 from migrator.model.plan import Plan, fingerprint_of
 
@@ -65,6 +65,14 @@ class FleetPlan(_Frozen):
     waves: tuple[FleetWavePlan, ...]
     services: tuple[FleetServicePlan, ...]  # in wave order
     fingerprint: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # `totals` is derived, not stored: a fleet plan read back from its JSON recomputes it.
+        if isinstance(data, dict) and "totals" in data:
+            data = {k: v for k, v in data.items() if k != "totals"}
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property
