@@ -20,8 +20,8 @@ MEANINGS: dict[str, str] = {
     "this file's directory. A glob that matches nothing, the same inventory twice, or two inventories with "
     "the same `service:` name are refused.",
     "FleetSpec.waves": "Ordered groups of service names (each inventory's `service:`), e.g. the small services "
-    "first. A wave starts once the one before it has finished (`fleet execute`, to come). Every service is in at most one wave; the "
-    "services named in no wave form a last, implicit wave, in the order of `services`.",
+    "first. A wave starts once the one before it has finished (`fleet execute`, to come). Every service is "
+    "in at most one wave; the services named in no wave form a last, implicit wave, in the order of `services`.",
     "FleetSpec.parallel": "How many services are observed (and, later, moved) at the same time, 1 to 64.",
     "FleetSpec.max_failures": "After this many failed services no new service starts; running ones finish "
     "(`fleet execute`, to come).",
