@@ -328,6 +328,48 @@ def inventory_schema() -> None:
     sys.stdout.write(json_schema_text())
 
 
+fleet_app = typer.Typer(help="Many services at once: a fleet file, its plan (docs/fleet.md).", no_args_is_help=True)
+app.add_typer(fleet_app, name="fleet")
+
+
+class FleetFormat(str, Enum):  # noqa: UP042 - as OutputFormat
+    text = "text"
+    md = "md"
+    json = "json"
+
+
+@fleet_app.command("plan")
+def fleet_plan(
+    fleet: Annotated[Path, typer.Option("--fleet", metavar="FILE", help="Fleet YAML (docs/fleet.md).")],
+    dc: TargetSiteOption,
+    output_format: Annotated[FleetFormat, typer.Option("--format", help="Report format.")] = FleetFormat.text,
+    out: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="Also write the fleet plan as JSON here.")
+    ] = None,
+    skip_blocked: Annotated[
+        bool, typer.Option("--skip-blocked", help="Plan without the blocked services (exit 0), saying so.")
+    ] = False,
+) -> int:
+    """Observe every service of the fleet and write one fleet plan (changes nothing)."""
+    from migrator.render.fleet_report import render
+    from migrator.run.fleet_plan import run_fleet_plan
+
+    color = color_wanted()
+
+    def report(plan, fmt: str) -> str:
+        return render(plan, fmt, color=color and fmt == "text")
+
+    return run_fleet_plan(fleet, dc, output_format.value, out, skip_blocked, report, remember_secrets)
+
+
+@fleet_app.command("schema")
+def fleet_schema() -> None:
+    """Print the fleet file's JSON Schema."""
+    from migrator.model.fleet_reference import json_schema_text
+
+    sys.stdout.write(json_schema_text())
+
+
 # --- command bodies: each one is replaced as the engine lands ----------------------------------
 
 

@@ -52,6 +52,7 @@ class InventoryError(MigratorError):
     """The inventory file is missing, unreadable or invalid."""
 
     exit_code = 2
+    kind = "inventory"  # how the file is named in its lines
 
     def __init__(self, message: str, problems: list[str] | None = None, source: str | None = None) -> None:
         super().__init__(message)
@@ -63,9 +64,16 @@ class InventoryError(MigratorError):
         """The problems to print, one line each, at most `limit` of them and a count of the rest."""
         shown_lines = self.problems[:limit]
         if len(self.problems) > limit:
-            where = f"inventory {self.source}: " if self.source else ""
+            where = f"{self.kind} {self.source}: " if self.source else ""
             shown_lines.append(f"{where}and {len(self.problems) - limit} more problem(s) not shown")
         return shown_lines
+
+
+class FleetError(InventoryError):
+    """The fleet file, or an inventory it names, is missing, unreadable or invalid: every problem,
+    one line each (those of an inventory name the inventory file)."""
+
+    kind = "fleet"
 
 
 class UsageError(MigratorError):

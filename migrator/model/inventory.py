@@ -635,7 +635,8 @@ def parse_inventory(text: str, *, source: str, base_dir: Path, check_local_files
     return inventory
 
 
-def _parse_yaml(text: str, source: str) -> Any:
+def _parse_yaml(text: str, source: str, kind: str = "inventory") -> Any:
+    """`kind` names the file in messages: "inventory", or "fleet" for migrator/model/fleet.py."""
     yaml = YAML(typ="rt")  # round-trip nodes remember their line numbers
     yaml.allow_duplicate_keys = False
     try:
@@ -645,24 +646,24 @@ def _parse_yaml(text: str, source: str) -> Any:
         match = re.search(r'duplicate key "(.*?)"', exc.problem or "")
         key = match.group(1) if match else "?"
         raise InventoryError(
-            f"inventory {source}: line {_mark_line(exc)}: key '{key}' appears twice in the same "
+            f"{kind} {source}: line {_mark_line(exc)}: key '{key}' appears twice in the same "
             "mapping; keep only one of them"
         ) from None
     except MarkedYAMLError as exc:
         raise InventoryError(
-            f"inventory {source}: line {_mark_line(exc)}: YAML syntax error: "
+            f"{kind} {source}: line {_mark_line(exc)}: YAML syntax error: "
             f"{exc.problem or exc.context}; check the indentation and quoting there"
         ) from None
     except Exception as exc:  # noqa: BLE001 - whatever ruamel trips on, it is the file's fault
         # ruamel builds some scalars itself: 2001-13-45 is read as a date and fails there,
         # an empty `!!bool` tag raises KeyError.
         raise InventoryError(
-            f"inventory {source}: a value could not be read ({type(exc).__name__}: "
+            f"{kind} {source}: a value could not be read ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); put quotes around values that "
             "look like dates, times or numbers"
         ) from None
     except YAMLError as exc:
-        raise InventoryError(f"inventory {source}: YAML error: {exc}") from None
+        raise InventoryError(f"{kind} {source}: YAML error: {exc}") from None
 
 
 def _mark_line(exc: MarkedYAMLError) -> str:
@@ -673,16 +674,21 @@ def _mark_line(exc: MarkedYAMLError) -> str:
 # --- turning pydantic errors into one line each -------------------------------------------
 
 
-def _located(exc: ValidationError) -> list[tuple[tuple[Any, ...], str]]:
-    """Each pydantic error as (its location in the file's data, one plain sentence)."""
+def _located(
+    exc: ValidationError, root: type[BaseModel] | None = None, example: str = "examples/testbed.yml"
+) -> list[tuple[tuple[Any, ...], str]]:
+    """Each pydantic error as (its location in the file's data, one plain sentence); `root` is the
+    model of the whole file (Inventory unless given), `example` the file a missing key is shown in."""
     located = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"]) + tuple((error.get("ctx") or {}).get("at", ()))
-        located.append((loc, _describe_error(error, loc)))
+        located.append((loc, _describe_error(error, loc, root, example)))
     return located
 
 
-def _problems_error(source: str, tree: CommentedMap, located: list[tuple[tuple[Any, ...], str]]) -> InventoryError:
+def _problems_error(
+    source: str, tree: CommentedMap, located: list[tuple[tuple[Any, ...], str]], kind: str = "inventory"
+) -> InventoryError:
     """Every problem as one line with file, YAML path and line; the error's message is the first
     of them and a count of the rest (`problems` keeps them all)."""
     problems: list[tuple[int | None, str]] = []
@@ -691,7 +697,7 @@ def _problems_error(source: str, tree: CommentedMap, located: list[tuple[tuple[A
         where = _yaml_path(loc)
         if line is not None:
             where = f"{where} (line {line})" if where else f"line {line}"
-        prefix = f"inventory {source}: {where}: " if where else f"inventory {source}: "
+        prefix = f"{kind} {source}: {where}: " if where else f"{kind} {source}: "
         problems.append((line, prefix + text))
     # Top of the file first; problems without a line (a missing top-level key) last, since a
     # misspelt key that has a line usually explains them.
@@ -769,12 +775,14 @@ _EXPECTED = {
 }
 
 
-def _describe_error(error: Any, loc: tuple[Any, ...]) -> str:
+def _describe_error(
+    error: Any, loc: tuple[Any, ...], root: type[BaseModel] | None = None, example: str = "examples/testbed.yml"
+) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "missing":
-        return f"missing required key '{loc[-1]}'; add it (examples/testbed.yml shows every key)"
+        return f"missing required key '{loc[-1]}'; add it ({example} shows every key)"
     if kind == "extra_forbidden":
-        model = _model_at(loc[:-1])
+        model = _model_at(loc[:-1], root)
         allowed = f"; allowed keys here: {', '.join(model.model_fields)}" if model else ""
         return f"unknown key '{shown(loc[-1])}'{allowed}"
     if kind in _EXPECTED:
@@ -803,9 +811,10 @@ def _describe_error(error: Any, loc: tuple[Any, ...]) -> str:
     return str(error["msg"]).splitlines()[0]
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class that validates the mapping at `loc`, to list its allowed keys."""
-    annotation: Any = Inventory
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` (under `root`, default Inventory), to
+    list its allowed keys."""
+    annotation: Any = Inventory if root is None else root
     for part in loc:
         annotation = _unwrap(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
