@@ -18,6 +18,7 @@ from typing import Any
 from migrator.errors import MigratorError
 from migrator.model.secrets import mask_values
 from migrator.model.state import MemberState, ServiceState, lsn_text
+from migrator.render.window_breakdown import journal_parts
 from migrator.run.engine import Outcome, summary
 from migrator.run.journal import Journal
 
@@ -46,6 +47,7 @@ RUN_KEYS = frozenset(
         "report_file",
         "journal_file",
         "timeline_file",
+        "window_parts",
     }
 )
 STEP_KEYS = frozenset({"id", "status", "started", "done", "seconds", "error"})
@@ -125,7 +127,22 @@ def run_document(
         "report_file": report_file,
         "journal_file": str(journal.path),
         "timeline_file": timeline_file,
+        "window_parts": _window_parts(records, outcome.migration),
     }
+
+
+def _window_parts(records: list[dict[str, Any]], migration: str) -> list[dict[str, Any]]:
+    """The report's "part by part" table as data: null instants and seconds where not measured."""
+    return [
+        {
+            "name": part.name,
+            "start": part.start.isoformat() if part.start else None,
+            "end": part.end.isoformat() if part.end else None,
+            "seconds": part.seconds,
+            "in_window": part.in_window,
+        }
+        for part in journal_parts(records, migration)
+    ]
 
 
 def noop_document(command: str, service: str, message: str, warnings: list[str]) -> dict[str, Any]:

@@ -241,3 +241,21 @@ def test_another_migrations_instants_are_not_mixed_in(tmp_path):
                               "facts": {"token_read_at": _at(9.0)}, "ts": _at(9.0)}) + "\n")
     parts = {p.name: p.seconds for p in journal_parts(journal.records(), "m1")}
     assert parts["source seen read-only -> token read"] == 0.05
+
+
+def test_the_json_document_carries_the_same_parts_as_the_report(engine_for):
+    from migrator.render.run_json import run_document
+
+    new_engine, _ = engine_for
+    engine = new_engine()
+    outcome = engine.start()
+    assert outcome.exit_code == 0, outcome.message
+    document = run_document("execute", "demo", engine.journal, outcome, [], None)
+    found = document["window_parts"]
+    assert [part["name"] for part in found] == PART_NAMES
+    expected = journal_parts(engine.journal.records(), outcome.migration)
+    assert [(p["seconds"], p["in_window"]) for p in found] == [(p.seconds, p.in_window) for p in expected]
+    assert all(p["seconds"] is not None and p["start"] <= p["end"] for p in found)
+    window = summary(engine.journal, outcome.migration)["write_unavailable_seconds"]
+    inside = sum(p["seconds"] for p in found if p["in_window"])
+    assert inside == pytest.approx(window, abs=0.001 * len(found))
