@@ -34,15 +34,15 @@ def explain(out: subprocess.CompletedProcess) -> str:
     return f"exit {out.returncode}\nstderr: {out.stderr}\nstdout tail: {out.stdout[-3000:]}"
 
 
-def writable(testbed) -> list[str]:
+def writable(testbed, members=None) -> list[str]:
+    """The members that take writes now; `members` defaults to the demo service's, both sites."""
     found = []
-    for site in (DC1, DC2):
-        for member in site.members:
-            try:
-                if testbed.sql(member, "SELECT NOT pg_is_in_recovery()")[0][0]:
-                    found.append(member.name)
-            except Exception:  # noqa: BLE001 - a member that does not answer writes nothing
-                pass
+    for member in members if members is not None else (*DC1.members, *DC2.members):
+        try:
+            if testbed.sql(member, "SELECT NOT pg_is_in_recovery()")[0][0]:
+                found.append(member.name)
+        except Exception:  # noqa: BLE001 - a member that does not answer writes nothing
+            pass
     return found
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.test_execute import writable
 from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.testbed import SITE_BY_NAME, Testbed, wait_until
 from tests.testbed.services import ExtraService, ExtraServices, inventory_file
@@ -155,17 +156,6 @@ def run_all_at_once(
     return results
 
 
-def writable_members(testbed: Testbed, service: ExtraService) -> list[str]:
-    found = []
-    for member in service.members:
-        try:
-            if testbed.sql(member, "SELECT NOT pg_is_in_recovery()")[0][0]:
-                found.append(member.name)
-        except Exception:  # noqa: BLE001 - a member that does not answer writes nothing
-            pass
-    return found
-
-
 def last_migration_span(service: ExtraService) -> tuple[datetime, datetime, str]:
     """(started, finished, outcome) of the service's latest migration, from its journal in the
     default state directory."""
@@ -199,7 +189,7 @@ def test_three_services_move_to_dc2_at_once_and_back_losing_nothing(baseline, ex
         for name, out in moved.items():
             assert out.returncode == 0, explain(f"{name} execute", out.returncode, out.stderr + out.stdout)
         for service in services:
-            assert writable_members(baseline, service) == [service.dc2.members[0].name]
+            assert writable(baseline, service.members) == [service.dc2.members[0].name]
             assert baseline.get_config(service.dc1).get("standby_cluster"), f"{service.dc1.scope} not a standby"
         assert_runs_overlapped(services, "done")
 
