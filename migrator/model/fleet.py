@@ -14,7 +14,6 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -31,6 +30,7 @@ from migrator.model.inventory import (
     _problems_error,
     _refuse_bool,
     load_inventory,
+    read_text_file,
 )
 from migrator.model.yamlio import YamlShapeError, plain
 
@@ -117,16 +117,7 @@ def load_fleet(path: str | os.PathLike[str]) -> Fleet:
     """Read and validate a fleet file and every inventory it names; any problem raises
     FleetError with every problem found, one line each."""
     source = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FleetError(f"fleet {source}: file not found; pass an existing fleet file with --fleet") from None
-    except IsADirectoryError:
-        raise FleetError(f"fleet {source}: is a directory; pass the fleet file") from None
-    except UnicodeDecodeError as exc:
-        raise FleetError(f"fleet {source}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise FleetError(f"fleet {source}: cannot read it: {exc.strerror or exc}") from None
+    text = read_text_file(path, f"fleet {source}", "pass an existing fleet file with --fleet", FleetError)
     return parse_fleet(text, source=source)
 
 

@@ -589,23 +589,28 @@ def _secret_refs(value: Any) -> Iterator[SecretRef]:
 _TOP_LEVEL_HINT = "it needs the keys service, credentials, sites (and optionally gates); see examples/testbed.yml"
 
 
+def read_text_file(
+    path: str | os.PathLike[str], what: str, missing_fix: str, error: type[InventoryError] = InventoryError
+) -> str:
+    """A YAML file's text; each reason it cannot be read is one `error` line naming `what` (e.g.
+    "inventory F") and, for a missing file, `missing_fix`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what}: file not found; {missing_fix}") from None
+    except IsADirectoryError:
+        raise error(f"{what}: is a directory; pass the {what.split()[0]} file") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise error(f"{what}: cannot read it: {exc.strerror or exc}") from None
+
+
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     """Read, parse and validate an inventory file; any problem raises InventoryError."""
     shown = os.fspath(path)
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InventoryError(
-            f"inventory {shown}: file not found; pass an existing file with --inventory or MIGRATOR_INVENTORY"
-        ) from None
-    except IsADirectoryError:
-        raise InventoryError(f"inventory {shown}: is a directory; pass the inventory file") from None
-    except UnicodeDecodeError as exc:
-        raise InventoryError(f"inventory {shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise InventoryError(f"inventory {shown}: cannot read it: {exc.strerror or exc}") from None
-    return parse_inventory(text, source=shown, base_dir=file.absolute().parent)
+    text = read_text_file(path, f"inventory {shown}", "pass an existing file with --inventory or MIGRATOR_INVENTORY")
+    return parse_inventory(text, source=shown, base_dir=Path(path).absolute().parent)
 
 
 def parse_inventory(text: str, *, source: str, base_dir: Path, check_local_files: bool = True) -> Inventory:
