@@ -20,18 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml.comments import CommentedMap
 
 from migrator.errors import FleetError, InventoryError, UsageError, shown
-from migrator.model.inventory import (
-    Inventory,
-    ServiceName,
-    Text,
-    _describe,
-    _located,
-    _parse_yaml,
-    _problems_error,
-    _refuse_bool,
-    load_inventory,
-    read_text_file,
-)
+from migrator.model.inventory import Inventory, ServiceName, Text, load_inventory, refuse_bool
+from migrator.model.yaml_problems import describe, located, parse_yaml, problems_error, read_text_file
 from migrator.model.yamlio import YamlShapeError, plain
 
 FLEET_DOC = "docs/fleet.md"
@@ -46,8 +36,8 @@ class FleetSpec(BaseModel):
 
     services: Annotated[list[Text], Field(min_length=1)]
     waves: list[Annotated[list[ServiceName], Field(min_length=1)]] | None = None
-    parallel: Annotated[int, _refuse_bool("int_type"), Field(ge=1, le=64)] = 2
-    max_failures: Annotated[int, _refuse_bool("int_type"), Field(ge=0)] = 1
+    parallel: Annotated[int, refuse_bool("int_type"), Field(ge=1, le=64)] = 2
+    max_failures: Annotated[int, refuse_bool("int_type"), Field(ge=0)] = 1
     pause_between_waves: Annotated[bool, Field(strict=True)] = False
 
     @model_validator(mode="before")
@@ -125,21 +115,19 @@ def parse_fleet(text: str, *, source: str) -> Fleet:
     """Validate fleet YAML `text`; `source` names it in messages, and relative inventory paths
     start at its directory."""
     try:
-        tree = _parse_yaml(text, source, kind="fleet")
+        tree = parse_yaml(text, source, kind="fleet")
     except InventoryError as exc:  # worded for the fleet file already; only the error's kind differs
         raise FleetError(exc.message, exc.problems, source) from None
     if tree is None:
         raise FleetError(f"fleet {source}: the file is empty; {_TOP_LEVEL_HINT}")
     if not isinstance(tree, CommentedMap):
-        raise FleetError(f"fleet {source}: the top level is {_describe(tree)}, expected a mapping; {_TOP_LEVEL_HINT}")
+        raise FleetError(f"fleet {source}: the top level is {describe(tree)}, expected a mapping; {_TOP_LEVEL_HINT}")
     try:
         spec = FleetSpec.model_validate(plain(tree))
     except YamlShapeError as exc:
         raise FleetError(f"fleet {source}: {exc}; write the values out instead") from None
     except ValidationError as exc:
-        raise _as_fleet_error(
-            _problems_error(source, tree, _located(exc, FleetSpec, FLEET_DOC), kind="fleet")
-        ) from None
+        raise _as_fleet_error(problems_error(source, tree, located(exc, FleetSpec, FLEET_DOC), kind="fleet")) from None
     return _resolve(spec, source, tree)
 
 
@@ -183,7 +171,7 @@ def _resolve(spec: FleetSpec, source: str, tree: CommentedMap) -> Fleet:
             services.append(FleetService(inventory.service, file, inventory))
     waves = _waves(spec, services, located, complete=not inventory_problems)
     if located or inventory_problems:
-        lines = _problems_error(source, tree, located, kind="fleet").problems if located else []
+        lines = problems_error(source, tree, located, kind="fleet").problems if located else []
         lines += inventory_problems
         message = lines[0] if len(lines) == 1 else f"{lines[0]} (and {len(lines) - 1} more problem(s))"
         raise FleetError(message, lines, source)

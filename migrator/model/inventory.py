@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import types
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,14 +26,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.comments import CommentedMap
 
 from migrator.errors import InventoryError, UsageError, shown
 from migrator.model.placeholders import PLACEHOLDER_FIX, placeholder_locations
 from migrator.model.secrets import SecretRef, checks_local_files, readable_file_error, resolve_local_path
+from migrator.model.yaml_problems import describe, located, parse_yaml, problems_error, read_text_file
 from migrator.model.yamlio import YamlShapeError, plain
 
 # --- field types --------------------------------------------------------------------------
@@ -87,7 +83,7 @@ def _not_blank(value: str) -> str:
 Text = Annotated[str, AfterValidator(_not_blank)]
 
 
-def _refuse_bool(error_type: str) -> BeforeValidator:
+def refuse_bool(error_type: str) -> BeforeValidator:
     """YAML's `true` is not the number 1 (pydantic's lax mode would take it as 1)."""
 
     def check(value: Any) -> Any:
@@ -98,8 +94,8 @@ def _refuse_bool(error_type: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-Port = Annotated[int, _refuse_bool("int_type"), Field(ge=1, le=65535)]
-Seconds = Annotated[float, _refuse_bool("float_type"), Field(gt=0, allow_inf_nan=False)]
+Port = Annotated[int, refuse_bool("int_type"), Field(ge=1, le=65535)]
+Seconds = Annotated[float, refuse_bool("float_type"), Field(gt=0, allow_inf_nan=False)]
 
 
 def _check_host(value: str) -> str:
@@ -224,7 +220,7 @@ class Credentials(_Model):
 
 
 class Gates(_NoneMeansDefaults):
-    max_replay_lag_bytes: Annotated[int, _refuse_bool("int_type"), Field(ge=0)] = 16 * 1024 * 1024
+    max_replay_lag_bytes: Annotated[int, refuse_bool("int_type"), Field(ge=0)] = 16 * 1024 * 1024
     lag_window_seconds: Seconds = 10
     cascade_timeout_seconds: Seconds = 300
     catchup_timeout_seconds: Seconds = 60
@@ -235,7 +231,7 @@ class Gates(_NoneMeansDefaults):
     # Seeding an empty target site: the base backup of the whole source, per member.
     seed_timeout_seconds: Seconds = 3600
     # The migration lock's etcd lease: a run that lost it for this long is noticed within it.
-    lock_ttl_seconds: Annotated[int, _refuse_bool("int_type"), Field(ge=5, le=3600)] = 30
+    lock_ttl_seconds: Annotated[int, refuse_bool("int_type"), Field(ge=5, le=3600)] = 30
 
 
 class Hooks(_NoneMeansDefaults):
@@ -589,23 +585,6 @@ def _secret_refs(value: Any) -> Iterator[SecretRef]:
 _TOP_LEVEL_HINT = "it needs the keys service, credentials, sites (and optionally gates); see examples/testbed.yml"
 
 
-def read_text_file(
-    path: str | os.PathLike[str], what: str, missing_fix: str, error: type[InventoryError] = InventoryError
-) -> str:
-    """A YAML file's text; each reason it cannot be read is one `error` line naming `what` (e.g.
-    "inventory F") and, for a missing file, `missing_fix`."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{what}: file not found; {missing_fix}") from None
-    except IsADirectoryError:
-        raise error(f"{what}: is a directory; pass the {what.split()[0]} file") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{what}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise error(f"{what}: cannot read it: {exc.strerror or exc}") from None
-
-
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     """Read, parse and validate an inventory file; any problem raises InventoryError."""
     shown = os.fspath(path)
@@ -615,12 +594,12 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
 
 def parse_inventory(text: str, *, source: str, base_dir: Path, check_local_files: bool = True) -> Inventory:
     """Validate inventory YAML `text`; `source` names it in messages, `base_dir` anchors paths."""
-    tree = _parse_yaml(text, source)
+    tree = parse_yaml(text, source)
     if tree is None:
         raise InventoryError(f"inventory {source}: the file is empty; {_TOP_LEVEL_HINT}")
     if not isinstance(tree, CommentedMap):
         raise InventoryError(
-            f"inventory {source}: the top level is {_describe(tree)}, expected a mapping; {_TOP_LEVEL_HINT}"
+            f"inventory {source}: the top level is {describe(tree)}, expected a mapping; {_TOP_LEVEL_HINT}"
         )
     context = {"base_dir": base_dir, "check_local_files": check_local_files}
     try:
@@ -633,221 +612,10 @@ def parse_inventory(text: str, *, source: str, base_dir: Path, check_local_files
     try:
         inventory = Inventory.model_validate(data, context=context)
     except ValidationError as exc:
-        others = [(loc, text) for loc, text in _located(exc) if not any(loc[: len(p)] == p for p, _ in placeholders)]
-        raise _problems_error(source, tree, placeholders + others) from None
+        others = [
+            (loc, text) for loc, text in located(exc, Inventory) if not any(loc[: len(p)] == p for p, _ in placeholders)
+        ]
+        raise problems_error(source, tree, placeholders + others) from None
     if placeholders:
-        raise _problems_error(source, tree, placeholders)
+        raise problems_error(source, tree, placeholders)
     return inventory
-
-
-def _parse_yaml(text: str, source: str, kind: str = "inventory") -> Any:
-    """`kind` names the file in messages: "inventory", or "fleet" for migrator/model/fleet.py."""
-    yaml = YAML(typ="rt")  # round-trip nodes remember their line numbers
-    yaml.allow_duplicate_keys = False
-    try:
-        return yaml.load(text)
-    except DuplicateKeyError as exc:
-        # exc.problem also quotes both values; they must not reach a terminal or a log.
-        match = re.search(r'duplicate key "(.*?)"', exc.problem or "")
-        key = match.group(1) if match else "?"
-        raise InventoryError(
-            f"{kind} {source}: line {_mark_line(exc)}: key '{key}' appears twice in the same "
-            "mapping; keep only one of them"
-        ) from None
-    except MarkedYAMLError as exc:
-        raise InventoryError(
-            f"{kind} {source}: line {_mark_line(exc)}: YAML syntax error: "
-            f"{exc.problem or exc.context}; check the indentation and quoting there"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - whatever ruamel trips on, it is the file's fault
-        # ruamel builds some scalars itself: 2001-13-45 is read as a date and fails there,
-        # an empty `!!bool` tag raises KeyError.
-        raise InventoryError(
-            f"{kind} {source}: a value could not be read ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); put quotes around values that "
-            "look like dates, times or numbers"
-        ) from None
-    except YAMLError as exc:
-        raise InventoryError(f"{kind} {source}: YAML error: {exc}") from None
-
-
-def _mark_line(exc: MarkedYAMLError) -> str:
-    mark = exc.problem_mark or exc.context_mark
-    return str(mark.line + 1) if mark is not None else "?"
-
-
-# --- turning pydantic errors into one line each -------------------------------------------
-
-
-def _located(
-    exc: ValidationError, root: type[BaseModel] | None = None, example: str = "examples/testbed.yml"
-) -> list[tuple[tuple[Any, ...], str]]:
-    """Each pydantic error as (its location in the file's data, one plain sentence); `root` is the
-    model of the whole file (Inventory unless given), `example` the file a missing key is shown in."""
-    located = []
-    for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"]) + tuple((error.get("ctx") or {}).get("at", ()))
-        located.append((loc, _describe_error(error, loc, root, example)))
-    return located
-
-
-def _problems_error(
-    source: str, tree: CommentedMap, located: list[tuple[tuple[Any, ...], str]], kind: str = "inventory"
-) -> InventoryError:
-    """Every problem as one line with file, YAML path and line; the error's message is the first
-    of them and a count of the rest (`problems` keeps them all)."""
-    problems: list[tuple[int | None, str]] = []
-    for loc, text in located:
-        line = _line_of(tree, loc)
-        where = _yaml_path(loc)
-        if line is not None:
-            where = f"{where} (line {line})" if where else f"line {line}"
-        prefix = f"{kind} {source}: {where}: " if where else f"{kind} {source}: "
-        problems.append((line, prefix + text))
-    # Top of the file first; problems without a line (a missing top-level key) last, since a
-    # misspelt key that has a line usually explains them.
-    problems.sort(key=lambda item: (item[0] is None, item[0] or 0))
-    lines = [text for _, text in problems]
-    message = lines[0] if len(lines) == 1 else f"{lines[0]} (and {len(lines) - 1} more problem(s))"
-    return InventoryError(message, problems=lines, source=source)
-
-
-def _yaml_path(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc:
-        if part == "[key]":
-            continue
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z0-9_-]+", str(part)):
-            path += f".{part}" if path else str(part)
-        else:
-            path += f"['{shown(part)}']"
-    return path
-
-
-def _line_of(tree: Any, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the deepest node of `loc` present in the YAML (a key's own line)."""
-    node, line = tree, None
-    for part in loc:
-        try:
-            if isinstance(node, CommentedMap) and part in node:
-                line = node.lc.key(part)[0]
-                node = node[part]
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-                line = node.lc.item(part)[0]
-                node = node[part]
-            else:
-                break
-        except (KeyError, TypeError, AttributeError):
-            break  # e.g. keys merged in with <<: have no position of their own
-    return line + 1 if line is not None else None
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "an empty value"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # 0.0 reads as 0 in a message about a YAML value
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, str):
-        return f"'{shown(value, 40)}'"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-_EXPECTED = {
-    "int_parsing": "an integer",
-    "int_type": "an integer",
-    "int_from_float": "a whole number",
-    "float_parsing": "a number",
-    "float_type": "a number",
-    "finite_number": "a finite number",
-    "bool_parsing": "true or false",
-    "bool_type": "true or false",
-    "string_type": "text",
-    "path_type": "a file path",
-    "dict_type": "a mapping (key: value lines)",
-    "model_type": "a mapping (key: value lines)",
-    "model_attributes_type": "a mapping (key: value lines)",
-    "list_type": "a list (lines starting with '- ')",
-}
-
-
-def _describe_error(
-    error: Any, loc: tuple[Any, ...], root: type[BaseModel] | None = None, example: str = "examples/testbed.yml"
-) -> str:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "missing":
-        return f"missing required key '{loc[-1]}'; add it ({example} shows every key)"
-    if kind == "extra_forbidden":
-        model = _model_at(loc[:-1], root)
-        allowed = f"; allowed keys here: {', '.join(model.model_fields)}" if model else ""
-        return f"unknown key '{shown(loc[-1])}'{allowed}"
-    if kind in _EXPECTED:
-        if value is None:
-            return f"no value given; write {_EXPECTED[kind]} after the colon"
-        hint = ""
-        if kind == "string_type" and isinstance(value, (int, float)):
-            hint = "; put it in quotes"
-        return f"expected {_EXPECTED[kind]}, got {_describe(value)}{hint}"
-    if kind == "literal_error":
-        expected = ctx.get("expected")
-        return f"expected {expected}, got {_describe(value)}; no other value is supported yet"
-    if kind == "too_short":
-        minimum = ctx.get("min_length")
-        entries = "entry" if minimum == 1 else "entries"
-        return f"needs at least {minimum} {entries}, found {ctx.get('actual_length')}; add them"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        bound = {
-            "greater_than": f"greater than {_describe(ctx.get('gt'))}",
-            "greater_than_equal": f"at least {_describe(ctx.get('ge'))}",
-            "less_than": f"less than {_describe(ctx.get('lt'))}",
-            "less_than_equal": f"at most {_describe(ctx.get('le'))}",
-        }[kind]
-        return f"must be {bound}, got {_describe(value)}"
-    # Our own validators already speak plainly; pydantic's other messages are one sentence.
-    return str(error["msg"]).splitlines()[0]
-
-
-def _model_at(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> type[BaseModel] | None:
-    """The model class that validates the mapping at `loc` (under `root`, default Inventory), to
-    list its allowed keys."""
-    annotation: Any = Inventory if root is None else root
-    for part in loc:
-        annotation = _unwrap(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(str(part))
-            if field is None:
-                return None
-            annotation = field.annotation
-        elif typing.get_origin(annotation) is dict:
-            annotation = typing.get_args(annotation)[1]
-        elif typing.get_origin(annotation) is list:
-            annotation = typing.get_args(annotation)[0]
-        else:
-            return None
-    annotation = _unwrap(annotation)
-    is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-    return annotation if is_model else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Strip Annotated[...] and `X | None` down to X."""
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) != 1:
-                return annotation
-            annotation = args[0]
-        else:
-            return annotation
