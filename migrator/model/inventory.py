@@ -249,6 +249,9 @@ class Hooks(_NoneMeansDefaults):
     before_promote: Text | None = None  # inside the write-unavailability window: keep it quick
     after_promote: Text | None = None
     on_undo: Text | None = None  # after a demotion was undone, e.g. pgbouncer RESUME
+    # `migrate failover` only: fences a source member SSH cannot reach (STONITH, cloud API);
+    # MIGRATOR_FENCE_MEMBER and MIGRATOR_FENCE_HOST name it; exit 0 means fenced.
+    fence: Text | None = None
     timeout_seconds: Seconds = 30
 
 

@@ -43,6 +43,10 @@ MEANINGS: dict[str, str] = {
     "Hooks.before_promote": "Command run inside the write-unavailability window, before the promotion: keep it quick.",
     "Hooks.after_promote": "Command run once the new timeline is proven (e.g. move DNS, a VIP, pgbouncer).",
     "Hooks.on_undo": "Command run after a demotion was undone (e.g. pgbouncer RESUME).",
+    "Hooks.fence": (
+        "`migrate failover` only: command that fences a source member SSH cannot reach (STONITH, cloud API); "
+        "MIGRATOR_FENCE_MEMBER and MIGRATOR_FENCE_HOST name it; exit 0 means fenced."
+    ),
     "Hooks.timeout_seconds": "Deadline of each hook.",
     "Site.scope": "Patroni's scope (cluster name) of this site.",
     "Site.namespace": "Patroni's namespace in the DCS; /service and service/ both mean /service/.",
