@@ -376,7 +376,12 @@ def plan_failover(
     if unknown := sorted(fenced - names):
         raise UsageError(f"--fenced {unknown[0]}: not a member of {source} (its members: {', '.join(sorted(names))})")
     hook = bool(getattr(inventory.hooks, "fence", None))
-    members = [member_reach(m) for m in state.sites[source].members]
+    # The members that lead last: a replica stopped first cannot be promoted by its site when the
+    # primary's Patroni stops (a stopped Patroni hands its leader key over at once).
+    members = sorted(
+        (member_reach(m) for m in state.sites[source].members),
+        key=lambda m: m.role in ("primary", "standby_leader") or m.writable is True,
+    )
     fences = [fence_of(m, fenced, hook) for m in members]
     leader = _target_leader(state.sites[target])
     proof = proof_now(members, fences, leader)

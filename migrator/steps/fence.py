@@ -14,14 +14,14 @@ from typing import Any
 
 from migrator.adapters.patroni import PatroniRefused
 from migrator.adapters.remote import as_postgres, controldata_command
-from migrator.errors import UnreachableError, UnsafeStateError
+from migrator.errors import GateTimeout, UnreachableError, UnsafeStateError
 from migrator.model.state import lsn_text, lsn_value
 from migrator.observe.controldata import parse_controldata
 from migrator.planning.failover import SHUT_DOWN, judge
 from migrator.run.hooks import HookFailed, migration_env, run_configured_hook, run_hook
 from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
-from migrator.steps.standby_leader import confirmed_standby_leader, fork_point, move_traffic
+from migrator.steps.standby_leader import confirmed_standby_leader, fork_point, move_traffic, replay_proof
 from migrator.steps.switchover import send_config_patch
 
 # While the target's replay has not moved for this long, it has replayed all it will get.
@@ -208,14 +208,20 @@ class ProveFailover(Step):
                 return True
             return time.monotonic() - seen["since"] >= STALL_SECONDS
 
-        from migrator.errors import GateTimeout
-
         try:
             self.wait(settled, f"{site} to replay what it received", interval=0.1, describe=lambda: seen.get("why", ""))
         except GateTimeout:
             if seen["replayed"] is None:
                 raise
         proof = judge(checkpoints, seen["member"], seen["replayed"], tuple(unread))
+        token_timeline = checkpoints.get(proof.token_member or "", (None, None))[1]
+        if proof.status == "lossless" and proof.token is not None and token_timeline:
+            # Past the token's LSN is not enough on another timeline: past it on the token's own.
+            on_timeline = replay_proof(self.live, seen["member"], proof.token, token_timeline)
+            if not on_timeline.past:
+                proof = proof.model_copy(
+                    update={"status": "gap", "summary": f"not proven on the token's timeline: {on_timeline.why}"}
+                )
         facts: dict[str, Any] = {
             "status": proof.status,
             "token": proof.token,
@@ -223,7 +229,7 @@ class ProveFailover(Step):
             "token_member": proof.token_member,
             # The run report's token line (render/run_outcome.py) reads these two.
             "token_state": f"shut down, {proof.token_member}" if proof.token_member else "not read",
-            "token_timeline": checkpoints.get(proof.token_member or "", (None, None))[1],
+            "token_timeline": token_timeline,
             "target_member": proof.target_member,
             "replayed": proof.target_replayed,
             "replayed_text": lsn_text(proof.target_replayed),

@@ -40,7 +40,8 @@ def _inventory_with_fence_hook():
 def test_every_source_member_answering_over_ssh_is_fenced_over_ssh_and_the_plan_is_executable():
     found = plan_failover(example_inventory(), _etcd_down(load_baseline()), "dc2")
     assert found.source == "dc1" and found.executable, found.blocked
-    assert [(f.member, f.method) for f in found.fences] == [("dc1-a", "ssh"), ("dc1-b", "ssh")]
+    # The replica first: with the primary stopped last, no other member of dc1 can take over.
+    assert [(f.member, f.method) for f in found.fences] == [("dc1-b", "ssh"), ("dc1-a", "ssh")]
     assert found.dcs["dc1"] == DC1_DOWN and found.dcs["dc2"] is None
     # Members still run: the token is read after the stop.
     assert found.proof.status == "after-fencing"
@@ -48,10 +49,10 @@ def test_every_source_member_answering_over_ssh_is_fenced_over_ssh_and_the_plan_
     kinds = [s.kind for s in found.plan.steps]
     assert kinds == ["fence_member", "fence_member", "prove_failover", "promote_failover", "verify_failover"]
     assert found.plan.playbook == "failover" and found.plan.fingerprint
-    fence = found.plan.steps[0]
+    fence = found.plan.steps[1]
     assert fence.args["stop_command"].endswith("patroni-service stop dc1-a")
     assert fence.args["marker"].endswith("/dc1/dc1-a/MIGRATOR-FENCED")
-    assert found.plan.steps[2].args["fences"] == ["fence-dc1-a", "fence-dc1-b"]
+    assert found.plan.steps[2].args["fences"] == ["fence-dc1-b", "fence-dc1-a"]
     assert found.plan.steps[2].args["member"] == "dc2-a"
 
 
@@ -67,7 +68,7 @@ def test_an_unreachable_member_is_unfenced_and_refused_naming_it_and_the_fix():
     state = unreachable(_etcd_down(load_baseline()), "dc1-a", probes=("patroni", "postgres", "host"))
     found = plan_failover(example_inventory(), state, "dc2")
     assert not found.executable
-    assert [(f.member, f.method) for f in found.fences] == [("dc1-a", "unfenced"), ("dc1-b", "ssh")]
+    assert sorted((f.member, f.method) for f in found.fences) == [("dc1-a", "unfenced"), ("dc1-b", "ssh")]
     refusal = next(line for line in found.blocked if "dc1-a" in line)
     assert "--fenced dc1-a" in refusal and "hooks.fence" in refusal and "connection refused" in refusal
 
@@ -77,7 +78,7 @@ def test_fenced_by_the_operator_it_goes_on_and_the_proof_names_what_is_not_read(
     state = _replayed(_shut_down(state, "dc1-b", "0/5000028", "shut down in recovery"), "dc2-a", 0x5000100)
     found = plan_failover(example_inventory(), state, "dc2", fenced=["dc1-a"])
     assert found.executable, found.blocked
-    assert found.fences[0].method == "operator"
+    assert found.fences[0].member == "dc1-a" and found.fences[0].method == "operator"
     assert found.proof.status == "lossless" and found.proof.unread == ("dc1-a",)
     assert "not proven for dc1-a" in found.proof.summary
 
