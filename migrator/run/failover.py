@@ -21,7 +21,7 @@ from migrator.model.plan import Plan
 from migrator.observe.observer import observe
 from migrator.planning.failover import PLAYBOOK, plan_failover, source_of
 from migrator.run.commands import unfinished
-from migrator.run.engine import Engine, LockWatch, Outcome, never_lost
+from migrator.run.engine import Engine, LockWatch, Migration, Outcome, never_lost, promotion_attempted
 from migrator.run.journal import Journal, state_dir_for
 from migrator.run.lock import MigrationLock
 
@@ -94,7 +94,12 @@ def _failover_locked(
             journal.append("data-loss-decision", migration=pending.id, accepted=True)
             plan = _accepting(plan)
         return Engine(inventory, plan, state_dir, progress, lock_lost=lock_lost).resume(pending)
-    if pending is not None:
+    if pending is not None and _supersedable(pending):
+        # A failover stopped before its promotion (a fence that failed, a gap refused) is replaced
+        # by a new one planned from what answers now (e.g. with --fenced): its fences stay.
+        journal.append("migration-finished", migration=pending.id, outcome="superseded")
+        progress(f"the unfinished failover {pending.id} (nothing promoted) is replaced by a new plan")
+    elif pending is not None:
         command = "failover" if pending.stored_plan().playbook == PLAYBOOK else "execute"
         raise UsageError(
             f"an unfinished migration to {pending.target} is recorded in {state_dir} ({pending.id}); finish it "
@@ -112,6 +117,14 @@ def _failover_locked(
     if accept_data_loss:
         progress(f"data loss accepted by the operator (--accept-data-loss); proof now: {found.proof.summary}")
     return Engine(inventory, found.plan, state_dir, progress, lock_lost=lock_lost).start()
+
+
+def _supersedable(pending: Migration) -> bool:
+    try:
+        plan = pending.stored_plan()
+    except Exception:  # noqa: BLE001 - a stored plan that cannot be read is never replaced silently
+        return False
+    return plan.playbook == PLAYBOOK and not promotion_attempted(plan, pending)
 
 
 def _accepting(plan: Plan) -> Plan:

@@ -151,7 +151,7 @@ def test_b_failsafe_on_dc1_writable_fenced_first_and_a_crash_after_the_promotion
     assert_dc1_never_writable(bed)
 
 
-def _inventory_without_ssh_to(bed, tmp_path, member: str):
+def _inventory_without_ssh_to(bed, tmp_path, member: str, fence_hook: str | None = None):
     """dc1's members share one sshd on the testbed: dc1-a's SSH path is cut by giving it, in the
     inventory the tool reads, a port nothing listens on (refused, as a dead host's would be)."""
     text = bed.inventory_path.read_text()
@@ -159,7 +159,9 @@ def _inventory_without_ssh_to(bed, tmp_path, member: str):
     marker = f"    - name: {member}\n      host: {host}\n"
     assert marker in text, text
     text = text.replace(marker, marker + "      ssh:\n        port: 2999\n", 1)
-    path = tmp_path / "inventory.yml"
+    if fence_hook:
+        text = text.replace("gates:\n", f"hooks:\n  fence: {fence_hook}\ngates:\n", 1)
+    path = tmp_path / ("hooked.yml" if fence_hook else "inventory.yml")
     path.write_text(text)
     return path
 
@@ -177,7 +179,18 @@ def test_c_primary_host_unreachable_is_refused_then_goes_on_with_fenced(fresh, t
         line = one_line(out.stderr)
         assert "dc1-a" in line and "--fenced dc1-a" in line and "nothing was changed" in line, line
         assert bed.patroni_alive(MEMBER_BY_NAME["dc1-b"]), "refused: nothing was fenced"
-        out = failover(inventory, state, "--fenced", "dc1-a")
+        # A fence hook (a STONITH command) is run for it, told which member; it fails here.
+        told = tmp_path / "fence-hook.txt"
+        hooked = _inventory_without_ssh_to(
+            bed, tmp_path, "dc1-a", f"'echo \"$MIGRATOR_FENCE_MEMBER $MIGRATOR_FENCE_HOST\" > {told}; exit 1'")
+        out = failover(hooked, state)
+        assert out.returncode == 4, explain(out)
+        line = one_line(out.stderr)
+        assert "hook fence exited 1" in line and "dc1-a is not fenced" in line and "--fenced dc1-a" in line, line
+        assert told.read_text().split() == ["dc1-a", MEMBER_BY_NAME["dc1-a"].host]
+        assert writable(bed) == [] and not events(state, "promotion-attempted")
+        # The operator fenced it by other means: a new run replaces the stopped one.
+        out = failover(hooked, state, "--fenced", "dc1-a")
         assert out.returncode == 0, explain(out)
         assert "not proven for dc1-a (pg_control not read)" in out.stdout, out.stdout
     assert sampler.violations == [], sampler.changes
