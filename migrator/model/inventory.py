@@ -294,6 +294,9 @@ class PatroniHost(_NoneMeansDefaults):
     config_file: RemotePath = "/etc/patroni/patroni.yml"
     start_command: Text = "sudo systemctl start patroni"
     stop_command: Text = "sudo systemctl stop patroni"
+    # `migrate failover` runs it on each fenced member after the stop, so that no reboot starts
+    # Patroni again; unset: only the fence marker is written (the report says so).
+    disable_command: Text | None = None
     # Used when the tool writes patroni.yml to seed an empty site ({member} is expanded in
     # local_parameters values and in the commands above).
     local_parameters: dict[str, str | int | bool] = {}  # postgresql.parameters of this host

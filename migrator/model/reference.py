@@ -77,6 +77,11 @@ MEANINGS: dict[str, str] = {
     "written when a site is seeded.",
     "PatroniHost.start_command": "Starts Patroni on a host (run over SSH; {member} expands).",
     "PatroniHost.stop_command": "Stops Patroni on a host (run over SSH; {member} expands).",
+    "PatroniHost.disable_command": (
+        "`migrate failover` only: keeps Patroni from starting again on a fenced host, e.g. "
+        "`sudo systemctl disable patroni` (run over SSH after the stop; {member} expands). Unset: only a "
+        "MIGRATOR-FENCED marker beside patroni.yml."
+    ),
     "PatroniHost.local_parameters": "postgresql.parameters written into a seeded member's patroni.yml.",
     "PatroniHost.basebackup_max_rate": "pg_basebackup --max-rate when a member is seeded, e.g. 100M.",
     "SshSettings.port": "SSH port of the database hosts.",

@@ -72,7 +72,7 @@ def fence_of(reach: MemberReach, fenced: set[str], hook: bool) -> Fence:
         return Fence(
             member=reach.name,
             method="ssh",
-            detail="over SSH: stop Patroni (stop_command), pg_ctl stop -m fast, fence marker",
+            detail="over SSH: stop Patroni (stop_command), pg_ctl stop -m fast, disable_command if set, fence marker",
         )
     if hook:
         return Fence(member=reach.name, method="hook", detail=f"hooks.fence (SSH does not answer: {reach.ssh})")
@@ -278,12 +278,14 @@ def steps_for(
         config = site.patroni_config_for(member)
         marker = f"{config.rsplit('/', 1)[0] or '/'}/{FENCE_MARKER}"
         stop = member_command(site.patroni.stop_command, member)
+        disable = member_command(site.patroni.disable_command, member) if site.patroni.disable_command else None
         manual = {
             "ssh": (
                 f"ssh -p {ssh.port} {ssh.user}@{ssh.host} {shlex.quote(stop)}",
                 f"ssh -p {ssh.port} {ssh.user}@{ssh.host} "
                 f"'runuser -u postgres -- {site.postgres.bin_dir}/pg_ctl stop -D {data_dir} -m fast -w'",
-                f"ssh -p {ssh.port} {ssh.user}@{ssh.host} 'touch {marker}'  # and: systemctl disable patroni",
+                f"ssh -p {ssh.port} {ssh.user}@{ssh.host} {shlex.quote(disable or 'systemctl disable patroni')}",
+                f"ssh -p {ssh.port} {ssh.user}@{ssh.host} 'touch {marker}'",
                 f"ssh -p {ssh.port} {ssh.user}@{ssh.host} "
                 f"'runuser -u postgres -- {site.postgres.bin_dir}/pg_controldata {data_dir}'",
             ),
@@ -303,6 +305,7 @@ def steps_for(
                     "host": member.host,
                     "method": fence.method,
                     "stop_command": stop,
+                    "disable_command": disable,
                     "bin_dir": site.postgres.bin_dir,
                     "data_dir": data_dir,
                     "marker": marker,

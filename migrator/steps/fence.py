@@ -97,6 +97,14 @@ class FenceMember(Step):
         )
         result = self.live.ssh(member, as_postgres(_site_user(self, member), script), timeout=self.timeout)
         facts["pg_ctl_output"] = (result.stdout.strip().splitlines() or [""])[-1][:200]
+        disable = self.args.get("disable_command")
+        if disable:
+            # A failure here leaves the member stopped (fenced now) but not kept down across a
+            # reboot: a warning in the outcome, not a reason to leave the target unpromoted.
+            disabled = self.live.ssh(member, disable, timeout=self.timeout)
+            facts["disabled"] = disabled.exit_code == 0
+            if disabled.exit_code != 0:
+                facts["warning"] = f"{member}: `{disable}` exited {disabled.exit_code}; disable Patroni there by hand"
         marker = self.args["marker"]
         note = (
             f"fenced by migrate failover at {utc_now()}: Patroni stopped, PostgreSQL stopped; see runbooks/failover.md"

@@ -171,3 +171,17 @@ def test_the_plan_renders_in_every_format_with_fences_and_proof():
     assert data["plan"]["playbook"] == "failover"
     runbook = render_failover(found, "runbook")
     assert "pg_ctl stop -D" in runbook and "standby_cluster=null" in runbook
+
+
+def test_a_disable_command_is_run_per_member_and_shown_in_the_manual_steps():
+    text = EXAMPLE_INVENTORY.read_text().replace(
+        "      stop_command: /tmp/migrator-testbed/bin/patroni-service stop {member}\n",
+        "      stop_command: /tmp/migrator-testbed/bin/patroni-service stop {member}\n"
+        "      disable_command: sudo systemctl disable patroni@{member}\n")
+    inventory = parse_inventory(text, source="x.yml", base_dir=EXAMPLE_INVENTORY.parent, check_local_files=False)
+    found = plan_failover(inventory, _etcd_down(load_baseline()), "dc2")
+    fence = next(s for s in found.plan.steps if s.id == "fence-dc1-a")
+    assert fence.args["disable_command"] == "sudo systemctl disable patroni@dc1-a"
+    assert any("sudo systemctl disable patroni@dc1-a" in line for line in fence.manual)
+    plain = plan_failover(example_inventory(), _etcd_down(load_baseline()), "dc2")
+    assert next(s for s in plain.plan.steps if s.id == "fence-dc1-a").args["disable_command"] is None
