@@ -77,7 +77,15 @@ class FenceMember(Step):
             return self.spec.id in self.ctx.facts  # done in an earlier run: not run twice
         if self.spec.id not in self.ctx.resumed_steps:
             return False
-        return self._stopped() and self._marker_present()
+        try:
+            return self._stopped() and self._marker_present()
+        except UnreachableError as exc:
+            if self.spec.id not in self.ctx.facts:
+                raise
+            # Fenced in an earlier run (stopped, marker written), and its host does not answer
+            # now: it starts nothing by itself, and a failover must not wait for a dead host.
+            self.ctx.progress(f"{self.args['member']}: fenced before; its host does not answer now ({exc})")
+            return True
 
     def apply(self) -> dict[str, Any]:
         method = self.args["method"]

@@ -101,3 +101,36 @@ def test_resume_after_a_failed_fence_fences_the_rest_once_and_promotes_once(run,
     resumed = Engine(example_inventory(), plan, tmp_path).resume(migration)
     assert resumed.exit_code == 0, resumed.message
     assert world.fenced == ["dc1-b", "dc1-a"] and world.promoted
+
+
+class _DeadHost:
+    """A Live whose SSH never answers (a fenced host that died since): a fault the testbed's one
+    shared sshd cannot give a single member mid-run."""
+
+    def member(self, name):
+        site = example_inventory().site("dc1")
+        return site, next(m for m in site.members if m.name == name)
+
+    def ssh(self, *args, **kwargs):
+        raise UnreachableError("dc1-a: SSH refused the connection")
+
+
+def _fence_step(done: bool):
+    from migrator.steps.base import RunContext
+    from migrator.steps.fence import FenceMember
+
+    state = with_site(load_baseline(), "dc1", dcs={"healthy": False, "error": "refused"})
+    plan = plan_failover(example_inventory(), state, "dc2").plan
+    spec = next(s for s in plan.steps if s.id == "fence-dc1-a")
+    ctx = RunContext(example_inventory(), plan, _DeadHost(), resumed_steps={spec.id},  # type: ignore[arg-type]
+                     facts={spec.id: {"fenced_by": "ssh"}} if done else {})
+    return FenceMember(spec, ctx)
+
+
+def test_a_done_fence_whose_host_died_since_still_holds_on_resume():
+    assert _fence_step(done=True).precheck() is True
+
+
+def test_a_fence_never_done_on_a_host_that_does_not_answer_is_not_taken_as_done():
+    with pytest.raises(UnreachableError):
+        _fence_step(done=False).precheck()
