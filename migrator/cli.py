@@ -142,10 +142,17 @@ def plan(
         typer.Option("--out", metavar="FILE", help="Also write the plan as JSON here (for --plan and `migrate show`)."),
     ] = None,
     state_dir: StateDirOption = None,
+    failover: Annotated[
+        bool, typer.Option("--failover", help="Plan a failover to --dc: the source is failing (runbooks/failover.md).")
+    ] = False,
+    fenced: FencedOption = None,
+    accept_data_loss: AcceptDataLossOption = False,
 ) -> int:
     """Observe both sites and write the switchover plan (changes nothing)."""
     loaded = _load(inventory)
     loaded.site(dc)
+    if failover:
+        return run_failover_plan(loaded, dc, output_format, out, fenced or [], accept_data_loss)
     code = run_plan(loaded, dc, output_format, out)
     if output_format is OutputFormat.text:  # any other format is a document: nothing beside it
         sys.stdout.write(f"{_state_line(state_dir, loaded.service)}\n{_runbooks_line()}\n")
@@ -238,6 +245,83 @@ def execute(
     loaded.site(dc)
     as_json = json_output or output_format is RunFormat.json
     return run_execute(loaded, dc, plan_file, resume, yes, resolve_state_base(state_dir).path, until, as_json)
+
+
+# --- failover (issue 12): the source site is failing ------------------------------------------
+FencedOption = Annotated[
+    list[str] | None,
+    typer.Option("--fenced", metavar="MEMBER", help="A source member fenced by other means (powered off...)."),
+]
+AcceptDataLossOption = Annotated[
+    bool,
+    typer.Option("--accept-data-loss", help="Promote although the target lacks WAL the source had (recorded)."),
+]
+
+
+@app.command()
+def failover(
+    inventory: InventoryOption,
+    dc: TargetSiteOption,
+    fenced: FencedOption = None,
+    accept_data_loss: AcceptDataLossOption = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted failover.")] = False,
+    yes: YesOption = False,
+    state_dir: StateDirOption = None,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
+) -> int:
+    """The source site is failing: fence it, prove what --dc has, promote --dc (runbooks/failover.md)."""
+    loaded = _load(inventory)
+    loaded.site(dc)
+    as_json = json_output or output_format is RunFormat.json
+    return run_failover(
+        loaded, dc, fenced or [], accept_data_loss, resume, yes, resolve_state_base(state_dir).path, as_json
+    )
+
+
+def run_failover_plan(
+    inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None, fenced: list[str], accept: bool
+) -> int:
+    from migrator.model.secrets import mask
+    from migrator.render.failover_report import render_failover
+    from migrator.run.failover import observe_and_plan_failover
+
+    found = observe_and_plan_failover(inventory, dc, fenced, accept)
+    text = mask(render_failover(found, output_format.value), inventory.secrets())
+    sys.stdout.write(text)
+    if out is not None:
+        write_private(out, mask(render_failover(found, "json"), inventory.secrets()))
+        sys.stderr.write(f"failover plan written to {out} (fingerprint {found.plan.fingerprint[:12]})\n")
+    return 0 if found.executable else 1
+
+
+def run_failover(
+    inventory: Inventory,
+    dc: str,
+    fenced: list[str],
+    accept_data_loss: bool,
+    resume: bool,
+    yes: bool,
+    state_dir: Path,
+    as_json: bool = False,
+) -> int:
+    from migrator.render.run_json import errors_as_document
+    from migrator.run.failover import failover as run
+
+    console = _console(stderr=as_json)
+    _print_trust_warnings(console, inventory)
+    with errors_as_document(as_json, "failover", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
+        outcome = run(
+            inventory,
+            dc,
+            state_dir,
+            fenced,
+            accept_data_loss,
+            resume,
+            _confirmer(console, yes, "fail over"),
+            _progress(console),
+        )
+    return _finish(console, inventory, state_dir, outcome, "failover" if as_json else None)
 
 
 @app.command()

@@ -245,6 +245,9 @@ class Hooks(_NoneMeansDefaults):
     before_promote: Text | None = None  # inside the write-unavailability window: keep it quick
     after_promote: Text | None = None
     on_undo: Text | None = None  # after a demotion was undone, e.g. pgbouncer RESUME
+    # `migrate failover` only: fences a source member SSH cannot reach (STONITH, cloud API);
+    # MIGRATOR_FENCE_MEMBER and MIGRATOR_FENCE_HOST name it; exit 0 means fenced.
+    fence: Text | None = None
     timeout_seconds: Seconds = 30
 
 
@@ -287,6 +290,9 @@ class PatroniHost(_NoneMeansDefaults):
     config_file: RemotePath = "/etc/patroni/patroni.yml"
     start_command: Text = "sudo systemctl start patroni"
     stop_command: Text = "sudo systemctl stop patroni"
+    # `migrate failover` runs it on each fenced member after the stop, so that no reboot starts
+    # Patroni again; unset: only the fence marker is written (the report says so).
+    disable_command: Text | None = None
     # Used when the tool writes patroni.yml to seed an empty site ({member} is expanded in
     # local_parameters values and in the commands above).
     local_parameters: dict[str, str | int | bool] = {}  # postgresql.parameters of this host

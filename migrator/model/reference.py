@@ -43,6 +43,10 @@ MEANINGS: dict[str, str] = {
     "Hooks.before_promote": "Command run inside the write-unavailability window, before the promotion: keep it quick.",
     "Hooks.after_promote": "Command run once the new timeline is proven (e.g. move DNS, a VIP, pgbouncer).",
     "Hooks.on_undo": "Command run after a demotion was undone (e.g. pgbouncer RESUME).",
+    "Hooks.fence": (
+        "`migrate failover` only: command that fences a source member SSH cannot reach (STONITH, cloud API); "
+        "MIGRATOR_FENCE_MEMBER and MIGRATOR_FENCE_HOST name it; exit 0 means fenced."
+    ),
     "Hooks.timeout_seconds": "Deadline of each hook.",
     "Site.scope": "Patroni's scope (cluster name) of this site.",
     "Site.namespace": "Patroni's namespace in the DCS; /service and service/ both mean /service/.",
@@ -73,6 +77,11 @@ MEANINGS: dict[str, str] = {
     "written when a site is seeded.",
     "PatroniHost.start_command": "Starts Patroni on a host (run over SSH; {member} expands).",
     "PatroniHost.stop_command": "Stops Patroni on a host (run over SSH; {member} expands).",
+    "PatroniHost.disable_command": (
+        "`migrate failover` only: keeps Patroni from starting again on a fenced host, e.g. "
+        "`sudo systemctl disable patroni` (run over SSH after the stop; {member} expands). Unset: only a "
+        "MIGRATOR-FENCED marker beside patroni.yml."
+    ),
     "PatroniHost.local_parameters": "postgresql.parameters written into a seeded member's patroni.yml.",
     "PatroniHost.basebackup_max_rate": "pg_basebackup --max-rate when a member is seeded, e.g. 100M.",
     "SshSettings.port": "SSH port of the database hosts.",

@@ -188,6 +188,13 @@ def _rollback_locked(
     if migration is None:
         raise UsageError(f"no migration is recorded in {state_dir}; to move the primary, use `migrate execute --dc`")
     plan = migration.stored_plan()
+    if plan.playbook == "failover":
+        # Fences are never undone by the tool: the old site comes back as a standby (reattach).
+        raise UsageError(
+            f"the latest migration ({migration.id}) is a failover to {plan.target}, which is not rolled back: "
+            f"finish it with `migrate failover --resume --dc {plan.target}`, bring {plan.source} back with "
+            f"`migrate reattach --dc {plan.source}`, then move with `migrate execute --dc {plan.source}`"
+        )
     promotion_sent = promotion_attempted(plan, migration)
     if migration.reverse_of is not None and migration.finished == "done":
         raise UsageError(

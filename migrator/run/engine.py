@@ -38,6 +38,7 @@ from migrator.steps.kinds import HOOK_KINDS, promotes
 from migrator.steps.registry import STEP_CLASSES
 
 SAMPLE_EVERY_SECONDS = 2.0
+FAILOVER = "failover"  # the playbook name of `migrate failover`'s plans (migrator/planning/failover.py)
 
 # Why the migration lock is lost (one line), or None while it is held: MigrationLock.lost.
 LockWatch = Callable[[], "str | None"]
@@ -181,6 +182,8 @@ class Engine:
         return steps, len(steps) < len(self.plan.steps)
 
     def _done_message(self, stopped_early: bool) -> str:
+        if self.plan.playbook == FAILOVER:
+            return f"{self.plan.target} is primary; {self.plan.source} is fenced (its Patroni and PostgreSQL stopped)"
         if any(promotes(s.kind) for s in self.plan.steps) and not stopped_early:
             return f"{self.plan.target} is primary; {self.plan.source} follows it"
         seeded = " seeded and" if self.plan.playbook == "seed" else ""
@@ -217,6 +220,10 @@ class Engine:
             self.journal.append("migration-finished", migration=migration.id, outcome="done")
             warnings = [f["warning"] for f in ctx.facts.values() if f.get("warning")]
             done = self._done_message(stopped_early)
+            # Facts a step wants in the outcome line (a failover's proof status, a lost range).
+            notes = [f["note"] for f in ctx.facts.values() if f.get("note")]
+            if notes:
+                done = f"{done} ({'; '.join(notes)})"
             if warnings:
                 return Outcome(1, f"{done}, but: {'; '.join(warnings)}", migration.id, "done")
             return Outcome(0, done, migration.id, "done")
@@ -338,10 +345,22 @@ class Engine:
         if isinstance(exc, UnsafeStateError):
             lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
             return Outcome(4, error + lost, migration.id, "stopped-unsafe")
+        if self.plan.playbook == FAILOVER and not promotion_attempted(self.plan, migration):
+            # A failover undoes nothing: a fence stays (only `migrate reattach` brings the site
+            # back), and the run is left unfinished so that --resume can go on from here.
+            message = (
+                f"{error}; nothing was promoted and no fence is undone; fix the cause and run "
+                f"`migrate failover --dc {self.plan.target} --resume` (runbooks/failover.md)"
+                if "--resume" not in error
+                else error
+            )
+            lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
+            return Outcome(4, message + lost, migration.id, "stopped-unsafe")
         if promotion_attempted(self.plan, migration):
+            command = "failover" if self.plan.playbook == FAILOVER else "execute"
             message = (
                 f"{error}; the promotion of {self.plan.target} was already sent, so nothing is undone: "
-                f"run `migrate execute --resume --dc {self.plan.target}` to finish"
+                f"run `migrate {command} --resume --dc {self.plan.target}` to finish"
             )
             lost += self._note("run-stopped", migration=migration.id, outcome="stopped-unsafe")
             return Outcome(4, message + lost, migration.id, "stopped-unsafe")

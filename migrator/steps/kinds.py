@@ -206,6 +206,38 @@ _DECLARED: tuple[StepKind, ...] = (
         runbook_sections=("promotion-not-confirmed",),
         runbook_page="runbooks/standby-leader-changes.md",
     ),
+    # --- `migrate failover` (migrator/steps/fence.py): the source is failing, fence it first ---
+    StepKind(
+        "fence_source_config",
+        "failover: standby_cluster into the failing source's DCS, where it still answers",
+        changes_state=True,
+        dcs_sites=("site",),
+        runbook_page="runbooks/failover.md",
+    ),
+    StepKind(
+        "fence_member",
+        "failover: stop Patroni, pg_ctl stop -m fast, fence marker (or --fenced / hooks.fence)",
+        changes_state=True,
+        runbook_page="runbooks/failover.md",
+    ),
+    StepKind(
+        "prove_failover",
+        "failover: token from the fenced members' pg_control; target replays past it, or the gap is stated",
+        runbook_page="runbooks/failover.md",
+    ),
+    StepKind(
+        "promote_failover",
+        "failover: PATCH standby_cluster: null on the target, writer on a timeline forked at the proven point",
+        changes_state=True,
+        dcs_sites=("site",),
+        runbook_page="runbooks/failover.md",
+        promotes=True,
+    ),
+    StepKind(
+        "verify_failover",
+        "failover: one writable member, in the target; none in the fenced source",
+        runbook_page="runbooks/failover.md",
+    ),
 )
 
 KINDS: dict[str, StepKind] = {kind.name: kind for kind in _DECLARED}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from migrator.steps import (  # noqa: F401 - imported for their @step_kind registrations
     dynamic_config,
+    fence,
     follow,
     paused,
     preseed,

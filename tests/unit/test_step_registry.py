@@ -143,7 +143,8 @@ def test_a_kind_with_an_undo_changes_state():
 
 
 def test_exactly_one_kind_promotes_and_the_demoting_kinds_can_be_undone():
-    assert [k.name for k in KINDS.values() if k.promotes] == ["promote_site"]
+    # One per protocol: the switchover's, and the failover's (which follows fences, not a demotion).
+    assert [k.name for k in KINDS.values() if k.promotes] == ["promote_site", "promote_failover"]
     assert kinds_module.DEMOTING_KINDS == ("demote_site", "stop_postgres")
     for name in kinds_module.DEMOTING_KINDS:
         assert KINDS[name].undo and KINDS[name].changes_state

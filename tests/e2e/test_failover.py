@@ -1,0 +1,238 @@
+"""`migrate failover` on the real testbed (issue 12): the source site is failing, the tool fences it,
+proves what the target has, and promotes the target; under a write ledger and a two-writer sampler.
+
+(a) dc1's etcd stopped, failsafe_mode off (Patroni makes dc1 read-only): fenced over SSH, lossless,
+    dc2 promoted, 0 acknowledged commits lost; with dc1's etcd back, dc1 never takes writes.
+(b) the same with failsafe_mode on (dc1 stays writable without its etcd), and a kill -9 of the tool
+    right after the promotion PATCH (the test-only crash point, migrator/run/crashpoint.py):
+    fencing stops dc1 before anything is promoted, `--resume` finishes without fencing or promoting
+    again; 0 lost; never two writable members.
+(c) dc1's primary host unreachable (REST, PostgreSQL and SSH): refused naming it; with --fenced it
+    goes on and the outcome states the proof status (not proven for the unread member).
+(d) dc2 behind the token (its WAL receiving cut before dc1 takes more commits): refused with the
+    exact LSN range and bytes; with --resume --accept-data-loss it promotes, and the recorded lost
+    range holds exactly the commits dc2 lacks (matched by their commit LSN).
+
+Every scenario leaves dc1 fenced, so each starts from a testbed rebuilt from nothing (about 20 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from migrator.model.state import lsn_value
+from migrator.run.crashpoint import CRASH_EXIT_CODE, ENV as CRASH_ENV
+from tests.e2e.test_execute import MIGRATE, explain, journal_records, migrate, writable
+from tests.helpers.faults import ensure_etcd_running, one_line, set_failsafe_mode, start_etcd_again, stop_etcd
+from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
+from tests.testbed import MEMBER_BY_NAME, SITE_BY_NAME, wait_until
+
+pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+
+DC1, DC2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
+DC2_MEMBERS = DC2.members
+
+
+@pytest.fixture
+def fresh(testbed):
+    """A testbed built from nothing (the previous scenario left dc1 fenced); rebuilt again after
+    the module's last scenario, for the modules that follow."""
+    ensure_etcd_running(testbed)
+    if testbed.baseline_problems():
+        testbed.up()
+    yield testbed
+    ensure_etcd_running(testbed)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _rebuild_after(testbed):
+    yield
+    if testbed.baseline_problems():
+        testbed.up()
+
+
+def failover(inventory, state, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*MIGRATE, "failover", "-i", str(inventory), "--dc", "dc2", "--yes", "--state-dir",
+                           str(state), *args], capture_output=True, text=True, timeout=400,
+                          env={**os.environ, **(env or {})})
+
+
+def events(state, event: str, step: str | None = None) -> list[dict]:
+    return [r for r in journal_records(state) if r["event"] == event and (step is None or r.get("step") == step)]
+
+
+def assert_dc1_fenced(bed) -> None:
+    for member in DC1.members:
+        assert not bed.patroni_alive(member), f"{member.name}'s Patroni runs again"
+        assert bed.postmaster_pid(member) is None or not _alive(bed.postmaster_pid(member)), member.name
+        assert (bed.patroni_config_file(member).parent / "MIGRATOR-FENCED").is_file(), member.name
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def assert_dc1_never_writable(bed, seconds: float = 10.0) -> None:
+    """With dc1's etcd back, for a while: only dc2's primary takes writes, dc1 stays down."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert [w for w in writable(bed) if w.startswith("dc1")] == []
+        time.sleep(0.5)
+    assert_dc1_fenced(bed)
+
+
+def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted(fresh, tmp_path):
+    bed, state = fresh, tmp_path / "state"
+    with WriterSampler(bed) as sampler, WriteLedger(bed, table="ledger_failover_a") as ledger:
+        time.sleep(1)
+        stop_etcd(bed, DC1)
+        wait_until(lambda: not writable(bed), 30, "dc1's primary to demote itself without its etcd")
+        plan = migrate("plan", "--failover", "--dc", "dc2", "-i", str(bed.inventory_path), "--format", "json")
+        assert plan.returncode == 0, explain(plan)
+        planned = json.loads(plan.stdout)
+        assert planned["dcs"]["dc1"] and planned["dcs"]["dc2"] is None  # dc1's etcd does not answer
+        assert [f["method"] for f in planned["fences"]] == ["ssh", "ssh"]
+        out = failover(bed.inventory_path, state)
+        assert out.returncode == 0, explain(out)
+        assert "dc2 is primary; dc1 is fenced" in out.stdout and "lossless: dc2-a replayed" in out.stdout, out.stdout
+        acked = len(ledger.acknowledged)
+        wait_until(lambda: len(ledger.acknowledged) > acked + 50, 30, "the ledger writing on dc2")
+    assert sampler.violations == [], sampler.changes
+    assert_no_acknowledged_commit_lost(bed, ledger, members=DC2_MEMBERS)
+    proof = events(state, "step-done", "prove")[0]["facts"]
+    assert proof["status"] == "lossless" and proof["replayed"] > proof["token"]
+    promoted = events(state, "step-done", "promote-dc2")[0]["facts"]
+    assert promoted["primary"] == "dc2-a" and promoted["new_timeline"] > promoted["timeline_before"]
+    assert lsn_value(promoted["fork_lsn"]) > proof["token"]
+    start_etcd_again(bed, DC1)
+    assert_dc1_never_writable(bed)
+
+
+def test_b_failsafe_on_dc1_writable_fenced_first_and_a_crash_after_the_promotion_resumes(fresh, tmp_path):
+    bed, state = fresh, tmp_path / "state"
+    set_failsafe_mode(bed, True)
+    with WriterSampler(bed) as sampler, WriteLedger(bed, table="ledger_failover_b") as ledger:
+        stop_etcd(bed, DC1)
+        time.sleep(8)  # longer than Patroni takes to demote a primary without failsafe
+        assert writable(bed) == ["dc1-a"], "failsafe_mode on: dc1-a keeps taking writes without its etcd"
+        acked_before = len(ledger.acknowledged)
+        crashed = failover(bed.inventory_path, state, env={CRASH_ENV: "after-patch:promote-dc2"})
+        assert crashed.returncode == CRASH_EXIT_CODE, explain(crashed)
+        assert len(ledger.acknowledged) > acked_before  # dc1 took writes until it was fenced
+        out = failover(bed.inventory_path, state, "--resume")
+        assert out.returncode == 0, explain(out)
+        assert "still holds" in out.stdout  # each fence re-checked on its host, not repeated
+        wait_until(lambda: writable(bed) == ["dc2-a"], 30, "dc2-a the one writer")
+        time.sleep(2)
+    assert sampler.violations == [], sampler.changes
+    assert_no_acknowledged_commit_lost(bed, ledger, members=DC2_MEMBERS)
+    for fence in ("fence-dc1-a", "fence-dc1-b"):
+        assert len(events(state, "step-applied", fence)) == 1, fence  # fenced once
+    assert len(events(state, "promotion-attempted")) == 1  # the PATCH sent once
+    assert events(state, "step-in-place", "promote-dc2"), "the resumed run found the promotion done"
+    # The fence came before the promotion: dc1-a stopped before dc2 became writable.
+    fenced = events(state, "step-done", "fence-dc1-a")[0]["facts"]
+    promoted = events(state, "step-done", "promote-dc2")[0]["facts"]
+    assert fenced["fenced_at"] < promoted["target_writable_at"]
+    start_etcd_again(bed, DC1)
+    assert_dc1_never_writable(bed)
+
+
+def _inventory_without_ssh_to(bed, tmp_path, member: str, fence_hook: str | None = None):
+    """dc1's members share one sshd on the testbed: dc1-a's SSH path is cut by giving it, in the
+    inventory the tool reads, a port nothing listens on (refused, as a dead host's would be)."""
+    text = bed.inventory_path.read_text()
+    host = MEMBER_BY_NAME[member].host
+    marker = f"    - name: {member}\n      host: {host}\n"
+    assert marker in text, text
+    text = text.replace(marker, marker + "      ssh:\n        port: 2999\n", 1)
+    if fence_hook:
+        text = text.replace("gates:\n", f"hooks:\n  fence: {fence_hook}\ngates:\n", 1)
+    path = tmp_path / ("hooked.yml" if fence_hook else "inventory.yml")
+    path.write_text(text)
+    return path
+
+
+def test_c_primary_host_unreachable_is_refused_then_goes_on_with_fenced(fresh, tmp_path):
+    bed, state = fresh, tmp_path / "state"
+    inventory = _inventory_without_ssh_to(bed, tmp_path, "dc1-a")
+    with WriterSampler(bed) as sampler:
+        stop_etcd(bed, DC1)
+        # dc1-a's host goes dark: its Patroni and PostgreSQL stop (REST and PostgreSQL refuse).
+        bed.stop_patroni(MEMBER_BY_NAME["dc1-a"])
+        wait_until(lambda: not writable(bed), 30, "no writer")
+        out = failover(inventory, state)
+        assert out.returncode == 1, explain(out)
+        line = one_line(out.stderr)
+        assert "dc1-a" in line and "--fenced dc1-a" in line and "nothing was changed" in line, line
+        assert bed.patroni_alive(MEMBER_BY_NAME["dc1-b"]), "refused: nothing was fenced"
+        # A fence hook (a STONITH command) is run for it, told which member; it fails here.
+        told = tmp_path / "fence-hook.txt"
+        hooked = _inventory_without_ssh_to(
+            bed, tmp_path, "dc1-a", f"'echo \"$MIGRATOR_FENCE_MEMBER $MIGRATOR_FENCE_HOST\" > {told}; exit 1'")
+        out = failover(hooked, state)
+        assert out.returncode == 4, explain(out)
+        line = one_line(out.stderr)
+        assert "hook fence exited 1" in line and "dc1-a is not fenced" in line and "--fenced dc1-a" in line, line
+        assert told.read_text().split() == ["dc1-a", MEMBER_BY_NAME["dc1-a"].host]
+        assert writable(bed) == [] and not events(state, "promotion-attempted")
+        # The operator fenced it by other means: a new run replaces the stopped one.
+        out = failover(hooked, state, "--fenced", "dc1-a")
+        assert out.returncode == 0, explain(out)
+        assert "not proven for dc1-a (pg_control not read)" in out.stdout, out.stdout
+    assert sampler.violations == [], sampler.changes
+    fence = events(state, "step-done", "fence-dc1-a")[0]["facts"]
+    assert fence["fenced_by"] == "operator"
+    assert events(state, "step-done", "fence-dc1-b")[0]["facts"]["fenced_by"] == "ssh"
+    assert writable(bed) == ["dc2-a"]
+
+
+def test_d_target_behind_the_token_refused_with_the_gap_then_accepted_and_recorded(fresh, tmp_path):
+    bed, state = fresh, tmp_path / "state"
+    primary, standby = MEMBER_BY_NAME["dc1-a"], MEMBER_BY_NAME["dc2-a"]
+    bed.sql(primary, "CREATE TABLE failover_gap (id int PRIMARY KEY, lsn pg_lsn)")
+    for i in range(1, 6):
+        bed.sql(primary, "INSERT INTO failover_gap VALUES (%s, pg_current_wal_insert_lsn())", (i,))
+    wait_until(lambda: bed.sql(standby, "SELECT count(*) FROM failover_gap")[0][0] == 5, 30, "dc2 has rows 1-5")
+    # dc2's WAL receiving cut: its standby_cluster points at a port nothing listens on.
+    bed.patch_config(DC2, {"standby_cluster": {"port": 1}})
+    wait_until(lambda: not bed.sql(standby, "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'"),
+               30, "dc2-a's walreceiver gone")
+    lost = {}
+    for i in range(6, 31):  # acknowledged on dc1 only
+        with bed.connect(primary) as conn:
+            conn.execute("INSERT INTO failover_gap VALUES (%s, '0/0')", (i,))
+            lost[i] = lsn_value(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+    out = failover(bed.inventory_path, state)
+    assert out.returncode == 4, explain(out)
+    line = one_line(out.stderr)
+    assert "gap: dc2-a lacks WAL" in line and "bytes" in line and "--accept-data-loss" in line, line
+    assert writable(bed) == [], "refused: dc1 fenced, dc2 not promoted"
+    proof = events(state, "step-failed", "prove")[0]["error"]
+    out = failover(bed.inventory_path, state, "--resume", "--accept-data-loss")
+    assert out.returncode == 0, explain(out)
+    assert "DATA LOSS ACCEPTED" in out.stdout, out.stdout
+    accepted = events(state, "data-loss-accepted")[0]
+    low, high = lsn_value(accepted["lost_from"]), lsn_value(accepted["lost_to"])
+    assert accepted["lost_bytes"] == high - low and accepted["lost_from"] in proof and accepted["lost_to"] in proof
+    wait_until(lambda: writable(bed) == ["dc2-a"], 30, "dc2-a promoted")
+    present = {row[0] for row in bed.sql(standby, "SELECT id FROM failover_gap")}
+    missing = set(range(1, 31)) - present
+    assert missing == set(lost), f"dc2 lacks {sorted(missing)}"  # exactly the commits made after the cut
+    # ...and the recorded range holds every one of them (each commit's WAL position lies in it).
+    assert all(low < lsn <= high for lsn in lost.values()), (accepted, lost)
+    promoted = events(state, "step-done", "promote-dc2")[0]["facts"]
+    assert lsn_value(promoted["fork_lsn"]) >= low
