@@ -74,6 +74,7 @@ class Footprint:
     returncode: int = 0
     seconds: float = 0.0
     peak_rss_mib: float = 0.0
+    cpu_seconds: float = 0.0  # user + system, from wait4
     peak_fds: int = 0
     peak_threads: int = 0
     peak_open: Counter = field(default_factory=Counter)  # kind -> most connections open at one sample
@@ -140,6 +141,7 @@ def measure(command: list[str], label: str) -> Footprint:
     footprint.seconds = time.monotonic() - started
     footprint.returncode = os.waitstatus_to_exitcode(status)
     footprint.peak_rss_mib = usage.ru_maxrss / 1024
+    footprint.cpu_seconds = usage.ru_utime + usage.ru_stime
     footprint.opened = json.loads(counts.read_text() or "{}")
     counts.unlink()
     if footprint.returncode != 0:
@@ -152,8 +154,9 @@ def show(footprint: Footprint) -> None:
     peaks = ", ".join(f"{k} {v}" for k, v in sorted(footprint.peak_open.items()))
     opened = ", ".join(f"{k} {v}" for k, v in sorted(footprint.opened.items()))
     print(
-        f"{footprint.command}: exit {footprint.returncode}, {footprint.seconds:.1f}s, peak RSS "
-        f"{footprint.peak_rss_mib:.0f} MiB, peak fds {footprint.peak_fds}, peak threads {footprint.peak_threads}; "
+        f"{footprint.command}: exit {footprint.returncode}, {footprint.seconds:.1f}s "
+        f"(CPU {footprint.cpu_seconds:.1f}s), peak RSS {footprint.peak_rss_mib:.0f} MiB, peak fds "
+        f"{footprint.peak_fds}, peak threads {footprint.peak_threads}; "
         f"connections open at once (peak of 20 ms samples): {peaks or 'none seen'}; opened over the run: "
         f"{opened or 'none'}",
         flush=True,
@@ -206,13 +209,18 @@ def main() -> int:
     print(f"- memory: {p} migrate children x {rss:.0f} MiB peak RSS = {p * rss / 1024:.1f} GiB (+ the fleet process)")
     print(f"- file descriptors: {p} x {fds} peak = {p * fds} (ulimit -n of the fleet process tree)")
     print(f"- threads: {p} x {threads} peak = {p * threads}")
+    cpu = statistics.median(r.cpu_seconds for r in runs)
+    print(f"- CPU: median {cpu:.1f}s per run over {run_seconds:.1f}s: {p} at once keep {p * cpu / run_seconds:.1f} "
+          "core(s) busy")  # fmt: skip
     print("- connections open at once: " + ", ".join(f"{k} {p} x {peak_open[k]} = {p * peak_open[k]}" for k in kinds)
           + f"; total {p * sum(peak_open.values())}")  # fmt: skip
     print("- connections opened per service run (one direction, the most of any run): "
           + ", ".join(f"{k} {opened[k]}" for k in opened_kinds)
           + f"; total {sum(opened.values())}, x {n} services = {n * sum(opened.values())}")  # fmt: skip
-    print(f"- wall time: median service run {run_seconds:.1f}s (execute or rollback, {'demo, 2' if args.demo else 'svc1, 1'} member(s) per site) x "
-          f"({rounds} rounds + {args.waves} wave tails) = {wall / 60:.1f} min, without human pauses between waves")  # fmt: skip
+    shape = "demo, 2 members" if args.demo else "svc1, 1 member"
+    print(f"- wall time: median service run {run_seconds:.1f}s (execute or rollback, {shape} per site) x "
+          f"({rounds} rounds + {args.waves} wave tails) = {wall / 60:.1f} min, without human pauses "
+          "between waves")  # fmt: skip
     if args.plan_seconds is not None:
         print(f"- planning {n} services (bench.fleet_plan, pure planner): {args.plan_seconds:.1f}s")
     return 0

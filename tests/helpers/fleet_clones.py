@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from migrator.model.state import ServiceState, SeedFacts
+from migrator.model.state import SeedFacts, ServiceState
 
 _FILE_REFERENCE = re.compile(r"file:\S+")
 _KEY_FILES = re.compile(r"(?m)^(\s*(?:key_file|known_hosts|ca_file|cert_file)): .*$")
