@@ -15,6 +15,13 @@ measures the neighbours) of loading the fleet (N inventories), of planning, of r
 the JSON fleet plan; the planning cost per service; peak RSS of this process. `--profile` prints
 the 25 most expensive functions of the planning (cProfile, cumulative).
 
+Where the time went (cProfile of check_outcome per service): the round-trip YAML parse of the
+playbook, once per service, was about 3/4 of it (88 ms of CPU per service); the playbook is now
+parsed once per text and process (model/playbook.parse_playbook), 17-19 ms per service, same
+plans and fleet fingerprint. What remains is about half the YAML dumps of the four config diffs
+of a plan (planning/switchover.yaml_text, pure-Python ruamel) and mostly the steps' Jinja
+expressions for the rest; loading an inventory costs another 10 ms (round-trip YAML).
+
 Usage: .venv/bin/python -m bench.fleet_plan [--services 500] [--parallel 20]
            [--record 3 --snapshots DIR | --snapshots DIR] [--profile]
 (`--record` needs MIGRATOR_TESTBED_NET / MIGRATOR_TESTBED_DIR naming a testbed; it is built or
