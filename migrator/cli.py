@@ -446,6 +446,30 @@ def fleet_plan(
     return run_fleet_plan(fleet, dc, output_format.value, out, skip_blocked, report, remember_secrets)
 
 
+@fleet_app.command("status")
+def fleet_status(
+    fleet: Annotated[Path, typer.Option("--fleet", metavar="FILE", help="Fleet YAML (docs/fleet.md).")],
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until interrupted.")] = False,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
+) -> int:
+    """Both sites of every service, one row each; exit 0 healthy, 1 degraded or unobserved, 4 split brain."""
+    from migrator.render.fleet_status import FleetStatusView
+    from migrator.run.fleet_status import run_fleet_status
+
+    as_json = json_output or output_format is RunFormat.json
+    view = FleetStatusView(as_json=as_json, watch=watch, color=color_wanted(), console=rich_console())
+
+    def remember(secrets: list[str]) -> None:
+        remember_secrets(secrets)
+        view.remember(secrets)
+
+    try:
+        return run_fleet_status(fleet, watch, view, remember)
+    finally:
+        view.close()
+
+
 @fleet_app.command("schema")
 def fleet_schema() -> None:
     """Print the fleet file's JSON Schema."""

@@ -60,12 +60,46 @@ service and prints the fleet plan (runbooks/fleet.md); every inventory must have
 """
 
 
+# After the key table: the fleet commands that are not about the file's keys.
+STATUS_SECTION = """
+## `migrate fleet status`
+
+```
+migrate fleet status --fleet F [--json | --format json] [--watch]
+```
+
+Observes both sites of every service (Patroni REST, etcd and PostgreSQL of every member, as
+`migrate status` does; no SSH), at most `parallel` services at a time, each within its own
+deadline (12 network timeouts of its inventory), and prints one row per service in wave order:
+each site's role (`primary`, `standby cluster`, `down`, or what is odd: `standby cluster,
+WRITABLE`, `primary cluster, not writable`), the writable leader, its timeline, how far the
+furthest standby is behind it, the verdict and its first reason. Changes nothing.
+
+Verdicts, and the exit code (the worst service decides):
+
+- `healthy`: one writable member, the other site a standby cluster, every member answering and
+  streaming. Exit 0 when every service is healthy.
+- `DEGRADED` (exit 1): observed, but no writable member, two primary clusters, a site's etcd
+  down, a site paused, its dynamic config unreadable, a member silent, or a standby not streaming.
+- `UNOBSERVED` (exit 1): no member of the service answered (the row names one and its host), its
+  observation failed (the row says what did not answer), or it ran past its deadline.
+- `SPLIT BRAIN` (exit 4, in red, whatever the other services are): more than one writable member
+  in the service, so two sites take writes; a line under the table names them.
+
+A service that cannot be observed is a row, never the end of the table. `--json` prints one
+document (docs/output.md, `kind: "fleet-status"`): a `kind: "status"` document per service, its
+verdict and reasons, and the totals. `--watch` refreshes every 2 s until Ctrl-C (exit 130); with
+`--json`, one compact document per line. What to do with each verdict: runbooks/fleet.md,
+"Reading fleet status".
+"""
+
+
 def markdown_reference() -> str:
     lines = ["## (top level)", "", "| key | type | default | meaning |", "|---|---|---|---|"]
     for name, field in FleetSpec.model_fields.items():
         meaning = MEANINGS.get(f"FleetSpec.{name}", "")
         lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
-    return INTRO + "\n".join(lines) + "\n"
+    return INTRO + "\n".join(lines) + "\n" + STATUS_SECTION
 
 
 def missing_meanings() -> list[str]:

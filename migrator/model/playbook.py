@@ -307,6 +307,16 @@ def load_playbook(path: str | os.PathLike[str]) -> Playbook:
 
 
 def parse_playbook(text: str, *, source: str) -> Playbook:
+    """Validate playbook `text`; `source` names it in messages. The same text is parsed once per
+    process: the round-trip YAML parse was 85 % of planning one service (bench/fleet_plan.py), and
+    a fleet plans every service with the same playbook. The cache key is the whole text, so an
+    edited file is parsed and validated afresh; a playbook is frozen, so sharing it is safe, and a
+    refused one raises every time (exceptions are not cached)."""
+    return _parse_playbook(text, source)
+
+
+@lru_cache(maxsize=16)
+def _parse_playbook(text: str, source: str) -> Playbook:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:

@@ -110,6 +110,9 @@ def test_an_error_document_has_exactly_the_documented_keys():
 def test_docs_output_md_documents_every_key_and_no_other():
     documented = _documented_keys()
     produced = RUN_KEYS | STEP_KEYS | STATUS_KEYS | SITE_KEYS | MEMBER_KEYS | ERROR_KEYS
+    from migrator.render.fleet_status import FLEET_STATUS_KEYS, FLEET_STATUS_SERVICE_KEYS
+
+    produced |= FLEET_STATUS_KEYS | FLEET_STATUS_SERVICE_KEYS  # migrate fleet status --json
     assert produced <= documented, sorted(produced - documented)
     assert documented <= produced, sorted(documented - produced)
 
