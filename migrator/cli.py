@@ -142,11 +142,14 @@ def plan(
         typer.Option("--out", metavar="FILE", help="Also write the plan as JSON here (for --plan and `migrate show`)."),
     ] = None,
     state_dir: StateDirOption = None,
+    reattach: Annotated[
+        bool, typer.Option("--reattach", help="Plan making --dc (the old primary site) a standby of the new primary.")
+    ] = False,
 ) -> int:
     """Observe both sites and write the switchover plan (changes nothing)."""
     loaded = _load(inventory)
     loaded.site(dc)
-    code = run_plan(loaded, dc, output_format, out)
+    code = run_plan(loaded, dc, output_format, out, reattach)
     if output_format is OutputFormat.text:  # any other format is a document: nothing beside it
         sys.stdout.write(f"{_state_line(state_dir, loaded.service)}\n{_runbooks_line()}\n")
     return code
@@ -251,6 +254,23 @@ def rollback(
     """Undo an interrupted or failed migration."""
     as_json = json_output or output_format is RunFormat.json
     return run_rollback(_load(inventory), yes, resolve_state_base(state_dir).path, as_json)
+
+
+@app.command()
+def reattach(
+    inventory: InventoryOption,
+    dc: Annotated[str, typer.Option("--dc", metavar="NAME", help="The old primary site to bring back as a standby.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted reattach.")] = False,
+    yes: YesOption = False,
+    state_dir: StateDirOption = None,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
+) -> int:  # the exit code, which run() returns
+    """After a failover: make --dc a standby cluster of the new primary, never writable on the way."""
+    loaded = _load(inventory)
+    loaded.site(dc)
+    as_json = json_output or output_format is RunFormat.json
+    return run_reattach(loaded, dc, resume, yes, resolve_state_base(state_dir).path, as_json)
 
 
 @app.command()
@@ -373,12 +393,15 @@ def fleet_schema() -> None:
 # --- command bodies: each one is replaced as the engine lands ----------------------------------
 
 
-def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None) -> int:
+def run_plan(
+    inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None, reattach: bool = False
+) -> int:
     from migrator.model.secrets import mask
     from migrator.planning.preflight import observe_and_plan
+    from migrator.planning.reattach import observe_and_plan_reattach
     from migrator.render.plan_report import render, render_runbook
 
-    the_plan = observe_and_plan(inventory, dc)
+    the_plan = observe_and_plan_reattach(inventory, dc) if reattach else observe_and_plan(inventory, dc)
     # Dynamic configs are copied verbatim into plans; a password someone put in, say,
     # archive_command must still not reach a report.
     if output_format is OutputFormat.runbook:
@@ -501,6 +524,27 @@ def run_rollback(inventory: Inventory, yes: bool, state_dir: Path, as_json: bool
     with errors_as_document(as_json, "rollback", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
         outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
     return _finish(console, inventory, state_dir, outcome, "rollback" if as_json else None)
+
+
+def run_reattach(inventory: Inventory, dc: str, resume: bool, yes: bool, state_dir: Path, as_json: bool) -> int:
+    from migrator.render.run_json import dumps, errors_as_document, noop_document
+    from migrator.run.reattach import reattach
+
+    console = _console(stderr=as_json)
+    _print_trust_warnings(console, inventory)
+    with errors_as_document(as_json, "reattach", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
+        outcome = reattach(inventory, dc, state_dir, resume, _confirmer(console, yes, "reattach"), _progress(console))
+    if isinstance(outcome, str):
+        console.print(f"nothing to do: {outcome}")
+        if as_json:
+            sys.stdout.write(
+                dumps(
+                    noop_document("reattach", inventory.service, outcome, _trust_warnings(inventory)),
+                    inventory.secrets(),
+                )
+            )
+        return 0
+    return _finish(console, inventory, state_dir, outcome, "reattach" if as_json else None)
 
 
 def _trust_warnings(inventory: Inventory) -> list[str]:
