@@ -60,6 +60,8 @@ class MemberVerdict:
         """`0/5000000..0/5001200 (4608 bytes)` or `from 0/5000000 (end unknown)`; "" when none."""
         if not self.diverged:
             return ""
+        if self.diverged_from is None and self.diverged_to is None:
+            return "none (re-cloned on request)"
         start = lsn_text(self.diverged_from) if self.diverged_from is not None else "an unknown fork"
         if self.diverged_to is None:
             return f"from {start} (end unknown: not shut down cleanly)"
@@ -204,10 +206,33 @@ def _member_running(member: MemberState) -> bool:
     return member.patroni is not None or member.postgres is not None
 
 
+def _forced_reclone(verdict: MemberVerdict) -> MemberVerdict:
+    """The operator asked for a re-clone (`--reclone`): a clean member's data is set aside too."""
+    if verdict.action == "reclone":
+        return verdict
+    return MemberVerdict(
+        verdict.member,
+        "reclone",
+        f"re-clone asked (--reclone); {verdict.reason}",
+        verdict.timeline,
+        verdict.lsn,
+        verdict.fork,
+        verdict.diverged_from,
+        verdict.diverged_to,
+    )
+
+
 def judge(
-    inventory: Inventory, state: ServiceState, old: str, new: str, history_text: str | None, history_error: str | None
+    inventory: Inventory,
+    state: ServiceState,
+    old: str,
+    new: str,
+    history_text: str | None,
+    history_error: str | None,
+    reclone: frozenset[str] = frozenset(),
 ) -> ReattachJudgement:
-    """Every finding of a reattach plan, and each old-site member's verdict."""
+    """Every finding of a reattach plan, and each old-site member's verdict; `reclone` names the
+    members to re-clone whatever their verdict (e.g. after a failed rewind)."""
     findings: list[Finding] = []
     old_state, new_state = state.sites[old], state.sites[new]
     old_site = inventory.site(old)
@@ -358,8 +383,20 @@ def judge(
                 )
             )
             continue
+        if member.name in reclone:
+            verdict = _forced_reclone(verdict)
         verdicts.append(verdict)
-        if verdict.diverged:
+        if verdict.diverged and verdict.diverged_from is None and verdict.diverged_to is None:
+            findings.append(
+                Finding(
+                    check="reattach-member",
+                    verdict=Verdict.OK,
+                    site=old,
+                    members=(member.name,),
+                    finding=f"{member.name}: {verdict.reason}; its data directory is moved aside and re-cloned",
+                )
+            )
+        elif verdict.diverged:
             what = "rewound (pg_rewind)" if verdict.action == "rewind" else "moved aside and re-cloned"
             findings.append(
                 Finding(
@@ -514,7 +551,9 @@ def diverged_summary(steps_args: list[dict[str, Any]]) -> list[str]:
     """One line per diverged member, for the run's outcome and report."""
     lines = []
     for m in steps_args:
-        if m.get("action") in ("rewind", "reclone"):
+        if m.get("action") == "reclone" and not m.get("diverged_from") and not m.get("diverged_to"):
+            lines.append(f"{m['name']} re-cloned on request (its old data moved aside)")
+        elif m.get("action") in ("rewind", "reclone"):
             what = "rewound" if m["action"] == "rewind" else "re-cloned (its old data moved aside)"
             lines.append(f"{m['name']} diverged: WAL {m.get('diverged_range')} never reached the new primary; {what}")
     return lines
@@ -526,13 +565,17 @@ def reattach_playbook() -> Playbook:
     return load_playbook(PLAYBOOK_DIR / "reattach.yml")
 
 
-def observe_and_plan_reattach(inventory: Inventory, old: str) -> Plan:
+def observe_and_plan_reattach(inventory: Inventory, old: str, reclone: tuple[str, ...] = ()) -> Plan:
     """Observe every site (the old site's pg_control over SSH with it), read the new primary's
     timeline history, and plan `old`'s reattachment to the one other site that is primary."""
     from migrator.errors import UsageError
     from migrator.observe.observer import observe
     from migrator.observe.reattach_facts import primary_history
 
+    names = [m.name for m in inventory.site(old).members]
+    for name in reclone:
+        if name not in names:
+            raise UsageError(f"--reclone {name}: not a member of {old} (its members: {', '.join(names)})")
     others = [name for name in inventory.sites if name != old]
     state = observe(inventory)
     primaries = [name for name in others if any(m.writable for m in state.sites[name].members)]
@@ -543,5 +586,5 @@ def observe_and_plan_reattach(inventory: Inventory, old: str) -> Plan:
     else:
         raise UsageError(f"cannot tell which site {old} should follow: {len(primaries)} other sites take writes")
     history_text, history_error = primary_history(inventory, state, new)
-    judgement = judge(inventory, state, old, new, history_text, history_error)
+    judgement = judge(inventory, state, old, new, history_text, history_error, frozenset(reclone))
     return reattach_plan(inventory, state, reattach_playbook(), old, new, judgement)

@@ -53,13 +53,16 @@ def reattach(
     resume: bool,
     confirm: Callable[[Plan], bool],
     progress: Callable[[str], None],
+    reclone: tuple[str, ...] = (),
 ) -> Outcome | str:
     """Run (or resume) the reattachment of `old`; a plain string is a no-op message."""
     state_dir = state_dir_for(state_base, inventory.service)
+    if resume and reclone:
+        raise UsageError("--reclone is decided when the plan is made, not on --resume; resume without it")
     if resume and unfinished(Journal(state_dir)) is None:  # refused early; decided again under the lock
         raise UsageError(f"nothing to resume: no unfinished reattach in {state_dir}")
     with _lock(inventory, state_dir) as lock:
-        return _reattach_locked(inventory, old, state_dir, resume, confirm, progress, lock.lost)
+        return _reattach_locked(inventory, old, state_dir, resume, confirm, progress, lock.lost, reclone)
 
 
 def _reattach_locked(
@@ -70,6 +73,7 @@ def _reattach_locked(
     confirm: Callable[[Plan], bool],
     progress: Callable[[str], None],
     lock_lost: LockWatch = never_lost,
+    reclone: tuple[str, ...] = (),
 ) -> Outcome | str:
     journal = Journal(state_dir, inventory.secrets())
     pending = unfinished(journal)
@@ -96,7 +100,7 @@ def _reattach_locked(
             f"an unfinished migration to {pending.target} is recorded in {state_dir} ({pending.id}); "
             f"finish it with `{again}` first"
         )
-    plan = observe_and_plan_reattach(inventory, old)
+    plan = observe_and_plan_reattach(inventory, old, reclone)
     if plan.noop_reason:
         return plan.noop_reason
     if not plan.executable:

@@ -18,6 +18,7 @@ from tests.e2e.test_execute import MIGRATE, assert_primary_site, explain, journa
 from tests.helpers.faults import start_etcd_again, stop_etcd
 from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.testbed import SITE_BY_NAME, wait_until
+from tests.testbed.patroni_config import member_dir
 
 pytestmark = pytest.mark.testbed
 
@@ -135,8 +136,9 @@ def test_reattach_after_a_hand_failover_then_execute_back_loses_no_commit(baseli
 def test_a_diverged_member_is_rewound_with_its_range_reported_and_a_killed_run_resumes(baseline, tmp_path):
     testbed, inventory, state = baseline, str(baseline.inventory_path), tmp_path / "state"
     primary = next(m for m in DC1.members if _role(testbed, m) == "primary")
-    testbed.sql(primary, "CREATE TABLE IF NOT EXISTS reattach_fork (id int PRIMARY KEY)")
-    testbed.sql(primary, "INSERT INTO reattach_fork VALUES (1) ON CONFLICT DO NOTHING")
+    testbed.sql(primary, "DROP TABLE IF EXISTS reattach_fork")
+    testbed.sql(primary, "CREATE TABLE reattach_fork (id int PRIMARY KEY)")
+    testbed.sql(primary, "INSERT INTO reattach_fork VALUES (1)")
     leader2 = next(m for m in DC2.members if _role(testbed, m) == "standby_leader")
     wait_until(lambda: testbed.sql(leader2, "SELECT count(*) FROM reattach_fork")[0][0] == 1, 30, "row 1 on dc2")
     # dc2 cut off (stopped), then commits only dc1 has, then dc1 down and dc2 promoted by hand.
@@ -160,8 +162,11 @@ def test_a_diverged_member_is_rewound_with_its_range_reported_and_a_killed_run_r
     assert fork["action"] == "rewind" and fork["diverged_bytes"] > 0, fork
     expected_range = fork["diverged_range"]
 
-    # Killed right after the rewind ran, before the journal says so: --resume must not rewind again.
-    crash = subprocess.run([*MIGRATE, "reattach", "-i", inventory, "--dc", "dc1", "--yes", "--state-dir", str(state)],
+    # The primary is rewound, the replica re-cloned on request (its data moved aside). Killed right
+    # after both, before the journal says so: --resume must neither rewind nor move again.
+    replica = next(m for m in DC1.members if m is not primary)
+    crash = subprocess.run([*MIGRATE, "reattach", "-i", inventory, "--dc", "dc1", "--reclone", replica.name,
+                            "--yes", "--state-dir", str(state)],
                            capture_output=True, text=True, timeout=300,
                            env={**os.environ, "MIGRATOR_TEST_CRASH_AT": "after-patch:rewind-diverged"})
     assert crash.returncode == 137, explain(crash)
@@ -181,7 +186,10 @@ def test_a_diverged_member_is_rewound_with_its_range_reported_and_a_killed_run_r
     assert "rewind-diverged" in in_place and "rewind-diverged" not in applied, (in_place, applied)
     assert applied.count("standby-cluster-in-old-dcs") == 1, applied
     report = next(state.glob("demo/report-*.md")).read_text()
-    assert f"{primary.name} diverged: WAL {expected_range}" in report, report[:3000]
+    assert f"{primary.name} diverged: WAL {expected_range} never reached the new primary; rewound" in report, report
+    assert f"{replica.name} diverged: WAL " in report and "re-cloned (its old data moved aside)" in report, report
+    aside = list(member_dir(testbed.base, replica).glob("data.migrator-aside-*"))
+    assert len(aside) == 1 and (aside[0] / "global" / "pg_control").is_file(), aside  # never deleted
     # dc1 holds dc2's history now: the rows only dc1 had are gone from it, dc2's row is there.
     for member in DC1.members:
         wait_until(lambda m=member: testbed.sql(m, "SELECT count(*) FROM reattach_fork WHERE id = 2")[0][0] == 1,

@@ -212,3 +212,16 @@ def test_an_old_site_already_following_is_a_no_op():
     assert judgement.noop_reason == "dc1 is already a standby cluster of dc2"
     plan = reattach_plan(example_inventory(), state, reattach_playbook(), "dc1", "dc2", judgement)
     assert plan.noop_reason and plan.steps == ()
+
+
+def test_a_member_named_for_reclone_is_set_aside_whatever_its_verdict():
+    state = failed_over(**{"dc1-a": control(checkpoint="0/5002100")})
+    judgement = judge(example_inventory(), state, "dc1", "dc2", HISTORY, None, frozenset({"dc1-a", "dc1-b"}))
+    assert [(v.member, v.action) for v in judgement.verdicts] == [("dc1-a", "reclone"), ("dc1-b", "reclone")]
+    plan = reattach_plan(example_inventory(), state, reattach_playbook(), "dc1", "dc2", judgement)
+    start = next(s for s in plan.steps if s.id == "start-old-site")
+    assert start.args["forget_initialize"] is True  # no member keeps data: Patroni must bootstrap a standby leader
+    assert diverged_summary(start.args["members"]) == [
+        "dc1-a diverged: WAL 0/5000100..0/5002100 (8192 bytes) never reached the new primary; "
+        "re-cloned (its old data moved aside)",
+        "dc1-b re-cloned on request (its old data moved aside)"]
