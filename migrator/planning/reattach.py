@@ -301,8 +301,9 @@ def judge(
                 verdict=Verdict.BLOCK,
                 site=old,
                 members=tuple(writers),
-                finding=f"{', '.join(writers)} of {old} runs as a writable primary: two writable sites",
-                fix=f"stop it now (`{stop_hint}` and `pg_ctl stop -m fast`), then reattach; see runbooks/reattach.md",
+                finding=f"{', '.join(writers)} of {old} runs as a writable primary",
+                fix=f"a site that takes writes is never reattached; if {new} is the primary now, stop it at once "
+                f"(`{stop_hint}`, then `pg_ctl stop -m fast`): see runbooks/reattach.md",
             )
         )
     running = [m.name for m in old_state.members if _member_running(m) and m.name not in writers]

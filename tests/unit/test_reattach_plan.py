@@ -171,8 +171,8 @@ def test_a_writable_old_member_blocks_with_what_to_do():
     state = with_member(failed_over(), "dc1-a", postgres=load_baseline().sites["dc1"].members[0].postgres.model_dump(),
                         postgres_error=None)
     block = by_check(judged(state).findings)["reattach-old-not-writable"][0]
-    assert block.verdict is Verdict.BLOCK and "dc1-a of dc1 runs as a writable primary" in block.finding
-    assert "stop it now" in block.fix
+    assert block.verdict is Verdict.BLOCK and "dc1-a of dc1 runs as a writable primary" in block.finding and "stop it at once" in block.fix
+    assert "if dc2 is the primary now, stop it at once" in block.fix
 
 
 def test_a_new_site_still_standby_blocks_and_names_the_failover():
@@ -225,3 +225,44 @@ def test_a_member_named_for_reclone_is_set_aside_whatever_its_verdict():
         "dc1-a diverged: WAL 0/5000100..0/5002100 (8192 bytes) never reached the new primary; "
         "re-cloned (its old data moved aside)",
         "dc1-b re-cloned on request (its old data moved aside)"]
+
+
+# --- the start step's writability guard -------------------------------------------------------
+# A fake Live: the testbed cannot make Patroni start a member as a primary under standby_cluster,
+# so the guard that stops the run if one ever answers writable is provoked here.
+
+
+class _WritableOldSite:
+    timeout = 1.0
+
+    def __init__(self, writers: list[str]):
+        self.writers, self.started = writers, []
+
+    def writable(self, site: str) -> list[str]:
+        return list(self.writers) if site == "dc1" else ["dc2-a"]
+
+    def patroni(self, name: str) -> dict:
+        from migrator.errors import UnreachableError
+
+        raise UnreachableError(f"{name}: refused")
+
+    def ssh(self, name: str, command: str, **kwargs):
+        self.started.append(name)
+        raise AssertionError("nothing may be started while an old member is writable")
+
+
+def test_the_start_step_stops_with_exit_4_when_an_old_member_is_writable():
+    from migrator.errors import UnsafeStateError
+    from migrator.model.plan import PlanGate, PlanStep, PlanUndo
+    from migrator.steps.base import RunContext
+    from migrator.steps.reattach import StartReattachedMembers
+
+    spec = PlanStep(id="start-old-site", phase="reattach", kind="start_reattached_members", title="t",
+                    args={"site": "dc1", "source": "dc2", "slot": "dc1", "forget_initialize": False,
+                          "members": [{"name": "dc1-a", "start_command": "start dc1-a"}]},
+                    gate=PlanGate(wait_for="w", timeout_seconds=2), undo=PlanUndo(kind="none"))
+    live = _WritableOldSite(["dc1-b"])
+    step = StartReattachedMembers(spec, RunContext(example_inventory(), None, live))  # type: ignore[arg-type]
+    with pytest.raises(UnsafeStateError, match="dc1-b of dc1 accepts writes before its Patroni starts") as caught:
+        step.apply()
+    assert caught.value.exit_code == 4 and live.started == []
