@@ -157,9 +157,16 @@ class RewindOrSetAside(Step):
         except UnreachableError:
             return False
 
+    def _marker(self) -> str:
+        """Left inside a directory this plan set aside, so that a resumed run knows it did (an
+        older aside directory of another run proves nothing)."""
+        return f"migrator-set-aside-{self.ctx.plan.fingerprint[:12]}"
+
     def _aside_exists(self, member: dict[str, Any]) -> bool:
-        pattern = f"{shlex.quote(member['data_dir'])}.migrator-aside-*"
-        return self.live.ssh(member["name"], f"ls -d {pattern} >/dev/null 2>&1").ok
+        """This plan set the directory aside, or there is no cluster left in it to set aside."""
+        data = shlex.quote(member["data_dir"])
+        command = f"ls {data}.migrator-aside-*/{self._marker()} >/dev/null 2>&1 || test ! -e {data}/global/pg_control"
+        return self.live.ssh(member["name"], command).ok
 
     def _done(self, member: dict[str, Any], primary_timeline: int) -> bool:
         if member["action"] == "reclone":
@@ -238,11 +245,13 @@ class RewindOrSetAside(Step):
         command = (
             f"d={shlex.quote(member['data_dir'])}; "
             'if [ -e "$d/postmaster.pid" ]; then echo running; exit 1; fi; '
-            f'if [ -d "$d" ]; then mv "$d" {shlex.quote(aside)}; echo moved; fi'
+            f'if [ -d "$d" ]; then touch "$d/{self._marker()}" && mv "$d" {shlex.quote(aside)} && echo moved; fi'
         )
         result = self.live.ssh(name, _privileged(site.ssh_for(inv_member).user, command), timeout=90)
         if "running" in result.stdout:
             raise UnsafeStateError(f"{name}: PostgreSQL still runs in {member['data_dir']}; stop it first")
+        if "moved" not in result.stdout:
+            return {"action": "reclone", "aside": None}  # no data directory: nothing to set aside
         self.ctx.progress(f"{name}: data directory moved aside to {aside} (never deleted)")
         return {"action": "reclone", "aside": aside}
 

@@ -200,3 +200,26 @@ def test_a_diverged_member_is_rewound_with_its_range_reported_and_a_killed_run_r
     out = migrate("execute", "-i", inventory, "--dc", "dc1", "--yes", "--state-dir", str(state))
     assert out.returncode == 0, explain(out)
     assert_primary_site(testbed, DC1)
+
+
+@pytest.mark.slow
+def test_every_member_recloned_bootstraps_a_standby_leader_from_dc2_and_keeps_the_old_data(baseline, tmp_path):
+    """No dc1 member keeps its data: the initialize key goes, the first member clones dc2 and becomes
+    the standby leader under dc1's standby_cluster, never writable; both old directories stay aside."""
+    testbed, inventory, state = baseline, str(baseline.inventory_path), str(tmp_path / "state")
+    before = {m.name: set(member_dir(testbed.base, m).glob("data.migrator-aside-*")) for m in DC1.members}
+    _stop_dc1(testbed)
+    _promote_dc2_by_hand(testbed)
+    with Dc1Writers(testbed) as dc1_writers:
+        out = migrate("reattach", "-i", inventory, "--dc", "dc1", "--reclone", "dc1-a", "--reclone", "dc1-b",
+                      "--yes", "--state-dir", state)
+    assert out.returncode == 0, explain(out)
+    assert dc1_writers.samples > 10 and dc1_writers.seen == [], dc1_writers.seen
+    _assert_dc1_streams_from_dc2(testbed)
+    assert "dc1-a re-cloned on request (its old data moved aside)" in " ".join(out.stdout.split())
+    for member in DC1.members:
+        new = set(member_dir(testbed.base, member).glob("data.migrator-aside-*")) - before[member.name]
+        assert len(new) == 1 and (new.pop() / "global" / "pg_control").is_file(), member.name
+    out = migrate("execute", "-i", inventory, "--dc", "dc1", "--yes", "--state-dir", state)
+    assert out.returncode == 0, explain(out)
+    assert_primary_site(testbed, DC1)
