@@ -520,6 +520,7 @@ def reattach_plan(
         slots.setdefault(slot, {"type": "physical"})
         configs_after[new]["slots"] = slots
         configs_after[old]["standby_cluster"] = section
+        configs_after[old].pop("pause", None)  # the same write resumes a paused site (as a standby)
     first = members[0]["name"] if members else None
     return _finish(
         Plan(

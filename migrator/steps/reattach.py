@@ -96,7 +96,8 @@ class WriteStandbyClusterDcs(Step):
         return raw_bytes, value
 
     def precheck(self) -> bool:
-        return _matches(self._read()[1], self.args["section"])
+        config = self._read()[1]
+        return _matches(config, self.args["section"]) and not config.get("pause")
 
     def apply(self) -> dict[str, Any]:
         site_name = self.args["site"]
@@ -108,6 +109,9 @@ class WriteStandbyClusterDcs(Step):
             )
         previous = config.get("standby_cluster")
         config["standby_cluster"] = self.args["section"]
+        # A paused site would never start PostgreSQL; with standby_cluster in the same write,
+        # resuming cannot make any member a primary.
+        paused = config.pop("pause", None)
         site = self.live.site(site_name)
         client = site_dcs(site, self.live.timeout, site_name).client()
         try:
@@ -119,7 +123,7 @@ class WriteStandbyClusterDcs(Step):
                 f"{site_name}'s config changed while it was being written (someone else acts on it); "
                 "run `migrate reattach --resume` after looking with `migrate status`"
             )
-        return {"previous_standby_cluster": previous}
+        return {"previous_standby_cluster": previous, "pause_removed": bool(paused)}
 
     def gate(self) -> dict[str, Any]:
         self.wait(self.precheck, f"{self.args['site']}'s DCS config to say standby_cluster", interval=0.2)

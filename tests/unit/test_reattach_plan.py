@@ -266,3 +266,13 @@ def test_the_start_step_stops_with_exit_4_when_an_old_member_is_writable():
     with pytest.raises(UnsafeStateError, match="dc1-b of dc1 accepts writes before its Patroni starts") as caught:
         step.apply()
     assert caught.value.exit_code == 4 and live.started == []
+
+
+def test_a_paused_old_site_is_resumed_in_the_same_write_as_its_standby_cluster():
+    from tests.helpers.snapshots import with_config
+
+    state = with_config(failed_over(), "dc1", {"pause": True})
+    plan = reattach_plan(example_inventory(), state, reattach_playbook(), "dc1", "dc2", judged(state))
+    assert "pause" not in plan.config_after["dc1"] and plan.config_after["dc1"]["standby_cluster"]
+    write = next(s for s in plan.steps if s.id == "standby-cluster-in-old-dcs")
+    assert write.title.endswith("(and remove pause)")
