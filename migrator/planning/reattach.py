@@ -16,6 +16,7 @@ follows a new leader (patroni/postgresql/rewind.py):
 from __future__ import annotations
 
 import copy
+import posixpath
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +37,9 @@ from migrator.planning.switchover import (
 from migrator.rules.trust import insecure_ssh_sites, insecure_transport_warnings
 
 Action = Literal["follow", "rewind", "reclone", "running"]
+# The file `migrate failover` leaves beside a fenced member's patroni.yml (FENCE_MARKER of
+# migrator/model/failover.py): removed once the member streams again as a standby.
+FENCE_MARKER = "MIGRATOR-FENCED"
 CLEAN_STATES = ("shut down", "shut down in recovery", "in archive recovery")
 
 
@@ -420,6 +424,19 @@ def judge(
                     finding=f"{member.name}: {verdict.reason}",
                 )
             )
+    disable = getattr(old_site.patroni, "disable_command", None)  # set by `migrate failover`'s inventory key
+    if disable and verdicts:
+        findings.append(
+            Finding(
+                check="reattach-service-disabled",
+                verdict=Verdict.WARN,
+                site=old,
+                finding=f"a failover fence may have run `{disable}` on {old}'s members: the start command still "
+                "starts Patroni now, but not after a reboot",
+                fix=f"re-enable Patroni for boots on each {old} member once it streams "
+                "(e.g. `systemctl enable patroni`)",
+            )
+        )
     if verdicts and all(v.action == "reclone" for v in verdicts):
         findings.append(
             Finding(
@@ -457,6 +474,7 @@ def _members_context(inventory: Inventory, old: str, verdicts: list[MemberVerdic
                 "data_dir": site.data_dir_for(member),
                 "bin_dir": site.postgres.bin_dir,
                 "start_command": member_command(site.patroni.start_command, member),
+                "fence_marker": posixpath.join(posixpath.dirname(site.patroni_config_for(member)), FENCE_MARKER),
                 "stop_command": member_command(site.patroni.stop_command, member),
                 **verdict.as_args(),
             }

@@ -82,20 +82,18 @@ def _reattach_locked(
             raise UsageError(f"nothing to resume: no unfinished reattach in {state_dir}")
         plan = pending.stored_plan()
         if plan.playbook != PLAYBOOK or plan.target != old:
+            command = "failover" if plan.playbook == "failover" else "execute"
             raise UsageError(
                 f"the unfinished migration in {state_dir} is a {plan.playbook} to {plan.target}, not a "
-                f"reattach of {old}; finish it with `migrate execute --resume --dc {plan.target}`"
+                f"reattach of {old}; finish it with `migrate {command} --resume --dc {plan.target}`"
             )
         _automated(plan)
         outcome = Engine(inventory, plan, state_dir, progress, lock_lost=lock_lost).resume(pending)
         return _with_diverged(outcome, plan)
     if pending is not None:
         stored = pending.stored_plan()
-        again = (
-            f"migrate reattach --resume --dc {stored.target}"
-            if stored.playbook == PLAYBOOK
-            else (f"migrate execute --resume --dc {stored.target}")
-        )
+        command = stored.playbook if stored.playbook in (PLAYBOOK, "failover") else "execute"
+        again = f"migrate {command} --resume --dc {stored.target}"
         raise UsageError(
             f"an unfinished migration to {pending.target} is recorded in {state_dir} ({pending.id}); "
             f"finish it with `{again}` first"

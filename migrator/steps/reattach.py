@@ -371,6 +371,24 @@ class StartReattachedMembers(Step):
             interval=0.5,
             describe=lambda: why["text"],
         )
+        removed = [m["name"] for m in self.args["members"] if self._remove_fence_marker(m)]
         roles = {m["name"]: (self._patroni(m["name"]) or {}).get("role") for m in self.args["members"]}
         leader = next((name for name, role in roles.items() if role == "standby_leader"), None)
-        return {"standby_leader": leader, "roles": roles, "lag_bytes": dict(lags), "new_primary": primary}
+        return {
+            "standby_leader": leader,
+            "roles": roles,
+            "lag_bytes": dict(lags),
+            "new_primary": primary,
+            "fence_markers_removed": removed,
+        }
+
+    def _remove_fence_marker(self, member: dict[str, Any]) -> bool:
+        """A failover's fence marker says the member must not run: wrong once it streams as a standby."""
+        marker = member.get("fence_marker")
+        if not marker:
+            return False
+        site, inv_member = self.live.member(member["name"])
+        path = shlex.quote(marker)
+        command = f"if [ -e {path} ]; then rm -f {path} && echo removed; fi"
+        result = self.live.ssh(member["name"], _privileged(site.ssh_for(inv_member).user, command), timeout=30)
+        return "removed" in result.stdout

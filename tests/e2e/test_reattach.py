@@ -106,6 +106,10 @@ def test_reattach_after_a_hand_failover_then_execute_back_loses_no_commit(baseli
     with WriterSampler(testbed) as sampler, WriteLedger(testbed, table="ledger_reattach") as ledger:
         time.sleep(1)
         _stop_dc1(testbed)
+        # What `migrate failover`'s fence leaves beside each fenced member's patroni.yml.
+        markers = [member_dir(testbed.base, m) / "MIGRATOR-FENCED" for m in DC1.members]
+        for marker in markers:
+            marker.write_text("fenced by migrate failover\n")
         stop_etcd(testbed, DC1)  # the whole site down
         _promote_dc2_by_hand(testbed)
         acked = len(ledger.acknowledged)
@@ -123,6 +127,7 @@ def test_reattach_after_a_hand_failover_then_execute_back_loses_no_commit(baseli
         assert dc1_writers.samples > 10 and dc1_writers.seen == [], dc1_writers.seen
         _assert_dc1_streams_from_dc2(testbed)
         assert "dc1 is a standby cluster of dc2" in out.stdout
+        assert [m for m in markers if m.exists()] == []  # streaming as a standby: no longer fenced
 
         out = migrate("execute", "-i", inventory, "--dc", "dc1", "--yes", "--state-dir", state)
         assert out.returncode == 0, explain(out)

@@ -276,3 +276,13 @@ def test_a_paused_old_site_is_resumed_in_the_same_write_as_its_standby_cluster()
     assert "pause" not in plan.config_after["dc1"] and plan.config_after["dc1"]["standby_cluster"]
     write = next(s for s in plan.steps if s.id == "standby-cluster-in-old-dcs")
     assert write.title.endswith("(and remove pause)")
+
+
+def test_the_start_step_knows_where_a_failover_left_its_fence_marker():
+    state = failed_over()
+    plan = reattach_plan(example_inventory(), state, reattach_playbook(), "dc1", "dc2", judged(state))
+    start = next(s for s in plan.steps if s.id == "start-old-site")
+    site = example_inventory().site("dc1")
+    for m in start.args["members"]:
+        member = next(x for x in site.members if x.name == m["name"])
+        assert m["fence_marker"] == site.patroni_config_for(member).rsplit("/", 1)[0] + "/MIGRATOR-FENCED"
