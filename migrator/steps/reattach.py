@@ -295,7 +295,7 @@ class StartReattachedMembers(Step):
             reason = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
             raise UnreachableError(f"{name}: the start command `{command}` failed (exit {result.exit_code}): {reason}")
 
-    def _following(self, name: str, leader: str | None) -> tuple[bool, str]:
+    def _following(self, name: str) -> tuple[bool, str]:
         """Whether `name` streams as it should: the standby leader from a host of the new site over
         the slot, a replica from the standby leader."""
         site, source = self.args["site"], self.args["source"]
@@ -322,7 +322,7 @@ class StartReattachedMembers(Step):
         why = {"text": "starting"}
 
         def ok() -> bool:
-            good, why["text"] = self._following(name, None)
+            good, why["text"] = self._following(name)
             return good
 
         self.wait(
@@ -355,7 +355,7 @@ class StartReattachedMembers(Step):
 
         def all_streaming() -> bool:
             for m in self.args["members"]:
-                good, text = self._following(m["name"], None)
+                good, text = self._following(m["name"])
                 if not good:
                     why["text"] = f"{m['name']}: {text}"
                     return False
