@@ -286,3 +286,45 @@ def test_the_start_step_knows_where_a_failover_left_its_fence_marker():
     for m in start.args["members"]:
         member = next(x for x in site.members if x.name == m["name"])
         assert m["fence_marker"] == site.patroni_config_for(member).rsplit("/", 1)[0] + "/MIGRATOR-FENCED"
+
+
+def test_the_rewind_sends_the_password_on_stdin_never_on_a_command_line_and_keeps_patronis_files(monkeypatch):
+    """A fake Live records what would run over SSH (the real rewind is proven on the testbed)."""
+    from migrator.model.plan import PlanStep, PlanUndo
+    from migrator.steps.base import RunContext
+    from migrator.steps.reattach import RewindOrSetAside
+
+    inventory = example_inventory()
+    password = "pw-Rewind-123"
+    monkeypatch.setattr(type(inventory.credentials.superuser.password), "reveal", lambda self: password)
+
+    class Result:
+        ok, exit_code, stderr = True, 0, ""
+
+        def __init__(self, stdout: str):
+            self.stdout = stdout
+
+    class Live:
+        timeout = 1.0
+
+        def __init__(self):
+            self.calls: list[tuple[str, str | None]] = []
+
+        def member(self, name):
+            site_name, site, member = inventory.member(name)
+            return site, member
+
+        def ssh(self, name, command, timeout=None, stdin=None):
+            self.calls.append((command, stdin))
+            return Result("pg_rewind: servers diverged at WAL location 0/5000100 on timeline 2\nmigrator-rewind:0\n")
+
+    live = Live()
+    spec = PlanStep(id="rewind-diverged", phase="reattach", kind="rewind_or_set_aside", title="t",
+                    args={"site": "dc1", "source": "dc2", "members": []}, undo=PlanUndo(kind="none"))
+    step = RewindOrSetAside(spec, RunContext(inventory, None, live))  # type: ignore[arg-type]
+    member = {"name": "dc1-a", "data_dir": "/data/dc1-a", "bin_dir": "/usr/lib/postgresql/15/bin"}
+    facts = step._rewind(member, "dc2-a")
+    assert facts["pg_rewind"] == "pg_rewind: servers diverged at WAL location 0/5000100 on timeline 2"
+    (command, stdin), = live.calls
+    assert password and password not in command and stdin == password + "\n"
+    assert "pg_rewind -D" in command and "postgresql.conf" in command and "pg_hba.conf" in command
