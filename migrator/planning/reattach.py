@@ -246,13 +246,15 @@ def judge(
 
     # The new primary site: a writable leader, no standby_cluster.
     leader = new_state.leader
+    old_is_primary = not old_state.is_standby_cluster and any(m.writable for m in old_state.members)
     if new_state.is_standby_cluster or leader is None or not leader.writable:
         findings.append(
             Finding(
                 check="reattach-new-primary",
                 verdict=Verdict.BLOCK,
                 site=new,
-                finding=f"{new} is not a writable primary site (it has no writable leader, or is a standby cluster)",
+                finding=f"{new} is not a writable primary site (it has no writable leader, or is a standby cluster)"
+                + (f"; {old} still takes writes: nothing was failed over" if old_is_primary else ""),
                 fix=f"promote {new} first (`migrate failover --dc {new}`), then reattach {old}",
             )
         )

@@ -178,6 +178,7 @@ def test_a_writable_old_member_blocks_with_what_to_do():
 def test_a_new_site_still_standby_blocks_and_names_the_failover():
     block = by_check(judged(load_baseline()).findings)["reattach-new-primary"][0]
     assert block.verdict is Verdict.BLOCK and "migrate failover --dc dc2" in block.fix
+    assert block.finding.endswith("dc1 still takes writes: nothing was failed over")
 
 
 def test_an_old_dcs_that_does_not_answer_blocks():
