@@ -40,12 +40,23 @@ def test_until_a_phase_inside_or_after_the_window_is_refused_before_anything_is_
 
 
 def test_until_demote_on_the_command_line_exits_2_with_one_line(tmp_path, capsys):
-    code = run(["execute", "-i", str(EXAMPLE_INVENTORY), "--dc", "dc2", "--until", "demote", "--yes",
-                "--state-dir", str(tmp_path)])
+    # The example inventory with its secret and key files present (in tmp_path, not the testbed's
+    # directory, which a machine without a testbed lacks): the inventory loads, and the refusal is
+    # the --until line alone, before anything is contacted.
+    files = tmp_path / "testbed"
+    for name in ("secrets/superuser", "secrets/replication", "secrets/restapi", "ssh/id_ed25519",
+                 "ssh/known_hosts"):
+        (files / name).parent.mkdir(parents=True, exist_ok=True)
+        (files / name).write_text("not-a-real-secret\n")
+        (files / name).chmod(0o600)
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(EXAMPLE_INVENTORY.read_text().replace("/tmp/migrator-testbed/", f"{files}/"))
+    code = run(["execute", "-i", str(inventory), "--dc", "dc2", "--until", "demote", "--yes",
+                "--state-dir", str(tmp_path / "state")])
     err = capsys.readouterr().err
-    # The example inventory's secret files do not exist here: whichever comes first, the refusal is
-    # one line and nothing ran; with the secrets present it is the --until line (e2e tests).
     assert code == 2 and err.count("\n") == 1, err
+    assert "--until demote: not a safe place to stop" in err, err
+    assert not (tmp_path / "state").exists(), "a refused --until must not even create the state dir"
 
 
 def test_a_busy_local_lock_exits_5(tmp_path):
