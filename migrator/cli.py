@@ -83,6 +83,17 @@ StateDirOption = Annotated[
 ]
 
 
+RecloneOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reclone",
+        metavar="MEMBER",
+        help="reattach: re-clone this old-site member (data moved aside, never deleted) instead of "
+        "rewinding or keeping it; repeatable.",
+    ),
+]
+
+
 class RunFormat(str, Enum):  # noqa: UP042 - as OutputFormat
     text = "text"
     json = "json"
@@ -147,13 +158,23 @@ def plan(
     ] = False,
     fenced: FencedOption = None,
     accept_data_loss: AcceptDataLossOption = False,
+    reattach: Annotated[
+        bool, typer.Option("--reattach", help="Plan making --dc (the old primary site) a standby of the new primary.")
+    ] = False,
+    reclone: RecloneOption = None,
 ) -> int:
     """Observe both sites and write the switchover plan (changes nothing)."""
     loaded = _load(inventory)
     loaded.site(dc)
+    if failover and reattach:
+        raise UsageError(
+            "--failover and --reattach plan opposite moves (promote --dc / make --dc a standby); give one of them"
+        )
     if failover:
         return run_failover_plan(loaded, dc, output_format, out, fenced or [], accept_data_loss)
-    code = run_plan(loaded, dc, output_format, out)
+    if reclone and not reattach:
+        raise UsageError("--reclone goes with --reattach (it names old-site members to re-clone)")
+    code = run_plan(loaded, dc, output_format, out, reattach, tuple(reclone or ()))
     if output_format is OutputFormat.text:  # any other format is a document: nothing beside it
         sys.stdout.write(f"{_state_line(state_dir, loaded.service)}\n{_runbooks_line()}\n")
     return code
@@ -338,6 +359,24 @@ def rollback(
 
 
 @app.command()
+def reattach(
+    inventory: InventoryOption,
+    dc: Annotated[str, typer.Option("--dc", metavar="NAME", help="The old primary site to bring back as a standby.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted reattach.")] = False,
+    yes: YesOption = False,
+    state_dir: StateDirOption = None,
+    output_format: RunFormatOption = RunFormat.text,
+    json_output: JsonOption = False,
+    reclone: RecloneOption = None,
+) -> int:  # the exit code, which run() returns
+    """After a failover: make --dc a standby cluster of the new primary, never writable on the way."""
+    loaded = _load(inventory)
+    loaded.site(dc)
+    as_json = json_output or output_format is RunFormat.json
+    return run_reattach(loaded, dc, resume, yes, resolve_state_base(state_dir).path, as_json, tuple(reclone or ()))
+
+
+@app.command()
 def runbook(
     page: Annotated[
         str | None,
@@ -481,12 +520,20 @@ def fleet_schema() -> None:
 # --- command bodies: each one is replaced as the engine lands ----------------------------------
 
 
-def run_plan(inventory: Inventory, dc: str, output_format: OutputFormat, out: Path | None) -> int:
+def run_plan(
+    inventory: Inventory,
+    dc: str,
+    output_format: OutputFormat,
+    out: Path | None,
+    reattach: bool = False,
+    reclone: tuple[str, ...] = (),
+) -> int:
     from migrator.model.secrets import mask
     from migrator.planning.preflight import observe_and_plan
+    from migrator.planning.reattach import observe_and_plan_reattach
     from migrator.render.plan_report import render, render_runbook
 
-    the_plan = observe_and_plan(inventory, dc)
+    the_plan = observe_and_plan_reattach(inventory, dc, reclone) if reattach else observe_and_plan(inventory, dc)
     # Dynamic configs are copied verbatim into plans; a password someone put in, say,
     # archive_command must still not reach a report.
     if output_format is OutputFormat.runbook:
@@ -609,6 +656,37 @@ def run_rollback(inventory: Inventory, yes: bool, state_dir: Path, as_json: bool
     with errors_as_document(as_json, "rollback", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
         outcome = rollback(inventory, state_dir, _confirmer(console, yes, "roll back"), _progress(console))
     return _finish(console, inventory, state_dir, outcome, "rollback" if as_json else None)
+
+
+def run_reattach(
+    inventory: Inventory,
+    dc: str,
+    resume: bool,
+    yes: bool,
+    state_dir: Path,
+    as_json: bool,
+    reclone: tuple[str, ...] = (),
+) -> int:
+    from migrator.render.run_json import dumps, errors_as_document, noop_document
+    from migrator.run.reattach import reattach
+
+    console = _console(stderr=as_json)
+    _print_trust_warnings(console, inventory)
+    with errors_as_document(as_json, "reattach", inventory.service, inventory.secrets(), _trust_warnings(inventory)):
+        outcome = reattach(
+            inventory, dc, state_dir, resume, _confirmer(console, yes, "reattach"), _progress(console), reclone
+        )
+    if isinstance(outcome, str):
+        console.print(f"nothing to do: {outcome}")
+        if as_json:
+            sys.stdout.write(
+                dumps(
+                    noop_document("reattach", inventory.service, outcome, _trust_warnings(inventory)),
+                    inventory.secrets(),
+                )
+            )
+        return 0
+    return _finish(console, inventory, state_dir, outcome, "reattach" if as_json else None)
 
 
 def _trust_warnings(inventory: Inventory) -> list[str]:

@@ -340,7 +340,7 @@ def _text(view: dict[str, Any], *, color: bool) -> str:
         line(text, "bold")
         line("=" * len(text))
 
-    kind = "Seeding plan" if view["playbook"] == "seed" else "Switchover plan"
+    kind = {"seed": "Seeding plan", "reattach": "Reattach plan"}.get(view["playbook"], "Switchover plan")
     line(f"{kind} for service {view['service']}: {view['source']} -> {view['target']}", "bold")
     line(f"observed at   {view['observed_at']}")
     line(f"fingerprint   {view['fingerprint']}")
@@ -362,6 +362,8 @@ def _text(view: dict[str, Any], *, color: bool) -> str:
         line(u["summary"])
     elif view["playbook"] == "seed":
         line("none: seeding neither demotes nor promotes; the cut-over is planned afterwards")
+    elif view["playbook"] == "reattach":
+        line("none: the new primary keeps taking writes; the old site comes back as a standby")
     else:
         line("none: no step is planned")
 

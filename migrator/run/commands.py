@@ -195,6 +195,13 @@ def _rollback_locked(
             f"finish it with `migrate failover --resume --dc {plan.target}`, bring {plan.source} back with "
             f"`migrate reattach --dc {plan.source}`, then move with `migrate execute --dc {plan.source}`"
         )
+    if plan.playbook == "reattach":
+        # A reattach only makes the old site a standby: there is nothing to move back.
+        raise UsageError(
+            f"the latest migration ({migration.id}) is a reattach of {plan.target}, which is not rolled back "
+            f"(standby_cluster in its DCS is the safe state); finish it with `migrate reattach --resume --dc "
+            f"{plan.target}`, then move with `migrate execute --dc {plan.target}`"
+        )
     promotion_sent = promotion_attempted(plan, migration)
     if migration.reverse_of is not None and migration.finished == "done":
         raise UsageError(

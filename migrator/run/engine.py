@@ -186,6 +186,11 @@ class Engine:
             return f"{self.plan.target} is primary; {self.plan.source} is fenced (its Patroni and PostgreSQL stopped)"
         if any(promotes(s.kind) for s in self.plan.steps) and not stopped_early:
             return f"{self.plan.target} is primary; {self.plan.source} follows it"
+        if self.plan.playbook == "reattach":  # its last phase is its end: nothing was stopped early
+            return (
+                f"{self.plan.target} is a standby cluster of {self.plan.source}, every member streaming; "
+                f"`migrate execute --dc {self.plan.target}` moves the primary back when you are ready"
+            )
         seeded = " seeded and" if self.plan.playbook == "seed" else ""
         return (
             f"{self.plan.target}{seeded} follows {self.plan.source} (phase "

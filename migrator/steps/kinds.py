@@ -200,6 +200,26 @@ _DECLARED: tuple[StepKind, ...] = (
         runbook_sections=("undo-failed",),
         runbook_page="runbooks/synchronous-mode.md",
     ),
+    # --- reattach (playbooks/reattach.yml): the old site back as a standby after a failover ---
+    StepKind("run_reattach_preflight", "reattach: the new site has one writer, the old site none"),
+    StepKind(
+        "write_standby_cluster_dcs",
+        "reattach: standby_cluster written into the stopped site's DCS key (compare-and-set)",
+        changes_state=True,  # straight to etcd (no Patroni of the site runs): no DCS hold
+        runbook_page="runbooks/reattach.md",
+    ),
+    StepKind(
+        "rewind_or_set_aside",
+        "reattach: a diverged member rewound (pg_rewind) or its data moved aside for a re-clone",
+        changes_state=True,
+        runbook_page="runbooks/reattach.md",
+    ),
+    StepKind(
+        "start_reattached_members",
+        "reattach: Patroni started member by member, never writable, streaming, lag gate",
+        changes_state=True,
+        runbook_page="runbooks/reattach.md",
+    ),
     StepKind(
         "verify_promotion_point",
         "the new primary's timeline forked after the token",

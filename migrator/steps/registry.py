@@ -9,6 +9,7 @@ from migrator.steps import (  # noqa: F401 - imported for their @step_kind regis
     follow,
     paused,
     preseed,
+    reattach,
     repoint_target,
     seed,
     standby_leader,

@@ -134,3 +134,22 @@ def test_a_done_fence_whose_host_died_since_still_holds_on_resume():
 def test_a_fence_never_done_on_a_host_that_does_not_answer_is_not_taken_as_done():
     with pytest.raises(UnreachableError):
         _fence_step(done=False).precheck()
+
+
+@pytest.mark.parametrize("playbook", ["failover", "reattach"])
+def test_rollback_refuses_a_failover_or_a_reattach_and_names_what_to_run(run, tmp_path, playbook):
+    # Neither is undone by the tool: a fence stays until reattach; a reattach's standby_cluster is
+    # the safe state. The refusal names the command that goes on from there.
+    from migrator.errors import UsageError
+    from migrator.run.commands import _rollback_locked
+
+    _, _, migration, plan, engine = run()
+    if playbook == "reattach":  # the same journal, its plan marked as a reattach's
+        stored = plan.model_copy(update={"playbook": "reattach"})
+        (tmp_path / "again").mkdir()
+        Engine(example_inventory(), stored, tmp_path / "again").start()
+        tmp_path = tmp_path / "again"
+    with pytest.raises(UsageError, match="which is not rolled back") as caught:
+        _rollback_locked(example_inventory(), tmp_path, lambda plan: True, lambda text: None)
+    assert caught.value.exit_code == 2
+    assert f"migrate {playbook} --resume" in str(caught.value)
