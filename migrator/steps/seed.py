@@ -238,8 +238,11 @@ class StartSeedLeader(_SeedMembers):
 
 @step_kind("start_seed_replicas")
 class StartSeedReplicas(_SeedMembers):
-    """The other members, one at a time: each clones the standby leader and must stream from it
-    before the next one starts (two base backups at once would halve the speed of both)."""
+    """The other members, all at once: each clones the standby leader, inside the target site, so
+    no copy crosses the inter-site link again and none waits for another. Each member has its own
+    gate (a replica, streaming from the standby leader), and the step is done only when every one
+    holds at the same moment. The facts keep, per member, when its Patroni was started and when
+    it was first seen cascading: the clones' overlap is in the journal."""
 
     def precheck(self) -> bool:
         return all(self._running(m["name"]) is not None for m in self.args["members"])
@@ -258,38 +261,55 @@ class StartSeedReplicas(_SeedMembers):
             return False, f"streams from {receiver.sender_host}, not from {self.args['leader']} ({leader_host})"
         return True, f"streams from {self.args['leader']}"
 
-    def _wait_cascading(self, name: str) -> None:
-        state = {"why": ""}
+    def apply(self) -> dict[str, Any]:
+        """Every start command is sent before any is collected: the members clone concurrently
+        (the standby leader serves one base backup per member, over the target's own network)."""
+        waiting = [m for m in self.args["members"] if self._running(m["name"]) is None]
+        started_at: dict[str, str] = {}
+        limit = max(30.0, self.live.timeout * 6)
+        for m in waiting:
+            self.ctx.progress(f"{m['name']}: {m['start_command']}")
+            self.live.start_remote(f"seed-start-{m['name']}", m["name"], m["start_command"], timeout=limit)
+            started_at[m["name"]] = utc_now()
+        for m in waiting:
+            result = self.live.finish_remote(f"seed-start-{m['name']}")
+            if result is not None and not result.ok:
+                reason = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
+                raise UnreachableError(
+                    f"{m['name']}: the start command `{m['start_command']}` failed (exit {result.exit_code}): {reason}"
+                )
+        return {"started": list(started_at), "started_at": started_at}
+
+    def gate(self) -> dict[str, Any]:
+        names = [m["name"] for m in self.args["members"]]
+        cascading_at: dict[str, str] = {}
+        why: dict[str, str] = {}
         progress = BackupProgress(self, self.args["site"], member=self.args["leader"])
 
-        def ok() -> bool:
+        def every_one_cascading() -> bool:
             progress.sample()
-            good, state["why"] = self._cascading(name)
-            return good
+            held = True
+            for name in names:
+                ok, why[name] = self._cascading(name)
+                if ok:
+                    cascading_at.setdefault(name, utc_now())
+                held = held and ok
+            return held
+
+        def describe() -> str:
+            members = "; ".join(f"{name}: {why[name]}" for name in names if name in why)
+            return ", ".join(part for part in (progress.text(), members) if part)
 
         try:
             self.wait(
-                ok,
-                f"{name} to clone {self.args['leader']} and cascade from it",
+                every_one_cascading,
+                f"{', '.join(names) or 'no member'} to clone {self.args['leader']} and cascade from it",
                 interval=0.5,
-                describe=lambda: progress.text() or state["why"],
+                describe=describe,
             )
         finally:
             progress.close()
-
-    def apply(self) -> dict[str, Any]:
-        started = []
-        for m in self.args["members"]:
-            if self._running(m["name"]) is None:
-                self._start(m["name"], m["start_command"])
-                started.append(m["name"])
-            self._wait_cascading(m["name"])
-        return {"started": started}
-
-    def gate(self) -> dict[str, Any]:
-        for m in self.args["members"]:
-            self._wait_cascading(m["name"])
-        return {"cascading": [m["name"] for m in self.args["members"]]}
+        return {"cascading": names, "cascading_at": cascading_at}
 
     def undo(self, facts: dict[str, Any]) -> bool:
         return self._unseed(list(reversed(self.args["members"])))
