@@ -63,17 +63,29 @@ class WritePatroniConfigs(Step):
     def _content(self, text: str) -> str:
         return reveal(text, self.ctx.inventory, self.args["site"])
 
+    def _on_every_member(self, commands: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
+        """Run one command per member (member -> (command, stdin)), all started before any is
+        collected: the members are separate hosts, so the files are written at the same time."""
+        limit = max(30.0, self.live.timeout * 2)
+        for member, (command, stdin) in commands.items():
+            self.live.start_remote(f"{self.spec.id}-{member}", member, command, timeout=limit, stdin=stdin)
+        return {member: self.live.finish_remote(f"{self.spec.id}-{member}") for member in commands}
+
     def precheck(self) -> bool:
-        for entry in self.args["files"]:
-            digest = hashlib.sha256(self._content(entry["text"]).encode()).hexdigest()
-            result = self.live.ssh(entry["member"], f"sha256sum {shlex.quote(entry['path'])} 2>/dev/null")
-            if not result.stdout.startswith(digest):
-                return False
-        return True
+        files = {e["member"]: e for e in self.args["files"]}
+        results = self._on_every_member(
+            {m: (f"sha256sum {shlex.quote(e['path'])} 2>/dev/null", None) for m, e in files.items()}
+        )
+        return all(
+            results[m] is not None
+            and results[m].stdout.startswith(hashlib.sha256(self._content(e["text"]).encode()).hexdigest())
+            for m, e in files.items()
+        )
 
     def apply(self) -> dict[str, Any]:
         backups: dict[str, str | None] = {}
         stamp = _stamp()
+        commands: dict[str, tuple[str, str | None]] = {}
         for entry in self.args["files"]:
             site, member = self.live.member(entry["member"])
             user = site.ssh_for(member).user
@@ -87,7 +99,10 @@ class WritePatroniConfigs(Step):
                 'rm -f "$f.migrator-new"; echo unchanged; exit 0; fi; '
                 f'cp -p "$f" {backup}; echo backup; fi; {owner}mv "$f.migrator-new" "$f"; echo written'
             )
-            result = self.live.ssh(entry["member"], _privileged(user, script), stdin=self._content(entry["text"]))
+            commands[entry["member"]] = (_privileged(user, script), self._content(entry["text"]))
+        results = self._on_every_member(commands)
+        for entry in self.args["files"]:
+            result = results[entry["member"]]
             if not result.ok:
                 raise UnreachableError(
                     f"{entry['member']}: cannot write {entry['path']}: "
@@ -223,7 +238,9 @@ class StartSeedLeader(_SeedMembers):
             self.wait(
                 streaming,
                 f"{member} to clone {source} and stream as standby leader",
-                interval=0.5,
+                # A REST call and a query per sample: a short interval costs little and the next
+                # step (the in-site clones) starts the moment the standby leader streams.
+                interval=0.2,
                 describe=lambda: progress.text() or state["why"],
             )
         finally:
@@ -304,7 +321,7 @@ class StartSeedReplicas(_SeedMembers):
             self.wait(
                 every_one_cascading,
                 f"{', '.join(names) or 'no member'} to clone {self.args['leader']} and cascade from it",
-                interval=0.5,
+                interval=0.2,
                 describe=describe,
             )
         finally:
