@@ -110,6 +110,12 @@ def migrate_seed(testbed: Testbed, inventory: Path, state_dir: Path) -> tuple[fl
     return seconds, records
 
 
+def step_seconds(records: list[dict], step: str) -> float | None:
+    begun = next((r["ts"] for r in records if r["event"] == "step-started" and r["step"] == step), None)
+    done = next((r["ts"] for r in records if r["event"] == "step-done" and r["step"] == step), None)
+    return _seconds(begun, done) if begun and done else None
+
+
 def report_steps(records: list[dict]) -> None:
     """Each step's time (started -> done) in plan order, and each replica's clone interval."""
     first = next(r["ts"] for r in records if r["event"] == "migration-started")
@@ -169,6 +175,10 @@ def main() -> int:
                   f"(best {best:.1f}s, {size / best / 1048576:.0f} MiB/s)")
             print(f"migrate execute --until cascade, start to exit: {total:.1f}s")
             print(f"ratio migrate / bare: {total / best:.2f}x (goal <= 1.3x)")
+            leader = step_seconds(records, "start-target-leader")
+            if leader is not None:
+                print(f"  like for like, the cross-site copy through Patroni until the standby leader streams: "
+                      f"{leader:.1f}s = {leader / best:.2f}x bare")
             report_steps(records)
     finally:
         testbed.sql(primary(testbed), "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, "
