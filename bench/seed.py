@@ -144,6 +144,45 @@ def report_steps(records: list[dict]) -> None:
         print(f"    {'(journal: migration-started -> finished)':<40} {_seconds(first, ended):6.1f}s")
 
 
+# What each dc2 member's Patroni logged, by message, to split a clone step into its parts.
+PATRONI_MARKS = (
+    ("Patroni started", "Using default value thread_stack_size"),
+    ("base backup begins", "trying to bootstrap"),
+    ("base backup done", "replica has been created using basebackup"),
+    ("PostgreSQL accepts connections", "- accepting connections"),
+)
+
+
+def patroni_instants(testbed: Testbed, name: str) -> list[tuple[str, datetime]]:
+    """The first instant of each PATRONI_MARKS message in a member's patroni.log (its timestamps
+    are the host's local time: UTC on the testbed). Lines without a timestamp take the last one."""
+    path = testbed.base / "dc2" / name / "patroni.log"
+    found: dict[str, datetime] = {}
+    last: datetime | None = None
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+        try:
+            last = datetime.fromisoformat(line[:23].replace(",", ".") + "+00:00")
+        except ValueError:
+            pass
+        for label, text in PATRONI_MARKS:
+            if text in line and label not in found and last is not None:
+                found[label] = last
+    return [(label, found[label]) for label, _ in PATRONI_MARKS if label in found]
+
+
+def report_patroni(testbed: Testbed, records: list[dict]) -> None:
+    first = datetime.fromisoformat(next(r["ts"] for r in records if r["event"] == "migration-started"))
+    members = sorted({
+        name for r in records if r["event"] == "step-done" and r["step"] == "start-target-replicas"
+        for name in (r.get("facts") or {}).get("cascading", [])})
+    leader = next((r["facts"]["standby_leader"] for r in records
+                   if r["event"] == "step-done" and r["step"] == "start-target-leader"), None)
+    print("  each dc2 member's Patroni (its log; seconds since the migration started):")
+    for name in ([leader] if leader else []) + members:
+        marks = ", ".join(f"{label} {(at - first).total_seconds():.1f}s" for label, at in patroni_instants(testbed, name))
+        print(f"    {name}: {marks or 'no log'}")
+
+
 def put_dc2_back(testbed: Testbed) -> None:
     """dc2 in the testbed's own shape again (two members, built by the testbed)."""
     testbed.remove_dc2_cluster()
@@ -180,6 +219,7 @@ def main() -> int:
                 print(f"  like for like, the cross-site copy through Patroni until the standby leader streams: "
                       f"{leader:.1f}s = {leader / best:.2f}x bare")
             report_steps(records)
+            report_patroni(testbed, records)
     finally:
         testbed.sql(primary(testbed), "DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, "
                                       "pgbench_history, pgbench_tellers")
