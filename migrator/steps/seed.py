@@ -288,10 +288,18 @@ class StartSeedReplicas(_SeedMembers):
             self.ctx.progress(f"{m['name']}: {m['start_command']}")
             self.live.start_remote(f"seed-start-{m['name']}", m["name"], m["start_command"], timeout=limit)
             started_at[m["name"]] = utc_now()
+        # Every command collected before any failure is raised: none is left running unheard.
+        results = {m["name"]: self.live.finish_remote(f"seed-start-{m['name']}") for m in waiting}
         for m in waiting:
-            result = self.live.finish_remote(f"seed-start-{m['name']}")
+            result = results[m["name"]]
             if result is not None and not result.ok:
                 reason = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
+                # The engine undoes only steps whose change was recorded; the members whose start
+                # did succeed are cloning now: stop them here, as this step's undo would.
+                try:
+                    self._unseed(list(reversed(waiting)))
+                except MigratorError as exc:
+                    reason += f"; stopping the members started with it failed too ({exc})"
                 raise UnreachableError(
                     f"{m['name']}: the start command `{m['start_command']}` failed (exit {result.exit_code}): {reason}"
                 )

@@ -295,3 +295,32 @@ def test_the_target_replicas_clone_the_standby_leader_at_the_same_time_and_all_s
         assert "wait-cascade" in _events(journal_records(state), "step-done")
     finally:
         testbed.remove_dc2_cluster()  # stops the spare member too; the next baseline rebuilds dc2
+
+
+@pytest.mark.slow
+def test_one_replica_that_cannot_start_stops_the_others_and_the_run_undoes_the_seed(empty_dc2, tmp_path):
+    """dc2-c's start command fails (a real non-zero exit on its host) while dc2-b's succeeds: the
+    run exits 1 naming dc2-c, and nothing of the seed keeps running: dc2-b, started in the same
+    breath and cloning, is stopped (no data directory left in place), then the standby leader is
+    undone and dc2's keys and dc1's slot for it removed."""
+    testbed, state = empty_dc2, tmp_path / "state"
+    spare = testbed.prepare_spare_hosts()[0]
+    inventory = _three_member_inventory(testbed, tmp_path / "inventory.yml", "64M")
+    start = f"{testbed.base}/bin/patroni-service start {{member}}"
+    inventory.write_text(inventory.read_text().replace(
+        f"start_command: {start}", f"start_command: '[ {{member}} != {spare.name} ] && {start}'"))
+    try:
+        out = migrate("execute", "-i", str(inventory), "--dc", "dc2", "--until", "cascade", "--yes",
+                      "--state-dir", str(state), timeout=600)
+        assert out.returncode == 1, explain(out)
+        assert f"{spare.name}: the start command" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        running = {m.name for m in (*DC2.members, spare) if testbed.patroni_alive(m)}
+        assert running == set(), running
+        # dc2-b's clone was cut short: Patroni removes a partial copy itself, else it was moved aside.
+        home = member_dir(testbed.base, DC2.members[1])
+        assert not (home / "data").exists(), sorted(home.iterdir())
+        assert testbed.postmaster_pid(DC2.members[1]) is None
+        assert _dc2_keys(testbed) == []
+        assert "dc2" not in (testbed.get_config(DC1).get("slots") or {})
+    finally:
+        testbed.remove_dc2_cluster()
