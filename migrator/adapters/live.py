@@ -247,13 +247,13 @@ class Live:
                 session.close()
                 raise
 
-    def start_remote(self, key: str, member_name: str, command: str, timeout: float) -> None:
+    def start_remote(self, key: str, member_name: str, command: str, timeout: float, stdin: str | None = None) -> None:
         """Start a command on a host now and collect it later with `finish_remote(key)`: a wait
         that runs on the host answers the moment its condition holds, with no round trip
         (an SSH exec costs 0.1-0.2 s) inside the write-unavailability window."""
         self._claims.refuse_if_abandoned()
         session = self._session(member_name)
-        self._pending[key] = (session, session.start(command, timeout=timeout), timeout)
+        self._pending[key] = (session, session.start(command, timeout=timeout, stdin=stdin), timeout)
 
     def finish_remote(self, key: str):
         """The result of a command started with `start_remote`, or None if none was started."""

@@ -83,7 +83,9 @@ MEANINGS: dict[str, str] = {
         "MIGRATOR-FENCED marker beside patroni.yml."
     ),
     "PatroniHost.local_parameters": "postgresql.parameters written into a seeded member's patroni.yml.",
-    "PatroniHost.basebackup_max_rate": "pg_basebackup --max-rate when a member is seeded, e.g. 100M.",
+    "PatroniHost.basebackup_max_rate": "pg_basebackup --max-rate of the one copy that crosses sites when "
+    "this site is seeded (its first member's base backup from the other site), e.g. 100M; written into "
+    "that member's patroni.yml only: the other members clone it inside the site, unlimited.",
     "SshSettings.port": "SSH port of the database hosts.",
     "SshSettings.user": "SSH user: root, or a user that may run sudo -n -u postgres.",
     "SshSettings.key_file": "Private key that logs in to the hosts (a file on this machine).",

@@ -37,12 +37,14 @@ TAKEN_FROM_SWITCHOVER = ("pre-seed", "cascade")
 def _seed_context(inventory: Inventory, source: str, target: str, dcs: dict[str, Any], reseed: bool) -> dict[str, Any]:
     site = inventory.site(target)
     configs, members = [], []
-    for member in site.members:
+    for index, member in enumerate(site.members):
+        # The member started first makes the one copy that crosses sites (see _predicted_target).
+        crosses_sites = index == 0
         configs.append(
             {
                 "member": member.name,
                 "path": site.patroni_config_for(member),
-                "text": render_member_config(inventory, source, target, member, dcs),
+                "text": render_member_config(inventory, source, target, member, dcs, crosses_sites=crosses_sites),
             }
         )
         ssh = site.ssh_for(member)
@@ -57,7 +59,15 @@ def _seed_context(inventory: Inventory, source: str, target: str, dcs: dict[str,
                 "stop_command": member_command(site.patroni.stop_command, member),
             }
         )
-    return {"configs": configs, "leader": members[0], "replicas": members[1:], "members": members, "reseed": reseed}
+    return {
+        "configs": configs,
+        "leader": members[0],
+        "replicas": members[1:],
+        "members": members,
+        "reseed": reseed,
+        # pg_basebackup --max-rate of the one inter-site copy (None: not limited).
+        "cross_site_max_rate": site.patroni.basebackup_max_rate,
+    }
 
 
 def _predicted_target(context: dict[str, Any]) -> None:

@@ -72,13 +72,22 @@ def _expand(value: Any, member: Member) -> Any:
     return value.replace(MEMBER_PLACEHOLDER, member.name) if isinstance(value, str) else value
 
 
-def render_member_config(inventory: Inventory, source: str, target: str, member: Member, dcs: dict[str, Any]) -> str:
-    """The member's patroni.yml, with "<secret:NAME>" where passwords go."""
+def render_member_config(
+    inventory: Inventory, source: str, target: str, member: Member, dcs: dict[str, Any], *, crosses_sites: bool
+) -> str:
+    """The member's patroni.yml, with "<secret:NAME>" where passwords go.
+
+    `crosses_sites`: this member's base backup comes from the other site (the member started
+    first, which becomes the standby leader). Only its file gets `patroni.basebackup_max_rate`
+    (pg_basebackup --max-rate): Patroni reads basebackup options from the local patroni.yml for
+    every clone, with no way to tell a remote source from a local one, so the limit goes where
+    the inter-site copy is made. The other members clone the standby leader inside the site, at
+    the site's own speed."""
     site = inventory.site(target)
     data_dir = site.data_dir_for(member)
     endpoints = list(site.dcs.endpoints)
     basebackup: list[Any] = [{"checkpoint": "fast"}]
-    if site.patroni.basebackup_max_rate:
+    if crosses_sites and site.patroni.basebackup_max_rate:
         basebackup.append({"max-rate": site.patroni.basebackup_max_rate})
     tags = {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False, **member.tags}
     return _template().render(

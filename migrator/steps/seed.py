@@ -63,17 +63,29 @@ class WritePatroniConfigs(Step):
     def _content(self, text: str) -> str:
         return reveal(text, self.ctx.inventory, self.args["site"])
 
+    def _on_every_member(self, commands: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
+        """Run one command per member (member -> (command, stdin)), all started before any is
+        collected: the members are separate hosts, so the files are written at the same time."""
+        limit = max(30.0, self.live.timeout * 2)
+        for member, (command, stdin) in commands.items():
+            self.live.start_remote(f"{self.spec.id}-{member}", member, command, timeout=limit, stdin=stdin)
+        return {member: self.live.finish_remote(f"{self.spec.id}-{member}") for member in commands}
+
     def precheck(self) -> bool:
-        for entry in self.args["files"]:
-            digest = hashlib.sha256(self._content(entry["text"]).encode()).hexdigest()
-            result = self.live.ssh(entry["member"], f"sha256sum {shlex.quote(entry['path'])} 2>/dev/null")
-            if not result.stdout.startswith(digest):
-                return False
-        return True
+        files = {e["member"]: e for e in self.args["files"]}
+        results = self._on_every_member(
+            {m: (f"sha256sum {shlex.quote(e['path'])} 2>/dev/null", None) for m, e in files.items()}
+        )
+        return all(
+            results[m] is not None
+            and results[m].stdout.startswith(hashlib.sha256(self._content(e["text"]).encode()).hexdigest())
+            for m, e in files.items()
+        )
 
     def apply(self) -> dict[str, Any]:
         backups: dict[str, str | None] = {}
         stamp = _stamp()
+        commands: dict[str, tuple[str, str | None]] = {}
         for entry in self.args["files"]:
             site, member = self.live.member(entry["member"])
             user = site.ssh_for(member).user
@@ -87,7 +99,10 @@ class WritePatroniConfigs(Step):
                 'rm -f "$f.migrator-new"; echo unchanged; exit 0; fi; '
                 f'cp -p "$f" {backup}; echo backup; fi; {owner}mv "$f.migrator-new" "$f"; echo written'
             )
-            result = self.live.ssh(entry["member"], _privileged(user, script), stdin=self._content(entry["text"]))
+            commands[entry["member"]] = (_privileged(user, script), self._content(entry["text"]))
+        results = self._on_every_member(commands)
+        for entry in self.args["files"]:
+            result = results[entry["member"]]
             if not result.ok:
                 raise UnreachableError(
                     f"{entry['member']}: cannot write {entry['path']}: "
@@ -223,7 +238,9 @@ class StartSeedLeader(_SeedMembers):
             self.wait(
                 streaming,
                 f"{member} to clone {source} and stream as standby leader",
-                interval=0.5,
+                # A REST call and a query per sample: a short interval costs little and the next
+                # step (the in-site clones) starts the moment the standby leader streams.
+                interval=0.2,
                 describe=lambda: progress.text() or state["why"],
             )
         finally:
@@ -238,8 +255,11 @@ class StartSeedLeader(_SeedMembers):
 
 @step_kind("start_seed_replicas")
 class StartSeedReplicas(_SeedMembers):
-    """The other members, one at a time: each clones the standby leader and must stream from it
-    before the next one starts (two base backups at once would halve the speed of both)."""
+    """The other members, all at once: each clones the standby leader, inside the target site, so
+    no copy crosses the inter-site link again and none waits for another. Each member has its own
+    gate (a replica, streaming from the standby leader), and the step is done only when every one
+    holds at the same moment. The facts keep, per member, when its Patroni was started and when
+    it was first seen cascading: the clones' overlap is in the journal."""
 
     def precheck(self) -> bool:
         return all(self._running(m["name"]) is not None for m in self.args["members"])
@@ -258,38 +278,63 @@ class StartSeedReplicas(_SeedMembers):
             return False, f"streams from {receiver.sender_host}, not from {self.args['leader']} ({leader_host})"
         return True, f"streams from {self.args['leader']}"
 
-    def _wait_cascading(self, name: str) -> None:
-        state = {"why": ""}
+    def apply(self) -> dict[str, Any]:
+        """Every start command is sent before any is collected: the members clone concurrently
+        (the standby leader serves one base backup per member, over the target's own network)."""
+        waiting = [m for m in self.args["members"] if self._running(m["name"]) is None]
+        started_at: dict[str, str] = {}
+        limit = max(30.0, self.live.timeout * 6)
+        for m in waiting:
+            self.ctx.progress(f"{m['name']}: {m['start_command']}")
+            self.live.start_remote(f"seed-start-{m['name']}", m["name"], m["start_command"], timeout=limit)
+            started_at[m["name"]] = utc_now()
+        # Every command collected before any failure is raised: none is left running unheard.
+        results = {m["name"]: self.live.finish_remote(f"seed-start-{m['name']}") for m in waiting}
+        for m in waiting:
+            result = results[m["name"]]
+            if result is not None and not result.ok:
+                reason = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
+                # The engine undoes only steps whose change was recorded; the members whose start
+                # did succeed are cloning now: stop them here, as this step's undo would.
+                try:
+                    self._unseed(list(reversed(waiting)))
+                except MigratorError as exc:
+                    reason += f"; stopping the members started with it failed too ({exc})"
+                raise UnreachableError(
+                    f"{m['name']}: the start command `{m['start_command']}` failed (exit {result.exit_code}): {reason}"
+                )
+        return {"started": list(started_at), "started_at": started_at}
+
+    def gate(self) -> dict[str, Any]:
+        names = [m["name"] for m in self.args["members"]]
+        cascading_at: dict[str, str] = {}
+        why: dict[str, str] = {}
         progress = BackupProgress(self, self.args["site"], member=self.args["leader"])
 
-        def ok() -> bool:
+        def every_one_cascading() -> bool:
             progress.sample()
-            good, state["why"] = self._cascading(name)
-            return good
+            held = True
+            for name in names:
+                ok, why[name] = self._cascading(name)
+                if ok:
+                    cascading_at.setdefault(name, utc_now())
+                held = held and ok
+            return held
+
+        def describe() -> str:
+            members = "; ".join(f"{name}: {why[name]}" for name in names if name in why)
+            return ", ".join(part for part in (progress.text(), members) if part)
 
         try:
             self.wait(
-                ok,
-                f"{name} to clone {self.args['leader']} and cascade from it",
-                interval=0.5,
-                describe=lambda: progress.text() or state["why"],
+                every_one_cascading,
+                f"{', '.join(names) or 'no member'} to clone {self.args['leader']} and cascade from it",
+                interval=0.2,
+                describe=describe,
             )
         finally:
             progress.close()
-
-    def apply(self) -> dict[str, Any]:
-        started = []
-        for m in self.args["members"]:
-            if self._running(m["name"]) is None:
-                self._start(m["name"], m["start_command"])
-                started.append(m["name"])
-            self._wait_cascading(m["name"])
-        return {"started": started}
-
-    def gate(self) -> dict[str, Any]:
-        for m in self.args["members"]:
-            self._wait_cascading(m["name"])
-        return {"cascading": [m["name"] for m in self.args["members"]]}
+        return {"cascading": names, "cascading_at": cascading_at}
 
     def undo(self, facts: dict[str, Any]) -> bool:
         return self._unseed(list(reversed(self.args["members"])))

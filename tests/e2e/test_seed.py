@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from tests.e2e.test_execute import (
 from tests.testbed import SITE_BY_NAME, wait_until
 from tests.testbed.patroni_config import member_dir
 from tests.testbed.testbed import run_as_os_user
-from tests.testbed.topology import PG_BIN_DIR
+from tests.testbed.topology import PG_BIN_DIR, SPARE_MEMBERS
 
 pytestmark = pytest.mark.testbed
 
@@ -242,3 +243,84 @@ def test_seeding_refusals_change_nothing(empty_dc2, tmp_path):
         _refused(testbed, str(tiny), tmp_path / "s3", "not enough disk on dc2-a")
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def _three_member_inventory(testbed, path: Path, max_rate: str) -> Path:
+    """The testbed's inventory with dc2's spare host as a third dc2 member, and the cross-site
+    copy limited to `max_rate`."""
+    spare = SPARE_MEMBERS[0]
+    text = testbed.inventory_text()
+    dc2 = text.index("  dc2:\n")
+    head, tail = text[:dc2], text[dc2:]
+    tail = tail.replace("      local_parameters:", f"      basebackup_max_rate: {max_rate}\n      local_parameters:", 1)
+    tail = tail.rstrip("\n") + (f"\n    - name: {spare.name}\n      host: {spare.host}\n      pg_port: 5432\n"
+                                f"      api_url: {spare.api_url}\n")
+    path.write_text(head + tail)
+    return path
+
+
+@pytest.mark.slow
+def test_the_target_replicas_clone_the_standby_leader_at_the_same_time_and_all_stream(empty_dc2, tmp_path):
+    """dc2 seeded with three members: dc2-a makes the one copy across sites (its patroni.yml alone
+    carries the rate limit), then dc2-b and dc2-c are started together and clone dc2-a at once: their
+    intervals from start to first seen cascading overlap in the journal, and both stream from dc2-a."""
+    testbed, state = empty_dc2, tmp_path / "state"
+    spare = testbed.prepare_spare_hosts()[0]
+    leader, replica = DC2.members
+    inventory = _three_member_inventory(testbed, tmp_path / "inventory.yml", "64M")
+    try:
+        out = migrate("execute", "-i", str(inventory), "--dc", "dc2", "--until", "cascade", "--yes",
+                      "--state-dir", str(state), timeout=600)
+        assert out.returncode == 0, explain(out)
+        roles = {m.name: testbed.patroni_state(m).get("role") for m in (leader, replica, spare)}
+        assert roles == {leader.name: "standby_leader", replica.name: "replica", spare.name: "replica"}, roles
+        for member in (replica, spare):
+            assert testbed.sql(member, "SELECT status, sender_host FROM pg_stat_wal_receiver") == \
+                [("streaming", leader.host)], member.name
+        assert testbed.sql(leader, "SELECT status, slot_name FROM pg_stat_wal_receiver") == [("streaming", "dc2")]
+
+        files = {m.name: (member_dir(testbed.base, m) / "patroni.yml").read_text() for m in (leader, replica, spare)}
+        assert "max-rate" in files[leader.name] and "64M" in files[leader.name]
+        assert "max-rate" not in files[replica.name] and "max-rate" not in files[spare.name]
+
+        done = next(r for r in journal_records(state)
+                    if r["event"] == "step-done" and r["step"] == "start-target-replicas")
+        started, cascading = done["facts"]["started_at"], done["facts"]["cascading_at"]
+        assert set(started) == set(cascading) == {replica.name, spare.name}, done["facts"]
+        intervals = {name: (datetime.fromisoformat(started[name]), datetime.fromisoformat(cascading[name]))
+                     for name in started}
+        # Concurrent: each clone started before the other one was cascading.
+        assert max(a for a, _ in intervals.values()) < min(b for _, b in intervals.values()), intervals
+        # And every member passed the lag gate afterwards (wait-cascade covers all three).
+        assert "wait-cascade" in _events(journal_records(state), "step-done")
+    finally:
+        testbed.remove_dc2_cluster()  # stops the spare member too; the next baseline rebuilds dc2
+
+
+@pytest.mark.slow
+def test_one_replica_that_cannot_start_stops_the_others_and_the_run_undoes_the_seed(empty_dc2, tmp_path):
+    """dc2-c's start command fails (a real non-zero exit on its host) while dc2-b's succeeds: the
+    run exits 1 naming dc2-c, and nothing of the seed keeps running: dc2-b, started in the same
+    breath and cloning, is stopped (no data directory left in place), then the standby leader is
+    undone and dc2's keys and dc1's slot for it removed."""
+    testbed, state = empty_dc2, tmp_path / "state"
+    spare = testbed.prepare_spare_hosts()[0]
+    inventory = _three_member_inventory(testbed, tmp_path / "inventory.yml", "64M")
+    start = f"{testbed.base}/bin/patroni-service start {{member}}"
+    inventory.write_text(inventory.read_text().replace(
+        f"start_command: {start}", f"start_command: '[ {{member}} != {spare.name} ] && {start}'"))
+    try:
+        out = migrate("execute", "-i", str(inventory), "--dc", "dc2", "--until", "cascade", "--yes",
+                      "--state-dir", str(state), timeout=600)
+        assert out.returncode == 1, explain(out)
+        assert f"{spare.name}: the start command" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        running = {m.name for m in (*DC2.members, spare) if testbed.patroni_alive(m)}
+        assert running == set(), running
+        # dc2-b's clone was cut short: Patroni removes a partial copy itself, else it was moved aside.
+        home = member_dir(testbed.base, DC2.members[1])
+        assert not (home / "data").exists(), sorted(home.iterdir())
+        assert testbed.postmaster_pid(DC2.members[1]) is None
+        assert _dc2_keys(testbed) == []
+        assert "dc2" not in (testbed.get_config(DC1).get("slots") or {})
+    finally:
+        testbed.remove_dc2_cluster()

@@ -14,7 +14,7 @@ from pathlib import Path
 from .patroni_install import ensure_patroni
 from .services import MAX_SERVICES, extra_services, inventory_file, service_member
 from .testbed import Testbed, TestbedError
-from .topology import DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, MEMBER_BY_NAME
+from .topology import DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, KNOWN_MEMBERS, MEMBER_BY_NAME
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             testbed.down()
             print("testbed down")
         elif args.command in ("start-member", "stop-member"):
-            member = MEMBER_BY_NAME.get(args.member or "") or service_member(args.member or "")
+            member = KNOWN_MEMBERS.get(args.member or "") or service_member(args.member or "")
             if member is None:
                 print(f"testbed: no member {args.member!r}; members: {', '.join(MEMBER_BY_NAME)}"
                       ", svc<k>-dc1-a, svc<k>-dc2-a", file=sys.stderr)

@@ -11,13 +11,13 @@ import subprocess
 from pathlib import Path
 
 from .processes import ProcessRegistry, make_dir
-from .topology import NET, SITES, SSH_PORT
+from .topology import NET, SITES, SPARE_MEMBERS, SSH_PORT
 
 SSHD = "/usr/sbin/sshd"
 
 
 def ssh_hosts() -> list[str]:
-    return [f"127.{NET}.0.1"] + [m.host for s in SITES for m in s.members]
+    return [f"127.{NET}.0.1"] + [m.host for s in SITES for m in s.members] + [m.host for m in SPARE_MEMBERS]
 
 
 class SshdLayout:

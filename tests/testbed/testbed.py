@@ -30,8 +30,8 @@ from .services import ExtraServices, extra_services, members_on_disk, running_me
 from .waiting import TestbedError, wait_until
 from .sshd import SshdLayout, start_sshd
 from .topology import (
-    DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, MEMBER_BY_NAME, NAMESPACE, NET, PG_PORT, REST_USER,
-    SITE_BY_NAME, SITES, SUPERUSER, Member, Site,
+    DEFAULT_BASE_DIR, DEFAULT_PATRONI_VERSION, KNOWN_MEMBERS, MEMBER_BY_NAME, NAMESPACE, NET, PG_PORT,
+    REST_USER, SITE_BY_NAME, SITES, SPARE_MEMBERS, SUPERUSER, Member, Site,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +99,7 @@ class Testbed:
             self._start_etcd(site)
         for site in SITES:
             self._prepare_site(site, with_cluster=site.name == "dc1" or dc2_cluster)
+        self.prepare_spare_hosts()
         self.write_inventory(self.inventory_path)
         for site in SITES:
             wait_until(lambda s=site: self.etcd_healthy(s), 30, f"etcd of {site.name}")
@@ -138,14 +139,14 @@ class Testbed:
 
     def down(self) -> None:
         """Stop every process the testbed started (Patroni first, so PostgreSQL stops cleanly)."""
-        patronis = [f"patroni-{m}" for m in MEMBER_BY_NAME]
+        patronis = [f"patroni-{m}" for m in KNOWN_MEMBERS]
         self.registry.stop(patronis + running_member_processes(self.registry), timeout=30)
         self._stop_orphan_postgres()
         ExtraServices(self).stop_all()
         self.registry.stop([etcd_process_name(s) for s in SITES] + ["sshd"], timeout=10)
 
     def _stop_orphan_postgres(self) -> None:
-        for member in MEMBER_BY_NAME.values():
+        for member in KNOWN_MEMBERS.values():
             pid = self.postmaster_pid(member)
             if pid and pid_alive(pid):
                 send_signal(pid, signal.SIGQUIT)  # immediate shutdown: nobody manages it any more
@@ -343,6 +344,7 @@ class Testbed:
         stopped, data directories and patroni.yml gone, no key under dc2's scope in its etcd, and
         no permanent slot for dc2 on dc1."""
         dc1, dc2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
+        self._stop_spare_members()
         self.registry.stop([f"patroni-{m.name}" for m in dc2.members], timeout=30)
         for member in dc2.members:
             pid = self.postmaster_pid(member)
@@ -360,10 +362,35 @@ class Testbed:
         wait_until(lambda: not self.sql(primary, "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'dc2'"),
                    30, "slot dc2 to be dropped on dc1")
 
+    def prepare_spare_hosts(self) -> list[Member]:
+        """The spare hosts (SPARE_MEMBERS) as fresh hosts: a directory with its socket and log
+        directories, nothing running. Idempotent."""
+        for member in SPARE_MEMBERS:
+            home = make_dir(member_dir(self.base, member), 0o700, owned_by_os_user=True)
+            for sub in ("sock", "pglog"):
+                make_dir(home / sub, 0o700, owned_by_os_user=True)
+        return list(SPARE_MEMBERS)
+
+    def _stop_spare_members(self) -> None:
+        """Whatever a test made of a spare host goes: Patroni, PostgreSQL, data and patroni.yml."""
+        self.registry.stop([f"patroni-{m.name}" for m in SPARE_MEMBERS], timeout=30)
+        for member in SPARE_MEMBERS:
+            home = member_dir(self.base, member)
+            if not home.is_dir():
+                continue
+            pid = self.postmaster_pid(member)
+            if pid and pid_alive(pid):
+                send_signal(pid, signal.SIGQUIT)
+                wait_until(lambda p=pid: not pid_alive(p), 15, f"PostgreSQL of {member.name} to stop")
+            for leftover in home.iterdir():
+                if leftover.name not in ("sock", "pglog"):
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+
     def restore_dc2_cluster(self, timeout: float = 90.0) -> None:
         """dc2 built again the testbed's own way, after remove_dc2_cluster (or a seed that failed)."""
         dc2 = SITE_BY_NAME["dc2"]
-        self.registry.stop([f"patroni-{m.name}" for m in dc2.members], timeout=30)
+        self.registry.stop([f"patroni-{m.name}" for m in dc2.members + SPARE_MEMBERS], timeout=30)
+        self._stop_spare_members()
         for member in dc2.members:
             for leftover in member_dir(self.base, member).glob("data*"):
                 shutil.rmtree(leftover)

@@ -112,6 +112,11 @@ def _site(name: str, index: int, size: int = 2) -> Site:
 SITES: tuple[Site, ...] = (_site("dc1", 1), _site("dc2", 2))
 SITE_BY_NAME = {s.name: s for s in SITES}
 MEMBER_BY_NAME = {m.name: m for s in SITES for m in s.members}
+# A third dc2 host that runs nothing until a test seeds dc2 with three members (its inventory lists
+# it): not in SITES, so the baseline and every other test see two members per site. It has an
+# address, an SSH listener and a directory, as a fresh host would.
+SPARE_MEMBERS: tuple[Member, ...] = (Member(name="dc2-c", site="dc2", host=f"127.{NET}.2.3"),)
+KNOWN_MEMBERS = {**MEMBER_BY_NAME, **{m.name: m for m in SPARE_MEMBERS}}
 
 
 def other_site(site: Site) -> Site:

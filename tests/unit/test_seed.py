@@ -104,7 +104,8 @@ def test_patroni_yml_holds_placeholders_not_passwords_and_follows_the_source():
     inventory = example_inventory()
     member = inventory.site("dc2").members[1]
     config = load_baseline().sites["dc1"].dynamic_config
-    text = render_member_config(inventory, "dc1", "dc2", member, bootstrap_dcs(inventory, "dc1", "dc2", config))
+    text = render_member_config(inventory, "dc1", "dc2", member, bootstrap_dcs(inventory, "dc1", "dc2", config),
+                                crosses_sites=False)
     parsed = YAML(typ="safe").load(text)
     assert parsed["name"] == "dc2-b" and parsed["scope"] == "dc2"
     assert parsed["etcd3"]["hosts"] == ["127.0.2.100:2379"]
@@ -240,3 +241,73 @@ def test_the_reseed_runbook_links_each_step_to_a_page_and_section_that_exist():
         assert (root / page).is_file(), target
         if anchor:
             assert f'<a id="{anchor}"></a>' in (root / page).read_text(), target
+
+
+# --- the seed at link speed: one rate-limited copy across sites, the rest in parallel inside ----
+
+THIRD_DC2_MEMBER = """    - name: dc2-c
+      host: 127.0.2.3
+      pg_port: 5432
+      api_url: http://127.0.2.3:8008
+"""
+
+
+def wan_inventory(third_member: bool = False):
+    """examples/testbed.yml with dc2's patroni.basebackup_max_rate set (and, optionally, a third
+    dc2 member), validated without its secret and key files."""
+    from migrator.model.inventory import parse_inventory
+    from tests.helpers.snapshots import EXAMPLE_INVENTORY
+
+    text = EXAMPLE_INVENTORY.read_text()
+    dc2 = text.index("  dc2:\n")
+    head, tail = text[:dc2], text[dc2:]
+    tail = tail.replace("      local_parameters:", "      basebackup_max_rate: 64M\n      local_parameters:", 1)
+    if third_member:
+        tail = tail.rstrip("\n") + "\n" + THIRD_DC2_MEMBER
+    return parse_inventory(head + tail, source=str(EXAMPLE_INVENTORY), base_dir=EXAMPLE_INVENTORY.parent,
+                           check_local_files=False)
+
+
+def wan_plan(third_member: bool = False):
+    inventory, state = wan_inventory(third_member), empty_dc2()
+    return seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                     load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2",
+                     list(findings(state, facts()).values()))
+
+
+def test_only_the_member_that_copies_across_sites_gets_the_rate_limit():
+    plan = wan_plan(third_member=True)
+    files = {f["member"]: YAML(typ="safe").load(f["text"]) for f in
+             next(s for s in plan.steps if s.id == "write-target-configs").args["files"]}
+    assert files["dc2-a"]["postgresql"]["basebackup"] == [{"checkpoint": "fast"}, {"max-rate": "64M"}]
+    # The others clone the standby leader inside dc2: the inter-site limit would only slow them.
+    assert files["dc2-b"]["postgresql"]["basebackup"] == [{"checkpoint": "fast"}]
+    assert files["dc2-c"]["postgresql"]["basebackup"] == [{"checkpoint": "fast"}]
+    leader = next(s for s in plan.steps if s.id == "start-target-leader")
+    assert leader.args["member"] == "dc2-a"
+    assert "the one copy across sites, at most 64M/s" in leader.title
+
+
+def test_the_plan_starts_every_other_member_at_once_and_gates_each_one():
+    plan = wan_plan(third_member=True)
+    replicas = next(s for s in plan.steps if s.id == "start-target-replicas")
+    assert [m["name"] for m in replicas.args["members"]] == ["dc2-b", "dc2-c"]
+    assert "dc2-b, dc2-c at once" in replicas.title and "not rate limited" in replicas.title
+    assert replicas.gate is not None
+    assert "each of dc2-b, dc2-c is a replica streaming from its standby leader dc2-a" in replicas.gate.wait_for
+    from migrator.render.plan_report import render
+
+    for fmt in ("text", "md"):
+        text = " ".join(render(plan, fmt).split())
+        assert "dc2-b, dc2-c at once" in text and "at most 64M/s" in text
+
+
+def test_without_a_rate_the_plan_says_the_cross_site_copy_is_not_limited():
+    inventory, state = example_inventory(), empty_dc2()
+    plan = seed_plan(inventory, state, load_playbook(PLAYBOOK_DIR / "seed.yml"),
+                     load_playbook(PLAYBOOK_DIR / "switchover.yml"), "dc1", "dc2",
+                     list(findings(state, facts()).values()))
+    leader = next(s for s in plan.steps if s.id == "start-target-leader")
+    assert "not rate limited: patroni.basebackup_max_rate spares the inter-site link" in leader.title
+    files = next(s for s in plan.steps if s.id == "write-target-configs").args["files"]
+    assert all("max-rate" not in f["text"] for f in files)
