@@ -120,7 +120,9 @@ def run_fleet_execute(
     if missing := fleet.missing_site_lines(target):
         raise FleetError(missing[0], missing, fleet.source)
     reviewed = _reviewed(request.plan_file, fleet, target) if request.plan_file else None
-    _can_confirm(request, interactive)
+    # A resumed run was confirmed when it started; only a question between waves may be left.
+    if not request.resume or (fleet.pause_between_waves and len(fleet.waves) > 1):
+        _can_confirm(request, interactive)
     directory = fleet_state_dir(request.state_base, request.fleet_file)
     with FleetLock(directory, fleet.source):
         journal = Journal(directory, fleet.secrets())
