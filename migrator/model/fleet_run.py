@@ -102,7 +102,9 @@ class FleetRunSummary:
         return worst_exit_code([r.exit_code for r in self.results if r.exit_code is not None] + self._blocked())
 
     def _blocked(self) -> list[int]:
-        return [1 for r in self.results if r.status == "blocked" and r.exit_code is None]
+        # A service blocked at start, or never started (failure budget, Ctrl-C, a declined wave):
+        # the fleet did not do everything it was asked, so at least 1.
+        return [1 for r in self.results if r.status in ("blocked", "not-started") and r.exit_code is None]
 
     def totals(self) -> dict[str, Any]:
         counts = {status: 0 for status in ("moved", "no-op", "skipped", "not-started", "failed", "unsafe")}

@@ -113,8 +113,10 @@ def test_three_services_move_at_parallelism_3_from_a_reviewed_plan_losing_nothin
     for witness in [*samplers.values(), *ledgers.values()]:
         witness.start()
     try:
-        moved = fleet(state, "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--plan", str(tmp_path / "plan.json"),
-                      "--yes", "--format", "json")  # fmt: skip
+        plan = str(tmp_path / "plan.json")
+        moved = fleet(
+            state, "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--plan", plan, "--yes", "--format", "json"
+        )
         assert moved.returncode == 0, explain(moved)
         document = json.loads(moved.stdout)
         for service in services:
@@ -179,7 +181,8 @@ def test_kill_9_of_the_fleet_and_of_children_in_flight_then_resume_finishes_ever
     fleet_journal = state / "fleet-fleet" / "journal.jsonl"
     with open(tmp_path / "first.log", "wb") as log:
         first = subprocess.Popen(
-            [*MIGRATE, "fleet", "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--yes", "--state-dir", str(state)],
+            [*MIGRATE, "fleet", "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--yes",
+             "--state-dir", str(state)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     ledger.start()
@@ -237,3 +240,122 @@ def test_kill_9_of_the_fleet_and_of_children_in_flight_then_resume_finishes_ever
     back = fleet(state, "rollback", "--fleet", str(fleet_file), "--yes")
     assert back.returncode == 0, explain(back)
     back_at_baseline(baseline, services)
+
+
+def _startup_pid(testbed: Testbed, member) -> int:
+    return int(testbed.sql(member, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")[0][0])
+
+
+def _variant(testbed: Testbed, service: ExtraService, path: Path, **gates: int) -> Path:
+    """The service's inventory with some gates changed."""
+    text = inventory_file(testbed.base, service).read_text()
+    for key, value in gates.items():
+        lines = [line for line in text.splitlines() if line.strip().startswith(f"{key}:")]
+        assert lines, f"{key} not in the inventory"
+        indent = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
+        text = text.replace(lines[0], f"{indent}{key}: {value}")
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_a_service_blocked_at_start_fails_without_skip_blocked_and_is_left_untouched_with_it(
+    baseline, extra_services, tmp_path
+):
+    svc1, svc2, svc3 = extra_services[:3]
+    state = tmp_path / "state"
+    fleet_file = write_fleet(
+        tmp_path / "fleet.yml",
+        [inventory_file(baseline.base, s) for s in (svc1, svc2, svc3)],
+        waves=[["svc3"], ["svc1", "svc2"]],
+        parallel=2,
+        max_failures=1,
+    )
+    baseline.patch_config(svc3.dc2, {"pause": True})  # its target paused: the `paused` check blocks it
+    try:
+        wait_until(lambda: baseline.patroni_state(svc3.dc2.members[0]).get("pause") is True, 20, "svc3's dc2 paused")
+        configs_before = {site.scope: baseline.get_config(site) for site in svc3.sites}
+
+        failed = fleet(state, "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--yes", "--format", "json")
+        assert failed.returncode == 1, explain(failed)
+        rows = services_by_name(json.loads(failed.stdout))
+        assert rows["svc3"]["status"] == "blocked" and "paused" in rows["svc3"]["message"], rows["svc3"]
+        # The blocked service spent the failure budget: wave 2 never started.
+        assert rows["svc1"]["status"] == rows["svc2"]["status"] == "not-started", rows
+        for service in (svc1, svc2, svc3):
+            assert_primary_in(baseline, service, "dc1")
+
+        skipped = fleet(state, "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--yes", "--skip-blocked",
+                        "--format", "json")  # fmt: skip
+        assert skipped.returncode == 0, explain(skipped)
+        document = json.loads(skipped.stdout)
+        rows = services_by_name(document)
+        assert {n: r["status"] for n, r in rows.items()} == {"svc3": "skipped", "svc1": "moved", "svc2": "moved"}
+        assert "left untouched" in rows["svc3"]["message"] and document["totals"]["skipped"] == 1
+        assert_primary_in(baseline, svc1, "dc2")
+        assert_primary_in(baseline, svc2, "dc2")
+        assert writable(baseline, svc3.members) == ["svc3-dc1-a"]
+        assert {site.scope: baseline.get_config(site) for site in svc3.sites} == configs_before
+    finally:
+        baseline.patch_config(svc3.dc2, {"pause": None})
+    # `fleet rollback` moves back what the latest fleet run moved: svc1 and svc2, not svc3.
+    back = fleet(state, "rollback", "--fleet", str(fleet_file), "--yes", "--format", "json")
+    assert back.returncode == 0, explain(back)
+    assert sorted(row["service"] for row in json.loads(back.stdout)["services"]) == ["svc1", "svc2"]
+    back_at_baseline(baseline, [svc1, svc2, svc3])
+
+
+@pytest.mark.slow
+def test_a_service_failing_mid_run_ends_back_where_it_started_and_max_failures_stops_new_starts(
+    baseline, extra_services, tmp_path
+):
+    """svc1's target stops replaying the moment its demotion starts (its startup process gets
+    SIGSTOP, as in test_execute), so its catch-up gate (5 s here) times out and the demotion is
+    undone; svc2 (a longer lag window, so it is still running then) finishes; svc3, waiting for a
+    slot at parallelism 2, never starts."""
+    svc1, svc2, svc3 = extra_services[:3]
+    state = tmp_path / "state"
+    inventories = [
+        _variant(baseline, svc1, tmp_path / "svc1.yml", catchup_timeout_seconds=5),
+        _variant(baseline, svc2, tmp_path / "svc2.yml", lag_window_seconds=40),
+        inventory_file(baseline.base, svc3),
+    ]
+    fleet_file = write_fleet(tmp_path / "fleet.yml", inventories, parallel=2, max_failures=1)
+    target = svc1.dc2.members[0]
+    startup = _startup_pid(baseline, target)
+    with open(tmp_path / "fleet.log", "wb") as log:
+        proc = subprocess.Popen(
+            [*MIGRATE, "fleet", "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--yes", "--format", "json",
+             "--state-dir", str(state)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+        )  # fmt: skip
+    try:
+        wait_until(
+            lambda: any(r.get("event") == "step-started" and r.get("step") == "demote-source"
+                        for r in records(state / "svc1" / "journal.jsonl")),
+            120, "svc1's demotion to start", interval=0.005,
+        )  # fmt: skip
+        os.kill(startup, signal.SIGSTOP)
+        stdout, _ = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        os.kill(startup, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 3, f"exit {proc.returncode}\n{(tmp_path / 'fleet.log').read_text()[-4000:]}"
+    document = json.loads(stdout)
+    rows = services_by_name(document)
+    assert (rows["svc1"]["status"], rows["svc1"]["exit_code"]) == ("rolled-back", 3), rows["svc1"]
+    assert (rows["svc2"]["status"], rows["svc2"]["exit_code"]) == ("moved", 0), rows["svc2"]
+    assert rows["svc3"]["status"] == "not-started" and "max_failures" in rows["svc3"]["message"]
+    assert rows["svc2"]["finished"] > rows["svc1"]["finished"], "svc2 was not running when svc1 failed"
+    assert document["totals"]["back_where_started"] == 1 and document["totals"]["moved"] == 1
+    report = Path(document["report_file"]).read_text()
+    assert "| svc1 | rolled-back | 3 |" in report and "| svc2 | moved | 0 |" in report
+    assert "no new service started after" in report
+    assert_primary_in(baseline, svc1, "dc1")
+    assert_primary_in(baseline, svc2, "dc2")
+    assert_primary_in(baseline, svc3, "dc1")
+    back = fleet(state, "rollback", "--fleet", str(fleet_file), "--yes")
+    assert back.returncode == 0, explain(back)
+    back_at_baseline(baseline, [svc1, svc2, svc3])
