@@ -359,3 +359,41 @@ def test_a_service_failing_mid_run_ends_back_where_it_started_and_max_failures_s
     back = fleet(state, "rollback", "--fleet", str(fleet_file), "--yes")
     assert back.returncode == 0, explain(back)
     back_at_baseline(baseline, [svc1, svc2, svc3])
+
+
+def test_ctrl_c_stops_new_starts_and_the_running_service_reaches_its_own_end(baseline, extra_services, tmp_path):
+    """Two Ctrl-C (SIGINT to the fleet process, as a terminal sends it) while svc1 is moving at
+    parallelism 1: svc1's child never gets the signal and finishes its move, svc2 never starts,
+    the second Ctrl-C says what still runs, and the fleet exits 1 (not everything was done)."""
+    svc1, svc2 = extra_services[:2]
+    state = tmp_path / "state"
+    fleet_file = write_fleet(
+        tmp_path / "fleet.yml", [inventory_file(baseline.base, s) for s in (svc1, svc2)], parallel=1
+    )
+    with open(tmp_path / "fleet.log", "wb") as log:
+        proc = subprocess.Popen(
+            [*MIGRATE, "fleet", "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--yes", "--format", "json",
+             "--state-dir", str(state)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: _phase_reached(state / "svc1" / "journal.jsonl", {"cascade"}), 120, "svc1 in flight")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    output = (tmp_path / "fleet.log").read_text()
+    assert proc.returncode == 1, f"exit {proc.returncode}\n{output[-4000:]}"
+    assert "Ctrl-C: no new service starts" in output and "still running: svc1" in output
+    rows = services_by_name(json.loads(stdout))
+    assert (rows["svc1"]["status"], rows["svc1"]["exit_code"]) == ("moved", 0), rows["svc1"]
+    assert rows["svc2"]["status"] == "not-started" and "Ctrl-C" in rows["svc2"]["message"]
+    assert_primary_in(baseline, svc1, "dc2")
+    assert_primary_in(baseline, svc2, "dc1")
+    back = fleet(state, "rollback", "--fleet", str(fleet_file), "--yes")
+    assert back.returncode == 0, explain(back)
+    back_at_baseline(baseline, [svc1, svc2])
