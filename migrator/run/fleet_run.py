@@ -85,6 +85,9 @@ def run_fleet_execute(
                 raise UsageError(f"the unfinished fleet run {pending.run} moves to {pending.started.get('target')}, "
                                  f"not {target}; resume it with --dc {pending.started.get('target')}")  # fmt: skip
             run_id = pending.run
+            if reviewed is None and pending.started.get("plan_file"):
+                # The services still to start are held to the plan the run was started with.
+                reviewed = _reviewed(Path(str(pending.started["plan_file"])), fleet, target)
             journal.append("fleet-run-resumed", run=run_id, pid=_pid())
         else:
             if pending is not None:
@@ -105,7 +108,7 @@ def run_fleet_execute(
                 fleet=str(request.fleet_file),
                 target=target,
                 fingerprint=reviewed.fingerprint if reviewed else None,
-                plan_file=str(request.plan_file) if request.plan_file else None,
+                plan_file=str(request.plan_file.resolve()) if request.plan_file else None,
                 parallel=request.parallel or fleet.parallel,
                 max_failures=fleet.max_failures,
                 skip_blocked=request.skip_blocked,
