@@ -167,3 +167,27 @@ def test_the_deadline_adds_every_gate_and_a_margin():
                                 check_local_files=False)  # fmt: skip
     gates = inventory.gates
     assert deadline_seconds(None, inventory) > gates.cascade_timeout_seconds + gates.catchup_timeout_seconds
+
+
+def test_the_live_table_shows_each_services_phase_lag_deadline_and_outcome():
+    import io
+
+    from rich.console import Console
+
+    from migrator.model.fleet_run import ServiceProgress
+    from migrator.render.fleet_live import EventLines, progress_table
+
+    rows = [
+        ServiceProgress("svc1", 1, "running", phase="cascade", lag_bytes=3 << 20, deadline_seconds=412),
+        ServiceProgress("svc2", 1, "rolled-back", exit_code=3, note="catch-up gate timed out"),
+        ServiceProgress("svc3", 2, "waiting"),
+    ]
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(progress_table(rows, "fleet execute -> dc2"))
+    text = out.getvalue()
+    assert "cascade" in text and "3.0 MiB" in text and "412 s" in text and "rolled-back" in text and "waiting" in text
+    stream = io.StringIO()
+    lines = EventLines(stream)
+    lines.event("svc1: phase\ndemote")
+    lines.refresh(rows)  # no table without a terminal
+    assert stream.getvalue().count("\n") == 1 and stream.getvalue().rstrip().endswith("svc1: phase demote")
