@@ -70,6 +70,7 @@ class FleetLock:
 @dataclass
 class ServiceRecord:
     started: dict[str, Any] | None = None  # the latest service-started record of this run
+    first_since: str | None = None  # when this run first started a child for it
     finished: ServiceResult | None = None
     skipped: ServiceResult | None = None
 
@@ -128,8 +129,10 @@ def fleet_runs(journal: Journal) -> list[FleetRunRecord]:
         elif event == "fleet-run-finished":
             run.finished = record
         elif event == "service-started" and isinstance(name, str):
-            run.service(name).started = record
-            run.service(name).finished = None
+            service = run.service(name)
+            service.started, service.finished = record, None
+            if service.first_since is None:
+                service.first_since = str(record.get("since") or record.get("ts"))
         elif event == "service-finished" and isinstance(name, str):
             run.service(name).finished = _result(record)
         elif event == "service-skipped" and isinstance(name, str):

@@ -163,14 +163,17 @@ def _pick_up(context: FleetContext, member: FleetService, wave: int) -> ServiceR
     started = record.started
     files = child_files(context.run_dir, member.name, context.command)
     pid = started.get("pid")
-    since = str(started.get("ts"))
+    since = str(started.get("since") or started.get("ts"))  # this child's start
+    first = record.first_since or since  # the first child's: a migration since then is this run's
+    resumed = bool(started.get("resume"))
     if isinstance(pid, int) and is_migrate_child(pid, member.inventory_file):
         context.view.event(f"{member.name}: its child (pid {pid}) still runs; waiting for it")
-        return _watch(context, member, wave, Child(pid), files, _stored_deadline(context, member), since, adopted=True)
+        deadline = _stored_deadline(context, member)
+        return _watch(context, member, wave, Child(pid), files, deadline, since, adopted=True, resumed=resumed)
     if read_document(files.out) is not None:
-        return _result_of(context, member, wave, files, None, since, resumed=bool(started.get("resume")))
+        return _result_of(context, member, wave, files, None, since, resumed=resumed)
     migration = latest_migration(Journal(context.request.state_base / member.name))
-    if migration is None or not _started_since(context, member.name, migration.id, since):
+    if migration is None or not _started_since(context, member.name, migration.id, first):
         return None
     if migration.finished is not None:
         code = OUTCOME_EXIT.get(migration.finished, 1)
@@ -205,6 +208,7 @@ def _launch(
         run=context.run_id,
         service=name,
         wave=wave,
+        since=since,
         pid=child.pid,
         resume=resume,
         deadline_seconds=deadline,
@@ -264,7 +268,8 @@ def _result_of(
     if document is None:
         code = returncode if returncode is not None and returncode > 0 else 1
         pending = latest_migration(Journal(context.request.state_base / name))
-        if pending is not None and pending.finished is None and _started_since(context, name, pending.id, since):
+        ours = pending is not None and (resumed or _started_since(context, name, pending.id, since))
+        if pending is not None and pending.finished is None and ours:
             # It died inside its migration (OOM killer, a kill): where it stopped is unknown, maybe
             # inside its window: an unsafe stop (4) that its own --resume finishes.
             verb = "execute --resume --dc " + str(pending.target) if context.command == "execute" else "rollback"
