@@ -79,6 +79,14 @@ class LiveTable:
         with self._lock:
             self._live.stop()
 
+    def pause(self) -> None:
+        with self._lock:
+            self._live.stop()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._live.start()
+
 
 class EventLines:
     """Without a terminal: one line per event, nothing else."""
@@ -98,6 +106,12 @@ class EventLines:
         return None
 
     def close(self) -> None:
+        return None
+
+    def pause(self) -> None:
+        return None
+
+    def resume(self) -> None:
         return None
 
 

@@ -277,7 +277,11 @@ def _drive(
     if fleet.pause_between_waves and not request.yes and context.command == "execute":
 
         def between(number: int) -> bool:
-            return ask(f"wave {number - 1} ended; start wave {number} ({', '.join(waves[number - 1])})?")
+            context.view.pause()  # the live table would overwrite the question
+            try:
+                return ask(f"wave {number - 1} ended; start wave {number} ({', '.join(waves[number - 1])})?")
+            finally:
+                context.view.resume()
 
     scheduler = Scheduler(
         waves,

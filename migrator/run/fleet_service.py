@@ -44,6 +44,10 @@ class FleetView(Protocol):
 
     def close(self) -> None: ...
 
+    def pause(self) -> None: ...  # before a question on the terminal
+
+    def resume(self) -> None: ...
+
 
 @dataclass
 class FleetRequest:
