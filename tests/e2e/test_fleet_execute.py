@@ -397,3 +397,26 @@ def test_ctrl_c_stops_new_starts_and_the_running_service_reaches_its_own_end(bas
     back = fleet(state, "rollback", "--fleet", str(fleet_file), "--yes")
     assert back.returncode == 0, explain(back)
     back_at_baseline(baseline, [svc1, svc2])
+
+
+def test_a_service_whose_reviewed_plan_went_stale_exits_6_and_is_left_as_it_was(baseline, extra_services, tmp_path):
+    """The fleet plan is reviewed, then svc1's dynamic config changes (a harmless key): its own
+    `migrate execute --plan` refuses the stale plan (6) before changing anything; the fleet exits 6."""
+    svc1 = extra_services[0]
+    state = tmp_path / "state"
+    fleet_file = write_fleet(tmp_path / "fleet.yml", [inventory_file(baseline.base, svc1)], parallel=1)
+    plan = tmp_path / "plan.json"
+    planned = fleet(None, "plan", "--fleet", str(fleet_file), "--dc", "dc2", "--out", str(plan))
+    assert planned.returncode == 0, explain(planned)
+    baseline.patch_config(svc1.dc1, {"migrator_test_note": "changed after the review"})
+    try:
+        configs = {site.scope: baseline.get_config(site) for site in svc1.sites}
+        stale = fleet(state, "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--plan", str(plan), "--yes",
+                      "--format", "json")  # fmt: skip
+        assert stale.returncode == 6, explain(stale)
+        row = services_by_name(json.loads(stale.stdout))["svc1"]
+        assert (row["status"], row["exit_code"]) == ("failed", 6) and "no longer matches" in row["message"], row
+        assert {site.scope: baseline.get_config(site) for site in svc1.sites} == configs
+        assert_primary_in(baseline, svc1, "dc1")
+    finally:
+        baseline.patch_config(svc1.dc1, {"migrator_test_note": None})
