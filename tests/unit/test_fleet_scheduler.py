@@ -13,8 +13,15 @@ from migrator.run.fleet_scheduler import Scheduler
 class Recorder:
     """A fake service run: sleeps, records when it started and ended and how many ran at once."""
 
-    def __init__(self, seconds: float = 0.05, failing: tuple[str, ...] = (), codes: dict[str, int] | None = None):
+    def __init__(
+        self,
+        seconds: float = 0.05,
+        failing: tuple[str, ...] = (),
+        codes: dict[str, int] | None = None,
+        durations: dict[str, float] | None = None,
+    ):
         self.seconds = seconds
+        self.durations = durations or {}
         self.failing = failing
         self.codes = codes or {}
         self.lock = threading.Lock()
@@ -29,7 +36,7 @@ class Recorder:
             self.peak = max(self.peak, self.running)
             self.order.append(name)
         start = time.monotonic()
-        time.sleep(self.seconds)
+        time.sleep(self.durations.get(name, self.seconds))
         with self.lock:
             self.running -= 1
             self.spans[name] = (start, time.monotonic())
@@ -39,7 +46,7 @@ class Recorder:
 
 
 def test_at_most_parallel_services_run_at_once_and_every_one_runs():
-    run = Recorder()
+    run = Recorder(seconds=0.2)
     outcome = Scheduler([["a", "b", "c", "d", "e"]], 2, 1, run, tick_seconds=0.01).run()
     assert run.peak == 2
     assert {name: r.status for name, r in outcome.results.items()} == dict.fromkeys("abcde", "moved")
@@ -53,7 +60,8 @@ def test_a_wave_starts_only_after_every_service_of_the_previous_wave_ended():
 
 
 def test_after_max_failures_no_new_service_starts_but_running_ones_finish():
-    run = Recorder(seconds=0.1, failing=("a",))
+    # a fails while b still runs: the slot a frees must not go to c.
+    run = Recorder(seconds=0.3, failing=("a",), durations={"a": 0.05})
     outcome = Scheduler([["a", "b", "c", "d"], ["e"]], 2, 1, run, tick_seconds=0.01).run()
     assert outcome.results["a"].status == "rolled-back"
     assert outcome.results["b"].status == "moved", "a running service must finish"
@@ -69,7 +77,7 @@ def test_max_failures_two_tolerates_one_failure():
 
 
 def test_stop_lets_running_services_finish_and_starts_nothing_more():
-    run = Recorder(seconds=0.3)
+    run = Recorder(seconds=0.8)
     scheduler = Scheduler([["a", "b", "c"]], 2, 1, run, tick_seconds=0.01)
     threading.Timer(0.1, scheduler.stop, args=("interrupted (Ctrl-C)",)).start()
     outcome = scheduler.run()
