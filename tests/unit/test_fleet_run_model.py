@@ -191,3 +191,16 @@ def test_the_live_table_shows_each_services_phase_lag_deadline_and_outcome():
     lines.event("svc1: phase\ndemote")
     lines.refresh(rows)  # no table without a terminal
     assert stream.getvalue().count("\n") == 1 and stream.getvalue().rstrip().endswith("svc1: phase demote")
+
+
+def test_a_child_past_its_deadline_is_reported_overran_and_still_waited_for():
+    import time
+
+    from migrator.run.fleet_child import Child
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.2)"])
+    polls: list[bool] = []
+    began = time.monotonic()
+    Child(proc.pid, proc).wait(time.monotonic() + 0.3, polls.append)
+    assert time.monotonic() - began >= 1.0, "the child was not waited for to its end"
+    assert proc.returncode == 0 and polls[0] is False and polls[-1] is True
