@@ -13,7 +13,9 @@ execute` child of the fleet process.
   left untouched with it while the others move;
 - a service whose catch-up gate times out mid-run with `max_failures: 1`: it ends back where it
   started (exit 3), the service waiting for a slot never starts, the running one finishes, and the
-  report shows both.
+  report shows both;
+- two Ctrl-C: the running service finishes its move, nothing more starts;
+- a reviewed plan gone stale for one service: that service exits 6, nothing changed.
 """
 
 from __future__ import annotations
@@ -361,6 +363,7 @@ def test_a_service_failing_mid_run_ends_back_where_it_started_and_max_failures_s
     back_at_baseline(baseline, [svc1, svc2, svc3])
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_new_starts_and_the_running_service_reaches_its_own_end(baseline, extra_services, tmp_path):
     """Two Ctrl-C (SIGINT to the fleet process, as a terminal sends it) while svc1 is moving at
     parallelism 1: svc1's child never gets the signal and finishes its move, svc2 never starts,
