@@ -5,7 +5,11 @@ In one run, each service under its own write ledger (100 commits/s):
 - alone: `migrate execute --dc dc2` of svc1 only, then its `migrate rollback`;
 - at once: K `migrate execute --dc dc2` started together (svc1..svcK, one process each, each with
   its own inventory and state directory), then K rollbacks together;
-- one after another (parallelism 1, skip with --no-sequential): the same K moves in turn.
+- one after another (parallelism 1, skip with --no-sequential): the same K moves in turn;
+- the fleet command: one `migrate fleet execute --parallel K` over the same K services (each
+  moved by its own `migrate execute` child), then `migrate fleet rollback`; also printed: the fleet
+  process's own peak RSS and its most open sockets at once (it keeps no connection to any site:
+  the children do the work).
 Printed: wall time of each, the ratio at-once / alone (goal for `migrate fleet`: <= 1.5x), the
 peak RSS of each migrate process (ru_maxrss), the longest write gap per phase, the RSS and PSS
 of one idle extra service (its Patroni and PostgreSQL processes), and commits lost (acknowledged,
@@ -98,6 +102,54 @@ def in_turn(testbed: Testbed, services: list[ExtraService], state: Path, command
     return time.monotonic() - started, runs
 
 
+def _sockets(pid: int) -> int:
+    try:
+        return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(fd).startswith("socket:"))
+    except OSError:
+        return 0
+
+
+def _own_peak_rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def fleet_run(
+    testbed: Testbed, services: list[ExtraService], state: Path, command: list[str]
+) -> tuple[float, list[Run]]:
+    """One `migrate fleet <command>` over `services` at parallelism K; every service's Run is the
+    fleet process's wall time (its peak RSS as wait4 reports it: the largest of it and its children)."""
+    fleet_file = state / "bench-fleet.yml"
+    fleet_file.write_text(
+        "services:\n"
+        + "".join(f"  - {inventory_file(testbed.base, s)}\n" for s in services)
+        + f"parallel: {len(services)}\nmax_failures: {len(services)}\n"
+    )
+    extra = ["--dc", "dc2"] if command[0] == "execute" else []
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*MIGRATE, "fleet", command[0], "--fleet", str(fleet_file), *extra, "--yes", "--state-dir", str(state)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    peak_sockets, peak_rss = 0, 0.0
+    # Sampled until it exits, without reaping it (WNOWAIT): finish() reaps it with wait4.
+    while time.monotonic() - started < RUN_TIMEOUT:
+        peak_sockets = max(peak_sockets, _sockets(proc.pid))
+        peak_rss = max(peak_rss, _own_peak_rss_mib(proc.pid))
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            break
+        time.sleep(0.2)
+    run = finish(proc, f"fleet {command[0]}", started)
+    print(f"  fleet {command[0]}: the fleet process's own peak RSS {peak_rss:.0f} MiB (VmHWM), most sockets "
+          f"open at once {peak_sockets}; exit {run.returncode}", flush=True)  # fmt: skip
+    return time.monotonic() - started, [Run(s.name, run.returncode, run.seconds, run.peak_rss_mib) for s in services]
+
+
 def _processes() -> dict[int, tuple[int, Path]]:
     """pid -> (parent pid, /proc entry) of every process now."""
     found = {}
@@ -185,6 +237,8 @@ def main() -> int:
         phase("alone: rollback svc1", in_turn, services[:1], ["rollback"])
         phase(f"at once: execute x{len(services)}", together, services, ["execute", "--dc", "dc2"])
         phase(f"at once: rollback x{len(services)}", together, services, ["rollback"])
+        phase(f"fleet: execute x{len(services)}", fleet_run, services, ["execute"])
+        phase(f"fleet: rollback x{len(services)}", fleet_run, services, ["rollback"])
         if not args.no_sequential:
             phase(f"in turn: execute x{len(services)}", in_turn, services, ["execute", "--dc", "dc2"])
             phase(f"in turn: rollback x{len(services)}", in_turn, services, ["rollback"])
@@ -205,7 +259,8 @@ def main() -> int:
     for verb in ("execute", "rollback"):
         alone = walls[f"alone: {verb} svc1"]
         print(
-            f"{verb}: {k} at once / one alone = {walls[f'at once: {verb} x{k}'] / alone:.2f}x (goal <= 1.5x)"
+            f"{verb}: {k} at once / one alone = {walls[f'at once: {verb} x{k}'] / alone:.2f}x (goal <= 1.5x); "
+            f"`migrate fleet {verb}` of {k} / one alone = {walls[f'fleet: {verb} x{k}'] / alone:.2f}x"
             + (
                 f"; {k} in turn / {k} at once = {walls[f'in turn: {verb} x{k}'] / walls[f'at once: {verb} x{k}']:.2f}x"
                 if not args.no_sequential

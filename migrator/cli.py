@@ -509,6 +509,93 @@ def fleet_status(
         view.close()
 
 
+# --- fleet execute / rollback (migrator/run/fleet_run.py): many ordinary runs, one report ------
+
+FleetFileOption = Annotated[Path, typer.Option("--fleet", metavar="FILE", help="Fleet YAML (docs/fleet.md).")]
+ParallelOption = Annotated[
+    int | None,
+    typer.Option("--parallel", metavar="N", min=1, max=64, help="Services at a time (default: the fleet's)."),
+]
+
+
+@fleet_app.command("execute")
+def fleet_execute(
+    fleet: FleetFileOption,
+    dc: TargetSiteOption,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option("--plan", metavar="FILE", help="A reviewed fleet plan (`fleet plan --out`); stale rows refused."),
+    ] = None,
+    parallel: ParallelOption = None,
+    yes: YesOption = False,
+    skip_blocked: Annotated[
+        bool, typer.Option("--skip-blocked", help="Leave services blocked at start untouched (not a failure).")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a fleet run whose process was killed.")] = False,
+    state_dir: StateDirOption = None,
+    output_format: RunFormatOption = RunFormat.text,
+) -> int:
+    """Move every service of the fleet to --dc, wave by wave, a few at a time, with one report."""
+    from migrator.run.fleet_run import FleetRequest, run_fleet_execute
+
+    request = FleetRequest(fleet, resolve_state_base(state_dir).path, dc, plan_file, parallel, yes, skip_blocked,
+                           resume)  # fmt: skip
+    view, renderers, ask, interactive = _fleet_io(f"fleet execute -> {dc}")
+    summary = run_fleet_execute(request, view, renderers, ask, interactive, remember_secrets)
+    return _fleet_finish(summary, output_format)
+
+
+@fleet_app.command("rollback")
+def fleet_rollback(
+    fleet: FleetFileOption,
+    yes: YesOption = False,
+    parallel: ParallelOption = None,
+    service: Annotated[
+        list[str] | None,
+        typer.Option("--service", metavar="NAME", help="Only this service (repeatable): roll back a subset."),
+    ] = None,
+    state_dir: StateDirOption = None,
+    output_format: RunFormatOption = RunFormat.text,
+) -> int:
+    """Move back every service the latest `fleet execute` moved, with the same zero-loss protocol."""
+    from migrator.run.fleet_run import FleetRequest, run_fleet_rollback
+
+    request = FleetRequest(fleet, resolve_state_base(state_dir).path, parallel=parallel, yes=yes,
+                           only=tuple(service or ()))  # fmt: skip
+    view, renderers, ask, interactive = _fleet_io("fleet rollback")
+    summary = run_fleet_rollback(request, view, renderers, ask, interactive, remember_secrets)
+    return _fleet_finish(summary, output_format)
+
+
+def _fleet_io(title: str):
+    from migrator.render import fleet_run_report
+    from migrator.render.fleet_live import fleet_view
+    from migrator.run.fleet_run import FleetRenderers
+
+    console = _console(stderr=True)  # stdout holds the fleet report (or its JSON document) only
+    interactive = sys.stdin.isatty()
+
+    def ask(question: str) -> bool:
+        return typer.confirm(question, default=False, err=True)
+
+    renderers = FleetRenderers(markdown=fleet_run_report.markdown, gantt=fleet_run_report.gantt)
+    return (lambda: fleet_view(console, console.is_terminal, title)), renderers, ask, interactive
+
+
+def _fleet_finish(summary, output_format: RunFormat) -> int:
+    from migrator.render import fleet_run_report
+
+    if output_format is RunFormat.json:
+        sys.stdout.write(json.dumps(summary.as_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(fleet_run_report.text(summary))
+        sys.stdout.write(f"report: {summary.report_file}; journal: {summary.journal_file}\n")
+    sys.stdout.flush()
+    if summary.exit_code != 0:
+        sys.stderr.write(f"{PROG}: error: {fleet_run_report.headline(summary)}; see {summary.report_file}\n")
+    return summary.exit_code
+
+
 @fleet_app.command("schema")
 def fleet_schema() -> None:
     """Print the fleet file's JSON Schema."""

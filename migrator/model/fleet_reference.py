@@ -20,13 +20,16 @@ MEANINGS: dict[str, str] = {
     "this file's directory. A glob that matches nothing, the same inventory twice, or two inventories with "
     "the same `service:` name are refused.",
     "FleetSpec.waves": "Ordered groups of service names (each inventory's `service:`), e.g. the small services "
-    "first. A wave starts once the one before it has finished (`fleet execute`, to come). Every service is "
+    "first. A wave starts once every service of the one before it has ended (`fleet execute`). Every service is "
     "in at most one wave; the services named in no wave form a last, implicit wave, in the order of `services`.",
-    "FleetSpec.parallel": "How many services are observed (and, later, moved) at the same time, 1 to 64.",
-    "FleetSpec.max_failures": "After this many failed services no new service starts; running ones finish "
-    "(`fleet execute`, to come).",
-    "FleetSpec.pause_between_waves": "Ask a human before each wave after the first (`--yes` skips the question; "
-    "`fleet execute`, to come).",
+    "FleetSpec.parallel": "How many services are observed (`fleet plan`) or moved (`fleet execute`, `fleet "
+    "rollback`) at the same time, 1 to 64; `--parallel N` overrides it for one run.",
+    "FleetSpec.max_failures": "After this many failed services (blocked at start, failed, rolled back or stopped "
+    "unsafe) no new service starts, in this wave or a later one; running ones finish. 0 counts as 1: the first "
+    "failure stops new starts.",
+    "FleetSpec.pause_between_waves": "`fleet execute` asks on the terminal before each wave after the first "
+    "(no: no new service starts); `--yes` skips the question; without a terminal and without `--yes` the run "
+    "is refused up front.",
 }
 
 INTRO = """\
@@ -57,6 +60,50 @@ Services named in no wave form a last, implicit wave (in the order of `services`
 service and prints the fleet plan (runbooks/fleet.md); every inventory must have the site NAME.
 `migrate fleet schema` prints the JSON Schema, for editors.
 
+"""
+
+RUNNING = """
+## Moving a fleet: `fleet execute`, `--resume`, `fleet rollback`
+
+```
+migrate fleet execute --fleet F --dc dc2 [--plan FLEET_PLAN] [--parallel N] [--yes] [--skip-blocked]
+                      [--resume] [--state-dir DIR] [--format text|json]
+migrate fleet rollback --fleet F [--yes] [--parallel N] [--service NAME ...] [--state-dir DIR] [--format text|json]
+```
+
+Each service is moved by an ordinary child `migrate execute -i INV --dc DC --yes --format json`
+(`migrate rollback` for `fleet rollback`) in its own session, with its own lock, journal, gates
+and undo (runbooks/fleet.md). The fleet keeps its own state in `<state dir>/fleet-<fleet file
+name>/`: `journal.jsonl` (the fleet journal: run started, each service started with its pid and
+wave, finished with its result, run finished), `lock` (two runs of one fleet: exit 5, naming the
+holder's pid), a directory per run with each child's JSON document and progress log and the
+per-service plan files of `--plan`, and the reports `report-<run>.md` (with the Gantt
+`report-<run>.svg` embedded) and `report-<run>.json`.
+
+**Exit code**: the worst of the services', in this order: **4** (a service stopped unsafe) >
+**3** (a service's gate timed out and its move was undone: back where it started) > **6** (a
+service's reviewed plan was stale) > **5** (a service's own lock was busy) > **2** (a service
+refused its input) > **1** (a service failed with nothing unsafe left, was blocked at start, or
+was never started: the failure budget, a Ctrl-C or a declined wave stopped new starts) > **0**.
+Before any service starts, the fleet command itself exits 2 on bad input (the fleet file, an
+inventory, `--dc`, an unreadable or mismatched `--plan`, no terminal to confirm on without
+`--yes`, an unfinished fleet run without `--resume`) and 5 when another run of the fleet holds its
+lock.
+
+**`--format json`** prints one document on stdout (progress lines stay on stderr), the same as
+`report-<run>.json`: `schema` (1), `kind` (`fleet-run`), `command` (`execute` or `rollback`), `run`,
+`fleet`, `target` (null for a rollback), `started`, `finished`, `parallel`, `max_failures`,
+`fingerprint` (the reviewed fleet plan's, or null), `exit_code`, `stopped_early` (why no new
+service started, or null), `totals` (`services`, `moved`, `no_op`, `skipped`, `not_started`,
+`failed`, `unsafe`, `back_where_started`, `running`, `overran`, `wall_seconds`,
+`longest_gap_seconds`, `median_gap_seconds`), `services` (one object per service in wave order:
+`service`, `wave`, `status` (`moved`, `no-op`, `skipped`, `not-started`, `blocked`, `failed`,
+`rolled-back`, `unsafe`; in a rollback `moved` means moved back), `exit_code`, `message`,
+`started`, `finished`, `duration_seconds`, `write_unavailable_seconds`, `migration` (its own
+journal's id), `token` and `timelines` (as in its own run document, docs/output.md),
+`new_primary`, `report_file` (its own run report), `log_file` (its child's progress lines),
+`overran` (ran past the deadline its plan's gates give it; reported, never killed), `resumed`),
+`report_file`, `gantt_file`, `journal_file`.
 """
 
 
@@ -99,7 +146,7 @@ def markdown_reference() -> str:
     for name, field in FleetSpec.model_fields.items():
         meaning = MEANINGS.get(f"FleetSpec.{name}", "")
         lines.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
-    return INTRO + "\n".join(lines) + "\n" + STATUS_SECTION
+    return INTRO + "\n".join(lines) + "\n" + RUNNING + STATUS_SECTION
 
 
 def missing_meanings() -> list[str]:

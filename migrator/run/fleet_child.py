@@ -1,0 +1,152 @@
+"""One service's run inside a fleet run: an ordinary `migrate execute|rollback --format json` child
+process, in its own session (a Ctrl-C at the terminal reaches only the fleet process; the child
+always reaches its own end), its JSON document written to a file and its progress lines to a log
+file in the fleet run's directory. Files, not pipes: a child outlives a killed fleet process, and
+the resumed fleet process adopts it (by pid) and still reads its document at the end.
+
+Every child has a deadline derived from its plan's gates (`deadline_seconds`); a child past it is
+reported (`overran`), never killed: it may be inside its write-unavailability window, and each of
+its own waits has a deadline that ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from migrator.model.inventory import Inventory
+from migrator.model.plan import Plan
+from migrator.run.journal import Journal
+
+MIGRATE = [sys.executable, "-m", "migrator.cli"]
+POLL_SECONDS = 0.5
+# Beside the gates' own timeouts: each step's network calls, observation, the reports.
+PER_STEP_TIMEOUTS = 3
+MARGIN_SECONDS = 120
+
+
+def deadline_seconds(plan: Plan | None, inventory: Inventory) -> float:
+    """How long a service's run may take before it is reported as overrunning: every gate's
+    timeout and every hook's, a few network timeouts per step, and a margin. Without a plan (it
+    could not be read) the inventory's gates stand in."""
+    connect = inventory.gates.connect_timeout_seconds
+    if plan is None:
+        gates = inventory.gates
+        waits = (
+            gates.cascade_timeout_seconds
+            + gates.catchup_timeout_seconds
+            + gates.promote_timeout_seconds
+            + gates.repoint_timeout_seconds
+        )
+        return float(waits + 20 * PER_STEP_TIMEOUTS * connect + MARGIN_SECONDS)
+    waits = sum(step.gate.timeout_seconds for step in plan.steps if step.gate is not None)
+    hooks = sum(hook.timeout_seconds for hook in plan.hooks)
+    return float(waits + hooks + len(plan.steps) * PER_STEP_TIMEOUTS * connect + MARGIN_SECONDS)
+
+
+@dataclass(frozen=True)
+class ChildFiles:
+    out: Path  # its JSON document (stdout)
+    log: Path  # its progress lines (stderr)
+
+
+def child_files(run_dir: Path, service: str, command: str) -> ChildFiles:
+    return ChildFiles(run_dir / f"{service}.{command}.json", run_dir / f"{service}.{command}.log")
+
+
+class Child:
+    """A child `migrate` process: one this process started, or one a killed fleet process started
+    and this one adopted by pid (then its exit code comes from its JSON document)."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None):
+        self.pid = pid
+        self._popen = popen
+
+    @classmethod
+    def start(cls, args: list[str], files: ChildFiles) -> Child:
+        with open(files.out, "wb") as out, open(files.log, "ab") as log:
+            os.fchmod(out.fileno(), 0o600)
+            os.fchmod(log.fileno(), 0o600)
+            popen = subprocess.Popen(
+                [*MIGRATE, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=log,
+                start_new_session=True,  # no terminal signal reaches it: it ends on its own terms
+                close_fds=True,  # it must not hold the fleet lock's descriptor
+            )
+        return cls(popen.pid, popen)
+
+    def alive(self) -> bool:
+        if self._popen is not None:
+            return self._popen.poll() is None
+        return pid_alive(self.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._popen is None else self._popen.returncode
+
+    def wait(self, deadline: float, on_poll: Callable[[bool], None]) -> None:
+        """Until it ends; `on_poll(overran)` every poll (overran: past the monotonic `deadline`)."""
+        while self.alive():
+            on_poll(time.monotonic() > deadline)
+            time.sleep(POLL_SECONDS)
+
+
+def pid_alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def is_migrate_child(pid: int, inventory_file: str) -> bool:
+    """Whether `pid` is still a `migrate` process for this inventory (a pid from the fleet journal
+    may have been reused by anything since)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [a.decode(errors="replace") for a in argv if a]
+    return pid_alive(pid) and "migrator.cli" in words and inventory_file in words
+
+
+def read_document(path: Path) -> dict[str, Any] | None:
+    """The child's JSON document, or None when it wrote none (killed before its end)."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) and "exit_code" in document else None
+
+
+def service_progress(state_dir: Path, migration_since: str | None) -> tuple[str | None, int | None, str | None]:
+    """(phase, replay lag in bytes, migration id) of the service's latest migration that started at
+    or after `migration_since`, from its own journal (read only; a torn last line is ignored)."""
+    try:
+        records = Journal(state_dir).records()
+    except Exception:  # noqa: BLE001 - a journal being written or damaged: no progress shown, no crash
+        return None, None, None
+    migration = None
+    phase: str | None = None
+    lag: int | None = None
+    for record in records:
+        if record.get("event") == "migration-started" and (
+            migration_since is None or str(record.get("ts", "")) >= migration_since
+        ):
+            migration, phase, lag = record.get("migration"), None, None
+        elif migration is not None and record.get("migration") == migration:
+            if record.get("event") == "step-started":
+                phase = record.get("phase")
+            elif record.get("event") == "gate-sample" and isinstance(record.get("lag_bytes"), int):
+                lag = record["lag_bytes"]
+    return phase, lag, migration

@@ -1,0 +1,314 @@
+"""One service inside a fleet run: re-planned right before it starts (blocked: a failure, or
+left untouched with --skip-blocked), its child `migrate execute|rollback` launched and watched
+against its deadline, its JSON document turned into a `ServiceResult`, every step of that in the
+fleet journal. On `--resume`, a service the killed fleet process had started is picked up: its
+child adopted while it runs, its document read if it wrote one, its own unfinished migration
+continued with `execute --resume`, or (none of these) it starts anew.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from migrator.durable import write_private
+from migrator.errors import MigratorError
+from migrator.model.findings import first_blocking_line
+from migrator.model.fleet import Fleet, FleetService
+from migrator.model.fleet_plan import FleetPlan
+from migrator.model.fleet_run import ServiceProgress, ServiceResult, status_of
+from migrator.model.plan import Plan
+from migrator.model.secrets import mask
+from migrator.planning.preflight import observe_and_plan
+from migrator.run.engine import latest_migration
+from migrator.run.fleet_child import Child, ChildFiles, child_files, deadline_seconds, is_migrate_child, read_document
+from migrator.run.fleet_journal import FleetRunRecord
+from migrator.run.journal import Journal, utc_now
+
+# A finished single-service migration whose fleet child left no document: its exit code from the
+# journal's outcome.
+OUTCOME_EXIT = {"done": 0, "rolled-back": 3, "stopped-unsafe": 4}
+
+
+class FleetView(Protocol):
+    """The live view (render/fleet_live.py): a table on a terminal, else a line per event."""
+
+    def event(self, text: str) -> None: ...
+
+    def refresh(self, rows: list[ServiceProgress]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def pause(self) -> None: ...  # before a question on the terminal
+
+    def resume(self) -> None: ...
+
+
+@dataclass
+class FleetRequest:
+    fleet_file: Path
+    state_base: Path
+    target: str | None = None  # execute: --dc
+    plan_file: Path | None = None
+    parallel: int | None = None
+    yes: bool = False
+    skip_blocked: bool = False
+    resume: bool = False
+    only: tuple[str, ...] = ()  # rollback: --service (a subset)
+
+
+@dataclass
+class FleetContext:
+    fleet: Fleet
+    request: FleetRequest
+    directory: Path
+    journal: Journal
+    run_id: str
+    run_dir: Path
+    command: str
+    view: FleetView
+    previous: FleetRunRecord | None = None  # the run being resumed
+    reviewed: FleetPlan | None = None
+    progress: dict[str, ServiceProgress] = field(default_factory=dict)
+    since: dict[str, str] = field(default_factory=dict)  # service -> when its child started
+    deadlines: dict[str, float] = field(default_factory=dict)  # service -> monotonic deadline
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def set_progress(context: FleetContext, name: str, **changes: Any) -> None:
+    with context.lock:
+        row = context.progress[name]
+        for key, value in changes.items():
+            setattr(row, key, value)
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+# ---- one service -------------------------------------------------------------------------------
+
+
+def execute_one(context: FleetContext, name: str, wave: int) -> ServiceResult:
+    member = context.fleet.service(name)
+    if context.previous is not None:
+        picked = _pick_up(context, member, wave)
+        if picked is not None:
+            return picked
+    set_progress(context, name, state="planning")
+    target = str(context.request.target)
+    try:
+        plan = observe_and_plan(member.inventory, target)
+    except MigratorError as exc:
+        return _blocked(context, member, wave, mask(str(exc), member.inventory.secrets()))
+    if plan.noop_reason is None and not plan.executable:
+        line = first_blocking_line("blocked at start", plan.findings) or "blocked at start"
+        return _blocked(context, member, wave, mask(line, member.inventory.secrets()))
+    args = ["execute", "-i", member.inventory_file, "--dc", target]
+    if context.reviewed is not None:
+        row = next(r for r in context.reviewed.services if r.service == name)
+        if row.plan is None:
+            result = ServiceResult(name, wave, "failed", exit_code=6, message=(
+                f"the reviewed fleet plan has no plan for {name} (it was {row.verdict} then) and it is executable "
+                "now: run `migrate fleet plan` again and review it"), finished=utc_now())  # fmt: skip
+            context.journal.append("service-finished", run=context.run_id, service=name, result=result.as_json())
+            set_progress(context, name, state=result.status, exit_code=6, note=result.message)
+            return result
+        plan_file = context.run_dir / f"plan-{name}.json"
+        write_private(plan_file, json.dumps(row.plan, indent=2, sort_keys=True) + "\n")
+        args += ["--plan", str(plan_file)]
+    return _launch(context, member, wave, args, deadline_seconds(plan, member.inventory))
+
+
+def rollback_one(context: FleetContext, name: str, wave: int) -> ServiceResult:
+    member = context.fleet.service(name)
+    return _launch(context, member, wave, ["rollback", "-i", member.inventory_file], _stored_deadline(context, member))
+
+
+def _stored_deadline(context: FleetContext, member: FleetService) -> float:
+    plan: Plan | None = None
+    try:
+        migration = latest_migration(Journal(context.request.state_base / member.name))
+        plan = migration.stored_plan() if migration is not None else None
+    except Exception:  # noqa: BLE001 - no readable plan: the inventory's gates give the deadline
+        plan = None
+    return deadline_seconds(plan, member.inventory)
+
+
+def _blocked(context: FleetContext, member: FleetService, wave: int, message: str) -> ServiceResult:
+    name = member.name
+    if context.request.skip_blocked:
+        result = ServiceResult(name, wave, "skipped", message=f"skipped (--skip-blocked), left untouched: {message}",
+                               finished=utc_now())  # fmt: skip
+        context.journal.append("service-skipped", run=context.run_id, service=name, result=result.as_json())
+        context.view.event(f"{name}: {result.message}")
+    else:
+        result = ServiceResult(name, wave, "blocked", exit_code=1, message=message, finished=utc_now())
+        context.journal.append("service-finished", run=context.run_id, service=name, result=result.as_json())
+        context.view.event(f"{name}: {message} (counts as a failure; --skip-blocked leaves it untouched)")
+    set_progress(context, name, state=result.status, exit_code=result.exit_code, note=result.message)
+    return result
+
+
+def _pick_up(context: FleetContext, member: FleetService, wave: int) -> ServiceResult | None:
+    """A service the killed fleet process had started: adopt its child if it still runs, take its
+    document if it wrote one, resume its own unfinished migration, or (None) start it anew."""
+    assert context.previous is not None
+    record = context.previous.services.get(member.name)
+    if record is None or record.started is None:
+        return None
+    started = record.started
+    files = child_files(context.run_dir, member.name, context.command)
+    pid = started.get("pid")
+    since = str(started.get("since") or started.get("ts"))  # this child's start
+    first = record.first_since or since  # the first child's: a migration since then is this run's
+    resumed = bool(started.get("resume"))
+    if isinstance(pid, int) and is_migrate_child(pid, member.inventory_file):
+        context.view.event(f"{member.name}: its child (pid {pid}) still runs; waiting for it")
+        deadline = _stored_deadline(context, member)
+        return _watch(context, member, wave, Child(pid), files, deadline, since, adopted=True, resumed=resumed)
+    if read_document(files.out) is not None:
+        return _result_of(context, member, wave, files, None, since, resumed=resumed)
+    migration = latest_migration(Journal(context.request.state_base / member.name))
+    if migration is None or not _started_since(context, member.name, migration.id, first):
+        return None
+    if migration.finished is not None:
+        code = OUTCOME_EXIT.get(migration.finished, 1)
+        result = ServiceResult(member.name, wave, status_of(code, None), exit_code=code, migration=migration.id,
+                               message=f"its migration {migration.id} ended ({migration.finished}) while the fleet "
+                               "process was down", started=since, finished=utc_now())  # fmt: skip
+        context.journal.append("service-finished", run=context.run_id, service=member.name, result=result.as_json())
+        set_progress(context, member.name, state=result.status, exit_code=code, note=result.message)
+        return result
+    context.view.event(f"{member.name}: its migration {migration.id} is unfinished; `execute --resume`")
+    args = ["execute", "-i", member.inventory_file, "--dc", str(context.request.target), "--resume"]
+    return _launch(context, member, wave, args, _stored_deadline(context, member), resume=True)
+
+
+def _started_since(context: FleetContext, service: str, migration: str, since: str) -> bool:
+    for record in Journal(context.request.state_base / service).records():
+        if record.get("event") == "migration-started" and record.get("migration") == migration:
+            return str(record.get("ts", "")) >= since
+    return False
+
+
+def _launch(
+    context: FleetContext, member: FleetService, wave: int, args: list[str], deadline: float, resume: bool = False
+) -> ServiceResult:
+    name = member.name
+    files = child_files(context.run_dir, name, context.command)
+    args = [*args, "--yes", "--format", "json", "--state-dir", str(context.request.state_base)]
+    since = utc_now()
+    child = Child.start(args, files)
+    context.journal.append(
+        "service-started",
+        run=context.run_id,
+        service=name,
+        wave=wave,
+        since=since,
+        pid=child.pid,
+        resume=resume,
+        deadline_seconds=deadline,
+        out_file=str(files.out),
+        log_file=str(files.log),
+    )
+    context.view.event(
+        f"{name}: started {' '.join(args[:1])}{' --resume' if resume else ''} (wave {wave}, pid {child.pid})"
+    )
+    return _watch(context, member, wave, child, files, deadline, since, resumed=resume)
+
+
+def _watch(
+    context: FleetContext,
+    member: FleetService,
+    wave: int,
+    child: Child,
+    files: ChildFiles,
+    deadline: float,
+    since: str,
+    adopted: bool = False,
+    resumed: bool = False,
+) -> ServiceResult:
+    name = member.name
+    until = time.monotonic() + deadline
+    with context.lock:
+        context.since[name] = since
+        context.deadlines[name] = until
+    set_progress(context, name, state="running")
+    overran = {"noted": False}
+
+    def on_poll(past: bool) -> None:
+        if past and not overran["noted"]:
+            overran["noted"] = True
+            context.journal.append("service-overrun", run=context.run_id, service=name, deadline_seconds=deadline)
+            context.view.event(f"{name}: OVERRAN its deadline of {deadline:.0f}s; still waiting (never killed)")
+            set_progress(context, name, state="overran")
+
+    child.wait(until, on_poll)
+    result = _result_of(context, member, wave, files, child.returncode, since, resumed=resumed)
+    result.overran = overran["noted"]
+    return result
+
+
+def _result_of(
+    context: FleetContext,
+    member: FleetService,
+    wave: int,
+    files: ChildFiles,
+    returncode: int | None,
+    since: str,
+    resumed: bool,
+) -> ServiceResult:
+    name = member.name
+    document = read_document(files.out)
+    finished = utc_now()
+    if document is None:
+        code = returncode if returncode is not None and returncode > 0 else 1
+        pending = latest_migration(Journal(context.request.state_base / name))
+        ours = pending is not None and (resumed or _started_since(context, name, pending.id, since))
+        if pending is not None and pending.finished is None and ours:
+            # It died inside its migration (OOM killer, a kill): where it stopped is unknown, maybe
+            # inside its window: an unsafe stop (4) that its own --resume finishes.
+            verb = "execute --resume --dc " + str(pending.target) if context.command == "execute" else "rollback"
+            result = ServiceResult(name, wave, "unsafe", exit_code=4, started=since, finished=finished,
+                                   migration=pending.id, log_file=str(files.log), message=(
+                                       f"its run died without a result (exit {returncode}) inside its migration "
+                                       f"{pending.id}: finish it with `migrate {verb} -i {member.inventory_file}`; "
+                                       f"see {files.log}"))  # fmt: skip
+        else:
+            result = ServiceResult(name, wave, "failed", exit_code=code, started=since, finished=finished,
+                                   message=f"its run wrote no result (exit {returncode}); see {files.log} and "
+                                   f"`migrate status -i {member.inventory_file}`", log_file=str(files.log))  # fmt: skip
+    else:
+        code = int(document.get("exit_code", returncode if returncode is not None else 1))
+        result = ServiceResult(
+            name,
+            wave,
+            status_of(code, document.get("verdict")),
+            exit_code=code,
+            message=str(document.get("message", "")),
+            started=since,
+            finished=finished,
+            write_unavailable_seconds=document.get("write_unavailable_seconds"),
+            migration=document.get("migration"),
+            token=document.get("token"),
+            timelines=document.get("timelines"),
+            new_primary=document.get("new_primary"),
+            report_file=document.get("report_file"),
+            log_file=str(files.log),
+        )
+    result.resumed = resumed
+    result.duration_seconds = seconds_between(since, finished)
+    context.journal.append("service-finished", run=context.run_id, service=name, result=result.as_json())
+    gap = f"; write gap {result.write_unavailable_seconds:.3f}s" if result.write_unavailable_seconds else ""
+    context.view.event(f"{name}: finished, exit {result.exit_code} ({result.status}{gap}) {result.message}")
+    set_progress(context, name, state=result.status, exit_code=result.exit_code,
+         write_unavailable_seconds=result.write_unavailable_seconds, note=result.message)  # fmt: skip
+    return result
