@@ -27,7 +27,8 @@ import pytest
 
 from migrator.model.state import lsn_value
 from migrator.run.crashpoint import CRASH_EXIT_CODE, ENV as CRASH_ENV
-from tests.e2e.test_execute import MIGRATE, explain, journal_records, migrate, writable
+from tests.e2e.test_execute import MIGRATE, assert_primary_site, explain, journal_records, migrate, writable
+from tests.e2e.test_reattach import Dc1Writers, assert_dc1_streams_from_dc2
 from tests.helpers.faults import ensure_etcd_running, one_line, set_failsafe_mode, start_etcd_again, stop_etcd
 from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.testbed import MEMBER_BY_NAME, SITE_BY_NAME, wait_until
@@ -94,7 +95,9 @@ def assert_dc1_never_writable(bed, seconds: float = 10.0) -> None:
     assert_dc1_fenced(bed)
 
 
-def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted(fresh, tmp_path):
+def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted_then_reattached_and_moved_back(
+        fresh, tmp_path):
+    """The whole chain under one ledger and one state directory: failover -> reattach -> execute."""
     bed, state = fresh, tmp_path / "state"
     with WriterSampler(bed) as sampler, WriteLedger(bed, table="ledger_failover_a") as ledger:
         time.sleep(1)
@@ -110,15 +113,40 @@ def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted(fresh, tmp
         assert "dc2 is primary; dc1 is fenced" in out.stdout and "lossless: dc2-a replayed" in out.stdout, out.stdout
         acked = len(ledger.acknowledged)
         wait_until(lambda: len(ledger.acknowledged) > acked + 50, 30, "the ledger writing on dc2")
+        start_etcd_again(bed, DC1)
+        assert_dc1_never_writable(bed)
+        acked_at_failover = len(ledger.acknowledged)
+
+        # The old site back as a standby cluster of dc2 (same state directory: the journal's latest
+        # migration is the finished failover), never writable on the way.
+        with Dc1Writers(bed) as dc1_writers:
+            out = migrate("reattach", "-i", str(bed.inventory_path), "--dc", "dc1", "--yes",
+                          "--state-dir", str(state))
+        assert out.returncode == 0, explain(out)
+        assert dc1_writers.samples > 10 and dc1_writers.seen == [], dc1_writers.seen
+        assert "dc1 is a standby cluster of dc2" in out.stdout, out.stdout
+        assert_dc1_streams_from_dc2(bed)
+        markers = [bed.patroni_config_file(m).parent / "MIGRATOR-FENCED" for m in DC1.members]
+        assert [m for m in markers if m.exists()] == []  # streaming as a standby: no longer fenced
+
+        # ...and the primary moved back by a normal switchover.
+        out = migrate("execute", "-i", str(bed.inventory_path), "--dc", "dc1", "--yes", "--state-dir", str(state))
+        assert out.returncode == 0, explain(out)
+        assert_primary_site(bed, DC1)
+        acked = len(ledger.acknowledged)
+        wait_until(lambda: len(ledger.acknowledged) > acked + 50, 30, "the ledger writing on dc1 again")
     assert sampler.violations == [], sampler.changes
-    assert_no_acknowledged_commit_lost(bed, ledger, members=DC2_MEMBERS)
+    assert acked_at_failover < acked  # commits on dc2, then on dc1 again
+    assert_no_acknowledged_commit_lost(bed, ledger)  # every member of both sites, over the whole chain
     proof = events(state, "step-done", "prove")[0]["facts"]
     assert proof["status"] == "lossless" and proof["replayed"] > proof["token"]
     promoted = events(state, "step-done", "promote-dc2")[0]["facts"]
     assert promoted["primary"] == "dc2-a" and promoted["new_timeline"] > promoted["timeline_before"]
     assert lsn_value(promoted["fork_lsn"]) > proof["token"]
-    start_etcd_again(bed, DC1)
-    assert_dc1_never_writable(bed)
+    # Timelines: dc2 forked one timeline on, the move back one more; every member on it.
+    back = promoted["new_timeline"] + 1
+    wait_until(lambda: {bed.patroni_state(m).get("timeline") for m in (*DC1.members, *DC2.members)} == {back},
+               30, f"every member on timeline {back}")
 
 
 def test_b_failsafe_on_dc1_writable_fenced_first_and_a_crash_after_the_promotion_resumes(fresh, tmp_path):
