@@ -111,8 +111,12 @@ def assert_dc1_never_writable(bed, seconds: float = 10.0) -> None:
 
 def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted_then_reattached_and_moved_back(
         fresh, tmp_path):
-    """The whole chain under one ledger and one state directory: failover -> reattach -> execute."""
+    """The whole chain under one ledger and one state directory: failover -> reattach -> execute.
+    The inventory's patroni.disable_command / enable_command leave a file per member on its host
+    (the testbed's service has no boot switch): the fence writes it, reattach removes it."""
     bed, state = fresh, tmp_path / "state"
+    inventory = _inventory_with_service_switch(bed, tmp_path)
+    switched_off = [bed.base / f"service-disabled-{m.name}" for m in DC1.members]
     with WriterSampler(bed) as sampler, WriteLedger(bed, table="ledger_failover_a") as ledger:
         time.sleep(1)
         stop_etcd(bed, DC1)
@@ -122,9 +126,10 @@ def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted_then_reatt
         planned = json.loads(plan.stdout)
         assert planned["dcs"]["dc1"] and planned["dcs"]["dc2"] is None  # dc1's etcd does not answer
         assert [f["method"] for f in planned["fences"]] == ["ssh", "ssh"]
-        out = failover(bed.inventory_path, state)
+        out = failover(inventory, state)
         assert out.returncode == 0, explain(out)
         assert "dc2 is primary; dc1 is fenced" in out.stdout and "lossless: dc2-a replayed" in out.stdout, out.stdout
+        assert [f for f in switched_off if f.is_file()] == switched_off  # disable_command ran on each
         acked = len(ledger.acknowledged)
         wait_until(lambda: len(ledger.acknowledged) > acked + 50, 30, "the ledger writing on dc2")
         start_etcd_again(bed, DC1)
@@ -134,17 +139,17 @@ def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted_then_reatt
         # The old site back as a standby cluster of dc2 (same state directory: the journal's latest
         # migration is the finished failover), never writable on the way.
         with Dc1Writers(bed) as dc1_writers:
-            out = migrate("reattach", "-i", str(bed.inventory_path), "--dc", "dc1", "--yes",
-                          "--state-dir", str(state))
+            out = migrate("reattach", "-i", str(inventory), "--dc", "dc1", "--yes", "--state-dir", str(state))
         assert out.returncode == 0, explain(out)
         assert dc1_writers.samples > 10 and dc1_writers.seen == [], dc1_writers.seen
         assert "dc1 is a standby cluster of dc2" in out.stdout, out.stdout
         assert_dc1_streams_from_dc2(bed)
         markers = [bed.patroni_config_file(m).parent / "MIGRATOR-FENCED" for m in DC1.members]
         assert [m for m in markers if m.exists()] == []  # streaming as a standby: no longer fenced
+        assert [f for f in switched_off if f.exists()] == []  # enable_command ran on each
 
         # ...and the primary moved back by a normal switchover.
-        out = migrate("execute", "-i", str(bed.inventory_path), "--dc", "dc1", "--yes", "--state-dir", str(state))
+        out = migrate("execute", "-i", str(inventory), "--dc", "dc1", "--yes", "--state-dir", str(state))
         assert out.returncode == 0, explain(out)
         assert_primary_site(bed, DC1)
         acked = len(ledger.acknowledged)
@@ -161,6 +166,19 @@ def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted_then_reatt
     back = promoted["new_timeline"] + 1
     wait_until(lambda: {bed.patroni_state(m).get("timeline") for m in (*DC1.members, *DC2.members)} == {back},
                30, f"every member on timeline {back}")
+
+
+def _inventory_with_service_switch(bed, tmp_path):
+    """dc1's patroni section gets a disable_command that writes a file and an enable_command that
+    removes it (`rm` without -f: it fails, and stops the reattach, if the file is not there)."""
+    stop = f"      stop_command: {bed.base}/bin/patroni-service stop {{member}}\n"
+    text = bed.inventory_path.read_text()
+    assert text.count(stop) == 2, text
+    text = text.replace(stop, stop + f"      disable_command: touch {bed.base}/service-disabled-{{member}}\n"
+                        f"      enable_command: rm {bed.base}/service-disabled-{{member}}\n", 1)
+    path = tmp_path / "switch.yml"
+    path.write_text(text)
+    return path
 
 
 def test_b_failsafe_on_dc1_writable_fenced_first_a_crash_after_the_promotion_resumes_then_reattached(fresh, tmp_path):
