@@ -293,6 +293,9 @@ class PatroniHost(_NoneMeansDefaults):
     # `migrate failover` runs it on each fenced member after the stop, so that no reboot starts
     # Patroni again; unset: only the fence marker is written (the report says so).
     disable_command: Text | None = None
+    # Its counterpart: `migrate reattach` runs it on each member just before starting Patroni there,
+    # so that the reattached site starts again after a reboot; unset: the plan warns instead.
+    enable_command: Text | None = None
     # Used when the tool writes patroni.yml to seed an empty site ({member} is expanded in
     # local_parameters values and in the commands above).
     local_parameters: dict[str, str | int | bool] = {}  # postgresql.parameters of this host

@@ -82,6 +82,11 @@ MEANINGS: dict[str, str] = {
         "`sudo systemctl disable patroni` (run over SSH after the stop; {member} expands). Unset: only a "
         "MIGRATOR-FENCED marker beside patroni.yml."
     ),
+    "PatroniHost.enable_command": (
+        "`migrate reattach` only: the counterpart of disable_command, e.g. `sudo systemctl enable patroni` "
+        "(run over SSH on each member just before its start_command; {member} expands). Unset: the plan "
+        "warns that a service the failover disabled stays disabled for boots."
+    ),
     "PatroniHost.local_parameters": "postgresql.parameters written into a seeded member's patroni.yml.",
     "PatroniHost.basebackup_max_rate": "pg_basebackup --max-rate of the one copy that crosses sites when "
     "this site is seeded (its first member's base backup from the other site), e.g. 100M; written into "

@@ -425,7 +425,7 @@ def judge(
                 )
             )
     disable = getattr(old_site.patroni, "disable_command", None)  # set by `migrate failover`'s inventory key
-    if disable and verdicts:
+    if disable and verdicts and not old_site.patroni.enable_command:
         findings.append(
             Finding(
                 check="reattach-service-disabled",
@@ -474,6 +474,9 @@ def _members_context(inventory: Inventory, old: str, verdicts: list[MemberVerdic
                 "data_dir": site.data_dir_for(member),
                 "bin_dir": site.postgres.bin_dir,
                 "start_command": member_command(site.patroni.start_command, member),
+                "enable_command": (
+                    member_command(site.patroni.enable_command, member) if site.patroni.enable_command else None
+                ),
                 "fence_marker": posixpath.join(posixpath.dirname(site.patroni_config_for(member)), FENCE_MARKER),
                 "stop_command": member_command(site.patroni.stop_command, member),
                 **verdict.as_args(),

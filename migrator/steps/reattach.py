@@ -287,7 +287,23 @@ class StartReattachedMembers(Step):
         except Exception as exc:  # noqa: BLE001 - etcd3gw raises its own and requests' errors
             raise UnreachableError(f"cannot remove {key} from {self.args['site']}'s etcd ({exc})") from None
 
+    def _enable(self, member: dict[str, Any]) -> None:
+        """patroni.enable_command (undoes a failover's disable_command): before the start, so that a
+        member that streams also starts again after a reboot. Nothing is started if it fails."""
+        name, command = member["name"], member.get("enable_command")
+        if not command:
+            return
+        self.ctx.progress(f"{name}: {command}")
+        result = self.live.ssh(name, command, timeout=max(30.0, self.live.timeout * 6))
+        if not result.ok:
+            reason = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or ["no output"])[-1]
+            raise UnreachableError(
+                f"{name}: patroni.enable_command `{command}` failed (exit {result.exit_code}): {reason}; "
+                "fix it on the host, then migrate reattach --resume"
+            )
+
     def _start(self, member: dict[str, Any]) -> None:
+        self._enable(member)
         name, command = member["name"], member["start_command"]
         self.ctx.progress(f"{name}: {command}")
         result = self.live.ssh(name, command, timeout=max(30.0, self.live.timeout * 6))

@@ -13,7 +13,11 @@ proves what the target has, and promotes the target; under a write ledger and a 
     exact LSN range and bytes; with --resume --accept-data-loss it promotes, and the recorded lost
     range holds exactly the commits dc2 lacks (matched by their commit LSN).
 
-Every scenario leaves dc1 fenced, so each starts from a testbed rebuilt from nothing (about 20 s).
+(a) and (b) go on through the whole chain: dc1's etcd back, `migrate reattach --dc dc1` (dc1 a
+standby cluster of dc2, never writable on the way, fence markers gone), `migrate execute --dc dc1`
+(the primary back, 0 acknowledged commits lost): they leave a baseline, so the next scenario is
+rebuilt only if the leaders moved (the scenarios name dc1-a and dc2-a). (c) and (d) leave dc1
+fenced: the next one starts from a testbed rebuilt from nothing (about 20 s).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import pytest
 
 from migrator.model.state import lsn_value
 from migrator.run.crashpoint import CRASH_EXIT_CODE, ENV as CRASH_ENV
-from tests.e2e.test_execute import MIGRATE, explain, journal_records, migrate, writable
+from tests.e2e.test_execute import MIGRATE, assert_primary_site, explain, journal_records, migrate, writable
+from tests.e2e.test_reattach import Dc1Writers, assert_dc1_streams_from_dc2
 from tests.helpers.faults import ensure_etcd_running, one_line, set_failsafe_mode, start_etcd_again, stop_etcd
 from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
 from tests.testbed import MEMBER_BY_NAME, SITE_BY_NAME, wait_until
@@ -43,10 +48,20 @@ def fresh(testbed):
     """A testbed built from nothing (the previous scenario left dc1 fenced); rebuilt again after
     the module's last scenario, for the modules that follow."""
     ensure_etcd_running(testbed)
-    if testbed.baseline_problems():
+    if testbed.baseline_problems() or not _leaders_as_built(testbed):
         testbed.up()
     yield testbed
     ensure_etcd_running(testbed)
+
+
+def _leaders_as_built(testbed) -> bool:
+    """The scenarios name dc1-a as dc1's primary and dc2-a as dc2's standby leader, as a fresh
+    testbed has them; a chain that moved the primary away and back may leave other leaders."""
+    try:
+        return (testbed.patroni_state(MEMBER_BY_NAME["dc1-a"]).get("role") == "primary"
+                and testbed.patroni_state(MEMBER_BY_NAME["dc2-a"]).get("role") == "standby_leader")
+    except Exception:  # noqa: BLE001 - a member that does not answer: rebuild
+        return False
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -94,8 +109,14 @@ def assert_dc1_never_writable(bed, seconds: float = 10.0) -> None:
     assert_dc1_fenced(bed)
 
 
-def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted(fresh, tmp_path):
+def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted_then_reattached_and_moved_back(
+        fresh, tmp_path):
+    """The whole chain under one ledger and one state directory: failover -> reattach -> execute.
+    The inventory's patroni.disable_command / enable_command leave a file per member on its host
+    (the testbed's service has no boot switch): the fence writes it, reattach removes it."""
     bed, state = fresh, tmp_path / "state"
+    inventory = _inventory_with_service_switch(bed, tmp_path)
+    switched_off = [bed.base / f"service-disabled-{m.name}" for m in DC1.members]
     with WriterSampler(bed) as sampler, WriteLedger(bed, table="ledger_failover_a") as ledger:
         time.sleep(1)
         stop_etcd(bed, DC1)
@@ -105,23 +126,62 @@ def test_a_dc1_etcd_gone_failsafe_off_fenced_proven_lossless_promoted(fresh, tmp
         planned = json.loads(plan.stdout)
         assert planned["dcs"]["dc1"] and planned["dcs"]["dc2"] is None  # dc1's etcd does not answer
         assert [f["method"] for f in planned["fences"]] == ["ssh", "ssh"]
-        out = failover(bed.inventory_path, state)
+        out = failover(inventory, state)
         assert out.returncode == 0, explain(out)
         assert "dc2 is primary; dc1 is fenced" in out.stdout and "lossless: dc2-a replayed" in out.stdout, out.stdout
+        assert [f for f in switched_off if f.is_file()] == switched_off  # disable_command ran on each
         acked = len(ledger.acknowledged)
         wait_until(lambda: len(ledger.acknowledged) > acked + 50, 30, "the ledger writing on dc2")
+        start_etcd_again(bed, DC1)
+        assert_dc1_never_writable(bed)
+        acked_at_failover = len(ledger.acknowledged)
+
+        # The old site back as a standby cluster of dc2 (same state directory: the journal's latest
+        # migration is the finished failover), never writable on the way.
+        with Dc1Writers(bed) as dc1_writers:
+            out = migrate("reattach", "-i", str(inventory), "--dc", "dc1", "--yes", "--state-dir", str(state))
+        assert out.returncode == 0, explain(out)
+        assert dc1_writers.samples > 10 and dc1_writers.seen == [], dc1_writers.seen
+        assert "dc1 is a standby cluster of dc2" in out.stdout, out.stdout
+        assert_dc1_streams_from_dc2(bed)
+        markers = [bed.patroni_config_file(m).parent / "MIGRATOR-FENCED" for m in DC1.members]
+        assert [m for m in markers if m.exists()] == []  # streaming as a standby: no longer fenced
+        assert [f for f in switched_off if f.exists()] == []  # enable_command ran on each
+
+        # ...and the primary moved back by a normal switchover.
+        out = migrate("execute", "-i", str(inventory), "--dc", "dc1", "--yes", "--state-dir", str(state))
+        assert out.returncode == 0, explain(out)
+        assert_primary_site(bed, DC1)
+        acked = len(ledger.acknowledged)
+        wait_until(lambda: len(ledger.acknowledged) > acked + 50, 30, "the ledger writing on dc1 again")
     assert sampler.violations == [], sampler.changes
-    assert_no_acknowledged_commit_lost(bed, ledger, members=DC2_MEMBERS)
+    assert acked_at_failover < acked  # commits on dc2, then on dc1 again
+    assert_no_acknowledged_commit_lost(bed, ledger)  # every member of both sites, over the whole chain
     proof = events(state, "step-done", "prove")[0]["facts"]
     assert proof["status"] == "lossless" and proof["replayed"] > proof["token"]
     promoted = events(state, "step-done", "promote-dc2")[0]["facts"]
     assert promoted["primary"] == "dc2-a" and promoted["new_timeline"] > promoted["timeline_before"]
     assert lsn_value(promoted["fork_lsn"]) > proof["token"]
-    start_etcd_again(bed, DC1)
-    assert_dc1_never_writable(bed)
+    # Timelines: dc2 forked one timeline on, the move back one more; every member on it.
+    back = promoted["new_timeline"] + 1
+    wait_until(lambda: {bed.patroni_state(m).get("timeline") for m in (*DC1.members, *DC2.members)} == {back},
+               30, f"every member on timeline {back}")
 
 
-def test_b_failsafe_on_dc1_writable_fenced_first_and_a_crash_after_the_promotion_resumes(fresh, tmp_path):
+def _inventory_with_service_switch(bed, tmp_path):
+    """dc1's patroni section gets a disable_command that writes a file and an enable_command that
+    removes it (`rm` without -f: it fails, and stops the reattach, if the file is not there)."""
+    stop = f"      stop_command: {bed.base}/bin/patroni-service stop {{member}}\n"
+    text = bed.inventory_path.read_text()
+    assert text.count(stop) == 2, text
+    text = text.replace(stop, stop + f"      disable_command: touch {bed.base}/service-disabled-{{member}}\n"
+                        f"      enable_command: rm {bed.base}/service-disabled-{{member}}\n", 1)
+    path = tmp_path / "switch.yml"
+    path.write_text(text)
+    return path
+
+
+def test_b_failsafe_on_dc1_writable_fenced_first_a_crash_after_the_promotion_resumes_then_reattached(fresh, tmp_path):
     bed, state = fresh, tmp_path / "state"
     set_failsafe_mode(bed, True)
     with WriterSampler(bed) as sampler, WriteLedger(bed, table="ledger_failover_b") as ledger:
@@ -149,6 +209,34 @@ def test_b_failsafe_on_dc1_writable_fenced_first_and_a_crash_after_the_promotion
     assert fenced["fenced_at"] < promoted["target_writable_at"]
     start_etcd_again(bed, DC1)
     assert_dc1_never_writable(bed)
+    reattach_and_move_back(bed, state, fenced_as_primary="dc1-a")
+    set_failsafe_mode(bed, False)  # the baseline the next scenario expects, without a rebuild
+
+
+def reattach_and_move_back(bed, state, fenced_as_primary: str) -> None:
+    """dc1 fenced while writable: its primary's pg_control says `shut down` with the token as its
+    last checkpoint, which dc2 replayed before forking: it follows cleanly (no rewind), dc1 becomes a
+    standby cluster of dc2, never writable, and `execute` moves the primary back with nothing lost."""
+    inventory = str(bed.inventory_path)
+    with WriterSampler(bed) as sampler, WriteLedger(bed, table="ledger_failover_b_back") as ledger:
+        time.sleep(1)
+        plan = json.loads(migrate("plan", "-i", inventory, "--reattach", "--dc", "dc1", "--format", "json").stdout)
+        verdicts = {f["members"][0]: f for f in plan["findings"] if f["members"]}
+        assert verdicts[fenced_as_primary]["check"] == "reattach-member", plan["findings"]
+        assert "follows cleanly" in verdicts[fenced_as_primary]["finding"], plan["findings"]
+        with Dc1Writers(bed) as dc1_writers:
+            out = migrate("reattach", "-i", inventory, "--dc", "dc1", "--yes", "--state-dir", str(state))
+        assert out.returncode == 0, explain(out)
+        assert dc1_writers.samples > 10 and dc1_writers.seen == [], dc1_writers.seen
+        assert not events(state, "step-applied", "rewind-diverged")
+        assert_dc1_streams_from_dc2(bed)
+        out = migrate("execute", "-i", inventory, "--dc", "dc1", "--yes", "--state-dir", str(state))
+        assert out.returncode == 0, explain(out)
+        assert_primary_site(bed, DC1)
+        acked = len(ledger.acknowledged)
+        wait_until(lambda: len(ledger.acknowledged) > acked + 20, 30, "the ledger writing on dc1 again")
+    assert sampler.violations == [], sampler.changes
+    assert_no_acknowledged_commit_lost(bed, ledger)
 
 
 def _inventory_without_ssh_to(bed, tmp_path, member: str, fence_hook: str | None = None):

@@ -75,7 +75,7 @@ class Dc1Writers:
         self._thread.join(10)
 
 
-def _assert_dc1_streams_from_dc2(testbed) -> None:
+def assert_dc1_streams_from_dc2(testbed) -> None:
     roles = {m.name: _role(testbed, m) for m in DC1.members}
     assert sorted(roles.values()) == ["replica", "standby_leader"], roles
     leader = next(m for m in DC1.members if roles[m.name] == "standby_leader")
@@ -125,7 +125,7 @@ def test_reattach_after_a_hand_failover_then_execute_back_loses_no_commit(baseli
             out = migrate("reattach", "-i", inventory, "--dc", "dc1", "--yes", "--state-dir", state)
         assert out.returncode == 0, explain(out)
         assert dc1_writers.samples > 10 and dc1_writers.seen == [], dc1_writers.seen
-        _assert_dc1_streams_from_dc2(testbed)
+        assert_dc1_streams_from_dc2(testbed)
         assert "dc1 is a standby cluster of dc2" in out.stdout
         assert [m for m in markers if m.exists()] == []  # streaming as a standby: no longer fenced
 
@@ -182,7 +182,7 @@ def test_a_diverged_member_is_rewound_with_its_range_reported_and_a_killed_run_r
         out = migrate("reattach", "-i", inventory, "--dc", "dc1", "--resume", "--yes", "--state-dir", str(state))
     assert out.returncode == 0, explain(out)
     assert dc1_writers.seen == [], dc1_writers.seen
-    _assert_dc1_streams_from_dc2(testbed)
+    assert_dc1_streams_from_dc2(testbed)
 
     records = journal_records(state)
     runs = [r for r in records if r["event"] == "run-started"]
@@ -220,7 +220,7 @@ def test_every_member_recloned_bootstraps_a_standby_leader_from_dc2_and_keeps_th
                       "--yes", "--state-dir", state)
     assert out.returncode == 0, explain(out)
     assert dc1_writers.samples > 10 and dc1_writers.seen == [], dc1_writers.seen
-    _assert_dc1_streams_from_dc2(testbed)
+    assert_dc1_streams_from_dc2(testbed)
     assert "dc1-a re-cloned on request (its old data moved aside)" in " ".join(out.stdout.split())
     for member in DC1.members:
         new = set(member_dir(testbed.base, member).glob("data.migrator-aside-*")) - before[member.name]

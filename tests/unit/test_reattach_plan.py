@@ -329,3 +329,91 @@ def test_the_rewind_sends_the_password_on_stdin_never_on_a_command_line_and_keep
     (command, stdin), = live.calls
     assert password and password not in command and stdin == password + "\n"
     assert "pg_rewind -D" in command and "postgresql.conf" in command and "pg_hba.conf" in command
+
+
+# --- patroni.enable_command (the counterpart of the failover's disable_command) ---------------
+
+
+def _inventory_with_patroni_keys(keys: str):
+    from migrator.model.inventory import parse_inventory
+    from tests.helpers.snapshots import EXAMPLE_INVENTORY
+
+    stop = "      stop_command: /tmp/migrator-testbed/bin/patroni-service stop {member}\n"
+    text = EXAMPLE_INVENTORY.read_text()
+    assert text.count(stop) == 2
+    text = text.replace(stop, stop + keys, 1)  # dc1's patroni section only
+    return parse_inventory(text, source="x.yml", base_dir=EXAMPLE_INVENTORY.parent, check_local_files=False)
+
+
+def test_enable_command_is_expanded_per_member_in_the_start_step_and_its_manual_line():
+    inventory = _inventory_with_patroni_keys("      disable_command: systemctl disable patroni@{member}\n"
+                                             "      enable_command: systemctl enable patroni@{member}\n")
+    state = failed_over()
+    judgement = judge(inventory, state, "dc1", "dc2", HISTORY, None)
+    assert "reattach-service-disabled" not in by_check(judgement.findings)  # it is re-enabled: no warning
+    plan = reattach_plan(inventory, state, reattach_playbook(), "dc1", "dc2", judgement)
+    start = next(s for s in plan.steps if s.id == "start-old-site")
+    assert {m["name"]: m["enable_command"] for m in start.args["members"]} == {
+        "dc1-a": "systemctl enable patroni@dc1-a", "dc1-b": "systemctl enable patroni@dc1-b"}
+    assert any("systemctl enable patroni@dc1-a && " in line for line in start.manual), start.manual
+
+
+def test_without_enable_command_a_disabled_service_is_a_warning_and_the_arg_is_none():
+    inventory = _inventory_with_patroni_keys("      disable_command: systemctl disable patroni@{member}\n")
+    state = failed_over()
+    judgement = judge(inventory, state, "dc1", "dc2", HISTORY, None)
+    assert by_check(judgement.findings)["reattach-service-disabled"][0].verdict is Verdict.WARN
+    plan = reattach_plan(inventory, state, reattach_playbook(), "dc1", "dc2", judgement)
+    start = next(s for s in plan.steps if s.id == "start-old-site")
+    assert [m["enable_command"] for m in start.args["members"]] == [None, None]
+
+
+class _Result:
+    def __init__(self, exit_code: int, stderr: str = ""):
+        self.exit_code, self.ok, self.stdout, self.stderr = exit_code, exit_code == 0, "", stderr
+
+
+class _StoppedOldSite:
+    """A fake Live whose dc1 members are stopped and not writable; records every SSH command.
+    Only to see the order of the commands (the testbed's services have no enable/disable)."""
+
+    timeout = 1.0
+
+    def __init__(self, enable_exit: int):
+        self.enable_exit, self.commands = enable_exit, []
+
+    def writable(self, site: str) -> list[str]:
+        return [] if site == "dc1" else ["dc2-a"]
+
+    def ssh(self, name: str, command: str, **kwargs):
+        self.commands.append(command)
+        return _Result(self.enable_exit if command.startswith("enable") else 0, "Unit patroni.service is masked.")
+
+
+def _start_step(live):
+    from migrator.model.plan import PlanGate, PlanStep, PlanUndo
+    from migrator.steps.base import RunContext
+    from migrator.steps.reattach import StartReattachedMembers
+
+    spec = PlanStep(id="start-old-site", phase="reattach", kind="start_reattached_members", title="t",
+                    args={"site": "dc1", "source": "dc2", "slot": "dc1", "forget_initialize": False,
+                          "members": [{"name": "dc1-a", "start_command": "start dc1-a",
+                                       "enable_command": "enable dc1-a"}]},
+                    gate=PlanGate(wait_for="w", timeout_seconds=2), undo=PlanUndo(kind="none"))
+    return StartReattachedMembers(spec, RunContext(example_inventory(), None, live))  # type: ignore[arg-type]
+
+
+def test_the_start_step_enables_the_service_before_starting_it():
+    live = _StoppedOldSite(enable_exit=0)
+    _start_step(live)._start({"name": "dc1-a", "start_command": "start dc1-a", "enable_command": "enable dc1-a"})
+    assert live.commands == ["enable dc1-a", "start dc1-a"]
+
+
+def test_a_failed_enable_command_starts_nothing_and_names_the_command():
+    from migrator.errors import UnreachableError
+
+    live = _StoppedOldSite(enable_exit=1)
+    with pytest.raises(UnreachableError, match=r"dc1-a: patroni.enable_command `enable dc1-a` failed \(exit 1\): "
+                       r"Unit patroni.service is masked.*--resume"):
+        _start_step(live)._start({"name": "dc1-a", "start_command": "start dc1-a", "enable_command": "enable dc1-a"})
+    assert live.commands == ["enable dc1-a"]
