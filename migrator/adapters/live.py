@@ -91,6 +91,17 @@ class Live:
             2 * self.timeout + 1,
         )
 
+    def cluster(self, site_name: str) -> dict[str, Any]:
+        """GET /cluster from whichever member answers first: the DCS view, i.e. what each
+        member's Patroni wrote in its last loop (its state, timeline, receive/replay LSN)."""
+        self._claims.refuse_if_abandoned()
+        api, members = self.api(site_name), self.site(site_name).members
+        return first_answer(
+            {m.name: partial(api.get, m.api_url, "/cluster", m.name) for m in members},
+            f"no member of {site_name} answered GET /cluster",
+            2 * self.timeout + 1,
+        )
+
     def site_roles(self, site_name: str) -> dict[str, str | None]:
         """Each member's role by its own word; None when it does not answer."""
         roles: dict[str, str | None] = {}
