@@ -65,6 +65,8 @@ class _StreamingGate(Step):
         member replayed up to the primary's head of the first one, and Patroni's own DCS view
         showing every member streaming) or, failing that, after the lag window in a row."""
         window = float(self.args["window_seconds"])
+        # A plan made before the evidence existed says nothing of it: it keeps the window it was reviewed with.
+        evidence = self.args.get("evidence") is True
         state: dict[str, Any] = {"since": None, "why": "", "measured": {}, "mark": None, "good": 0, "by": ""}
 
         def held() -> bool:
@@ -79,6 +81,8 @@ class _StreamingGate(Step):
             if now - state["since"] >= window:
                 state["by"] = f"streaming for the {window:.0f}s window"
                 return True
+            if not evidence:
+                return False
             ours, why = evidence_holds(state["good"], state["measured"]["least"], state["mark"])
             if not ours:
                 state["why"] += f"; {why}"
@@ -98,7 +102,8 @@ class _StreamingGate(Step):
 
         self.wait(
             held,
-            f"{follower} streaming from {followed} (Patroni's own view, or {window:.0f}s in a row)",
+            f"{follower} streaming from {followed} "
+            + (f"(Patroni's own view, or {window:.0f}s in a row)" if evidence else f"for {window:.0f}s"),
             interval=0.1,
             describe=lambda: state["why"],
             sample_fields=numbers,

@@ -16,7 +16,12 @@ from migrator.steps.base import Step, step_kind
 class RunPreflight(Step):
     def gate(self) -> dict[str, Any]:
         refuse_if_blocked(
-            self.ctx.inventory, self.args["source"], self.args["target"], "switchover", "preflight blocks"
+            self.ctx.inventory,
+            self.args["source"],
+            self.args["target"],
+            "switchover",
+            "preflight blocks",
+            run_ssh=self.live.ssh,
         )
         return {}
 
