@@ -225,6 +225,7 @@ class Engine:
                     current = todo[0]
                     self._run_step(todo[0], ctx, migration)
                 elif todo:
+                    current = todo[0]  # a Ctrl-C while the group runs is that group's failure
                     failure = self._run_together(todo, ctx, migration, stop)
                     if failure is not None:
                         current = failure[0]

@@ -56,3 +56,18 @@ def test_our_own_half_needs_consecutive_samples_and_every_member_at_the_mark():
     ok, why = evidence_holds(MIN_SAMPLES, MARK - 1, MARK)
     assert not ok and "not yet replayed to 0/50002B0" in why
     assert evidence_holds(MIN_SAMPLES, MARK, MARK) == (True, "2 consecutive samples, every member replayed to 0/50002B0")
+
+
+def test_the_plan_says_which_way_the_streaming_gates_pass_and_why_the_window_stays():
+    from tests.helpers.snapshots import example_inventory
+    from tests.unit.test_planner import make_plan
+
+    inventory = example_inventory()
+    window = inventory.gates.lag_window_seconds
+    for step in (s for s in make_plan().steps if s.kind in ("wait_cascade", "wait_repoint")):
+        assert step.args["evidence"] is True and step.args["window_seconds"] == window
+        assert "Patroni's own DCS view" in step.gate.threshold and "the window stays only as" in step.gate.threshold
+    strict = inventory.model_copy(update={"gates": inventory.gates.model_copy(update={"lag_evidence": False})})
+    for step in (s for s in make_plan(inventory=strict).steps if s.kind in ("wait_cascade", "wait_repoint")):
+        assert step.args["evidence"] is False
+        assert step.gate.threshold.endswith(f"for {window} s in a row (gates.lag_evidence is off)"), step.gate.threshold
