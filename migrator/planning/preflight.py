@@ -140,8 +140,11 @@ def plan_from_state(
     return plan_from_preflight(inventory, state, checked, playbook_name)
 
 
-def observe_and_plan(inventory: Inventory, target: str, playbook_name: str = "switchover") -> Plan:
-    return plan_from_state(inventory, observe(inventory), target, playbook_name)
+def observe_and_plan(
+    inventory: Inventory, target: str, playbook_name: str = "switchover", run_ssh: RunSsh | None = None
+) -> Plan:
+    """Observe (over `run_ssh`'s sessions when given: a run's, kept for its steps) and plan."""
+    return plan_from_state(inventory, observe(inventory, run_ssh=run_ssh), target, playbook_name)
 
 
 # --- `migrate check` ---------------------------------------------------------------------------

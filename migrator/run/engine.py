@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -134,6 +134,7 @@ class Engine:
         progress: Callable[[str], None] = lambda text: None,
         until: str | None = None,
         lock_lost: LockWatch = never_lost,
+        live: Live | None = None,
     ):
         self.inventory = inventory
         self.lock_lost = lock_lost
@@ -144,7 +145,8 @@ class Engine:
         self.state_dir = state_dir
         self.journal = Journal(state_dir, inventory.secrets())
         self.progress = progress
-        self.live = Live(inventory)
+        # The command's own connections when it observed through them (its SSH sessions are warm).
+        self.live = live if live is not None else Live(inventory)
         self._last_sample = 0.0
         self.undo_warnings: list[str] = []  # from the on_undo hook, added to the outcome message
 
@@ -280,10 +282,10 @@ class Engine:
         self, steps: list[Step], ctx: RunContext, migration: Migration, failed: threading.Event
     ) -> tuple[Step, BaseException] | None:
         """Read-only steps whose kinds declare `overlaps` (access proofs, the cascade gate, the
-        final verifies), run at the same time. Each is journalled as if alone (started, in place,
-        done with its facts), in plan order; the first failure in plan order is raised, as the
-        failure of that step (the others are stopped and journalled as failed). Returns that
-        step and its exception, for the failure path."""
+        final verifies), run at the same time. Each is journalled as if alone: started and in
+        place in plan order, done with its facts the moment it passes; the first failure in plan
+        order is the failure of the group (the others are stopped and journalled as failed).
+        Returns that step and its exception, for the failure path."""
         for step in steps:
             spec = step.spec
             ctx.check_lock()
@@ -302,21 +304,25 @@ class Engine:
                 raise
 
         with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="overlap") as pool:
-            futures = [pool.submit(run, step) for step in steps]
+            futures = {pool.submit(run, step): step for step in steps}
             try:
-                wait(futures)
+                # Each step's `done` is journalled when it passes (its own duration in the report
+                # and the picture, and a test can wait for it), not when the slowest one does.
+                for future in as_completed(futures):
+                    if future.exception() is None:
+                        step, facts = futures[future], future.result()
+                        migration.done[step.spec.id] = facts
+                        ctx.facts[step.spec.id] = facts
+                        self.journal.append("step-done", migration=migration.id, step=step.spec.id, facts=facts)
             except BaseException:  # Ctrl-C: stop the others at their next poll, then go on failing
                 failed.set()
                 raise
         first: tuple[Step, BaseException] | None = None
-        for step, future in zip(steps, futures, strict=True):
+        for future, step in futures.items():  # in plan order
             exc = future.exception()
             if exc is None:
-                facts = future.result()
-                migration.done[step.spec.id] = facts
-                ctx.facts[step.spec.id] = facts
-                self.journal.append("step-done", migration=migration.id, step=step.spec.id, facts=facts)
-            elif first is None and not isinstance(exc, GroupStopped):
+                continue
+            if first is None and not isinstance(exc, GroupStopped):
                 first = (step, exc)
             else:
                 self.journal.append("step-failed", migration=migration.id, step=step.spec.id, error=str(exc))

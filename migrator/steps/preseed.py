@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from migrator.errors import PreflightError
+from migrator.model.inventory import Member
 from migrator.planning.preflight import refuse_if_blocked
 from migrator.steps.base import Step, step_kind
 
@@ -21,7 +22,7 @@ class RunPreflight(Step):
             self.args["target"],
             "switchover",
             "preflight blocks",
-            run_ssh=self.live.ssh,
+            run_ssh=self.live.ssh_read,
         )
         return {}
 
@@ -66,50 +67,49 @@ class ProveReplicationAccess(Step):
     the other site: pg_hba, credentials and the network path, proven before the move needs them."""
 
     def gate(self) -> dict[str, Any]:
-        # Each follower host proves its connections over its own SSH session, all hosts at once
-        # (the proofs are independent and read-only); a failure is reported in the plan's order.
-        from_members = list(self.args["from_members"])
-        with ThreadPoolExecutor(max_workers=max(1, len(from_members)), thread_name_prefix="access") as pool:
-            outcomes = list(pool.map(self._prove_from, from_members))
+        # Every (follower host, member) pair at once: the proofs are independent and read-only, a
+        # host's pairs share its SSH session (one channel each). A failure is reported in the
+        # plan's order, as when they ran one after another.
+        to_site = self.ctx.inventory.sites[self.args["to_site"]]
+        pairs = [(from_name, target) for from_name in self.args["from_members"] for target in to_site.members]
+        with ThreadPoolExecutor(max_workers=max(1, len(pairs)), thread_name_prefix="access") as pool:
+            outcomes = list(pool.map(lambda pair: self._prove(*pair), pairs))
         for outcome in outcomes:
             if isinstance(outcome, PreflightError):
                 raise outcome
-        return {"proven": [pair for outcome in outcomes if isinstance(outcome, list) for pair in outcome]}
+        return {"proven": [f"{from_name}->{target.name}" for from_name, target in pairs]}
 
-    def _prove_from(self, from_name: str) -> list[str] | PreflightError:
+    def _prove(self, from_name: str, target: Member) -> PreflightError | None:
         inventory = self.ctx.inventory
         to_site = inventory.sites[self.args["to_site"]]
         from_site = inventory.sites[self.args["from_site"]]
         creds = inventory.credentials.replication
-        proven = []
-        for target in to_site.members:
-            conninfo = (
-                f"host={target.host} port={target.pg_port} user={creds.username} "
-                "dbname=replication replication=true connect_timeout=5"
+        conninfo = (
+            f"host={target.host} port={target.pg_port} user={creds.username} "
+            "dbname=replication replication=true connect_timeout=5"
+        )
+        command = (
+            "IFS= read -r PGPASSWORD && export PGPASSWORD && "
+            f"{from_site.postgres.bin_dir}/psql {shlex.quote(conninfo)} -Atc IDENTIFY_SYSTEM"
+        )
+        result = self.live.ssh(from_name, command, stdin=creds.password.reveal() + "\n")
+        if result.ok:
+            return None
+        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        if "Connection refused" in result.stderr or "Is the server running" in reason:
+            # Nothing listens there: no pg_hba or password change would help.
+            return PreflightError(
+                f"{from_name} cannot open a replication connection to {target.name} "
+                f"({target.host}:{target.pg_port}): nothing accepts connections there; "
+                f"start {target.name}'s Patroni (and so its PostgreSQL), or fix its "
+                "host/pg_port in the inventory, then run again"
             )
-            command = (
-                "IFS= read -r PGPASSWORD && export PGPASSWORD && "
-                f"{from_site.postgres.bin_dir}/psql {shlex.quote(conninfo)} -Atc IDENTIFY_SYSTEM"
-            )
-            result = self.live.ssh(from_name, command, stdin=creds.password.reveal() + "\n")
-            if not result.ok:
-                reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                if "Connection refused" in result.stderr or "Is the server running" in reason:
-                    # Nothing listens there: no pg_hba or password change would help.
-                    return PreflightError(
-                        f"{from_name} cannot open a replication connection to {target.name} "
-                        f"({target.host}:{target.pg_port}): nothing accepts connections there; "
-                        f"start {target.name}'s Patroni (and so its PostgreSQL), or fix its "
-                        "host/pg_port in the inventory, then run again"
-                    )
-                return PreflightError(
-                    f"{from_name} cannot open a replication connection to {target.name} "
-                    f"({target.host}:{target.pg_port}) as {creds.username}: {reason}; check pg_hba.conf "
-                    f"on {to_site.scope} (host replication {creds.username} <{from_name}'s address>), "
-                    "the password and the firewall"
-                )
-            proven.append(f"{from_name}->{target.name}")
-        return proven
+        return PreflightError(
+            f"{from_name} cannot open a replication connection to {target.name} "
+            f"({target.host}:{target.pg_port}) as {creds.username}: {reason}; check pg_hba.conf "
+            f"on {to_site.scope} (host replication {creds.username} <{from_name}'s address>), "
+            "the password and the firewall"
+        )
 
 
 @step_kind("validate_standby_cluster")

@@ -34,6 +34,10 @@ def test_a_source_leader_changed_since_the_plan_is_never_demoted(baseline, tmp_p
     with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_leader_changed") as ledger:
         run = Run(tmp_path / "state", "execute", "-i", inventory, "--dc", "dc2", "--yes")
         run.wait_for("step-started", "wait-cascade")
+        # The access proofs run together with the cascade gate: let them pass first, so that the
+        # leader change meets the cascade gate and the demotion step, as this test means.
+        for proof in ("replication-access-target-from-source", "replication-access-source-from-target"):
+            run.wait_for("step-done", proof)
         resp = requests.post(f"{leader.api_url}/switchover", json={"leader": leader.name, "candidate": other.name},
                              auth=(REST_USER, baseline.passwords()["restapi"]), timeout=30)
         assert resp.status_code == 200, resp.text

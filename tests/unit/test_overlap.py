@@ -66,8 +66,37 @@ def test_a_group_runs_its_steps_at_the_same_time_and_journals_each_as_done(world
     assert outcome.exit_code == 0, outcome.message
     migration = latest_migration(engine.journal)
     assert {step: migration.done[step]["step"] for step in CASCADE_GROUP} == {s: s for s in CASCADE_GROUP}
+    started = [r["step"] for r in engine.journal.records() if r["event"] == "step-started"]
     done = [r["step"] for r in engine.journal.records() if r["event"] == "step-done"]
-    assert done == [s.id for s in plan.steps], "journalled in plan order"
+    assert started == [s.id for s in plan.steps], "started in plan order"
+    assert sorted(done) == sorted(started), "each done once, in the order they passed"
+    first = min(done.index(step) for step in CASCADE_GROUP)
+    assert set(done[first:first + len(CASCADE_GROUP)]) == set(CASCADE_GROUP)
+
+
+def test_a_quick_step_of_a_group_is_journalled_done_before_the_slow_one_passes(world, tmp_path):
+    sites, plan = world
+    release = threading.Event()
+
+    def slow() -> dict:
+        assert release.wait(5), "the quick step's done never came"
+        return {}
+
+    sites.learned["wait-cascade"] = slow
+    engine = Engine(example_inventory(), plan, tmp_path)
+
+    real_append = engine.journal.append
+
+    def append(event, **fields):
+        record = real_append(event, **fields)
+        if event == "step-done" and fields.get("step") == "replication-access-target-from-source":
+            release.set()  # the cascade gate passes only once the access proof's done is written
+        return record
+
+    engine.journal.append = append  # type: ignore[method-assign]
+    assert engine.start().exit_code == 0
+    done = [r["step"] for r in engine.journal.records() if r["event"] == "step-done"]
+    assert done.index("replication-access-target-from-source") < done.index("wait-cascade")
 
 
 class _NeverStreams(Step):
