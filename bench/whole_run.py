@@ -142,7 +142,7 @@ def main() -> int:
                 time.sleep(3)
         time.sleep(2)
     print(f"\nledger: {len(ledger.acknowledged)} commits acknowledged at {ledger.achieved_rate:.0f}/s, "
-          f"{lost(testbed, ledger, source)} lost after {args.runs * 4} switchovers")
+          f"{lost(testbed, ledger, source)} lost after {len(raw_healthy) + sum(map(len, runs.values()))} switchovers")
     raw = statistics.median(raw_healthy)
     names = list(dict.fromkeys(k for how in runs for r in runs[how] for k in r))
     print(f"\nmedian seconds of {args.runs} runs each (raw: {len(raw_healthy)} runs)")
