@@ -46,6 +46,7 @@ class Live:
         self._ssh: dict[str, SshSession] = {}
         self._pending: dict[str, tuple] = {}
         self._claims = Claims()  # which thread uses which connection (see `abandon`)
+        self._new_session = threading.Lock()  # one SshSession per member, whichever thread asks first
 
     # ---- lookup ------------------------------------------------------------------------------
     def site(self, name: str) -> Site:
@@ -88,6 +89,17 @@ class Live:
         return first_answer(
             {m.name: partial(api.get, m.api_url, "/config", m.name) for m in members},
             f"no member of {site_name} answered GET /config",
+            2 * self.timeout + 1,
+        )
+
+    def cluster(self, site_name: str) -> dict[str, Any]:
+        """GET /cluster from whichever member answers first: the DCS view, i.e. what each
+        member's Patroni wrote in its last loop (its state, timeline, receive/replay LSN)."""
+        self._claims.refuse_if_abandoned()
+        api, members = self.api(site_name), self.site(site_name).members
+        return first_answer(
+            {m.name: partial(api.get, m.api_url, "/cluster", m.name) for m in members},
+            f"no member of {site_name} answered GET /cluster",
             2 * self.timeout + 1,
         )
 
@@ -229,11 +241,12 @@ class Live:
 
     # ---- SSH ---------------------------------------------------------------------------------
     def _session(self, member_name: str) -> SshSession:
-        session = self._ssh.get(member_name)
-        if session is None:
-            site, member = self.member(member_name)
-            session = SshSession(member.name, site.ssh_for(member), self.timeout)
-            self._claims.keep(self._ssh, member_name, session)
+        with self._new_session:  # no I/O inside: the session connects on its first command
+            session = self._ssh.get(member_name)
+            if session is None:
+                site, member = self.member(member_name)
+                session = SshSession(member.name, site.ssh_for(member), self.timeout)
+                self._claims.keep(self._ssh, member_name, session)
         return session
 
     def ssh(self, member_name: str, command: str, timeout: float | None = None, stdin: str | None = None):
@@ -246,6 +259,15 @@ class Live:
                 self._claims.forget(self._ssh, member_name, session)
                 session.close()
                 raise
+
+    def ssh_read(self, member_name: str, command: str):
+        """A read-only command over the kept-open session, run once more on a fresh session when
+        the kept one fails: it may have gone stale while idle (say, while the operator read the
+        plan before confirming), and running a read twice changes nothing."""
+        try:
+            return self.ssh(member_name, command)
+        except UnreachableError:
+            return self.ssh(member_name, command)  # `ssh` dropped the failed session: a new one
 
     def start_remote(self, key: str, member_name: str, command: str, timeout: float, stdin: str | None = None) -> None:
         """Start a command on a host now and collect it later with `finish_remote(key)`: a wait

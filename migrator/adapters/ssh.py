@@ -11,6 +11,7 @@ written anywhere. The route to the host (OpenSSH config file, jump host, agent, 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,9 @@ class SshSession:
         self.target = target
         self.timeout = timeout
         self._route: Route | None = None
+        # Several threads may start commands on one session at once (channels of one transport);
+        # only one of them opens the connection.
+        self._opening = threading.Lock()
 
     def __enter__(self) -> SshSession:
         self.open()
@@ -146,8 +150,9 @@ class SshSession:
 
     def start(self, command: str, timeout: float | None = None, stdin: str | None = None) -> Any:
         """Start a command and return its channel without waiting for it (see `finish`)."""
-        if not self._conn.is_connected:
-            self.open()
+        with self._opening:
+            if not self._conn.is_connected:
+                self.open()
         limit = timeout or self.timeout
         log.debug("%s: ssh %s: %s", self.member_name, self.where, command)
         try:

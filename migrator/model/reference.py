@@ -31,7 +31,16 @@ MEANINGS: dict[str, str] = {
     "Credential.username": "The role's name.",
     "Credential.password": "Reference to the password: env:NAME or file:PATH, never the value.",
     "Gates.max_replay_lag_bytes": "Replay lag under which a standby counts as caught up (cascade and repoint gates).",
-    "Gates.lag_window_seconds": "How long the lag must stay under the threshold before the gate passes.",
+    "Gates.lag_window_seconds": (
+        "How long the lag must stay under the threshold before the cascade and repoint gates pass "
+        "when Patroni's own view (`/cluster`: every member streaming, replayed up to the primary's "
+        "head) does not prove it sooner."
+    ),
+    "Gates.lag_evidence": (
+        "Let the cascade and repoint gates pass before the lag window once consecutive samples and "
+        "Patroni's own view prove the stream (every member streaming in `/cluster`, replayed up to "
+        "the primary's WAL head of the first sample); false: always wait the whole window."
+    ),
     "Gates.cascade_timeout_seconds": "Deadline of the cascade gate (target streaming, lag under the gate).",
     "Gates.catchup_timeout_seconds": "Deadline for the target to replay past the token; then the demotion is undone.",
     "Gates.promote_timeout_seconds": "Deadline for the target to report a primary on a new timeline.",

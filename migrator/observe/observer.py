@@ -8,6 +8,7 @@ is raised past this module, so one dead host never hides what the others say.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from io import StringIO
@@ -19,7 +20,7 @@ from migrator.adapters.dcs import site_dcs
 from migrator.adapters.patroni import PatroniApi, patroni_api
 from migrator.adapters.pg import PostgresProbe, connect_args
 from migrator.adapters.remote import controldata_command
-from migrator.adapters.ssh import SshSession
+from migrator.adapters.ssh import SshResult, SshSession
 from migrator.errors import MigratorError
 from migrator.model.inventory import Inventory, Member, Site
 from migrator.model.state import (
@@ -48,10 +49,18 @@ def _outcome(future: Future) -> tuple[Any, str | None]:
         return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 
+# Runs one command on a member's host over an open SSH session: (member name, command) -> result.
+RunSsh = Callable[[str, str], SshResult]
+
+
 class Observer:
-    def __init__(self, inventory: Inventory, host_facts: bool = True):
+    def __init__(self, inventory: Inventory, host_facts: bool = True, run_ssh: RunSsh | None = None):
         self.inventory = inventory
         self.host_facts = host_facts
+        # A run's kept-open SSH sessions (Live.ssh: member name, command), so that the preflight
+        # step's observation pays no handshake and leaves the sessions warm for the steps after
+        # it; None: a session of its own per host, closed after the command.
+        self.run_ssh = run_ssh
         self.timeout = inventory.gates.connect_timeout_seconds
 
     def observe(self) -> ServiceState:
@@ -109,8 +118,11 @@ class Observer:
             f'{read}; echo "{CONTROLDATA_EXIT_MARKER} $?"; echo {HOST_FACTS_SEPARATOR}; '
             f"cat {shlex.quote(site.patroni_config_for(member))}"
         )
-        with SshSession(member.name, site.ssh_for(member), self.timeout) as ssh:
-            result = ssh.run(command)
+        if self.run_ssh is not None:
+            result = self.run_ssh(member.name, command)
+        else:
+            with SshSession(member.name, site.ssh_for(member), self.timeout) as ssh:
+                result = ssh.run(command)
         control, _, rest = result.stdout.partition(CONTROLDATA_EXIT_MARKER + " ")
         code, _, rest = rest.partition("\n")
         _, _, config = rest.partition(HOST_FACTS_SEPARATOR + "\n")
@@ -156,8 +168,8 @@ class Observer:
         )
 
 
-def observe(inventory: Inventory, host_facts: bool = True) -> ServiceState:
-    return Observer(inventory, host_facts=host_facts).observe()
+def observe(inventory: Inventory, host_facts: bool = True, run_ssh: RunSsh | None = None) -> ServiceState:
+    return Observer(inventory, host_facts=host_facts, run_ssh=run_ssh).observe()
 
 
 def _patroni_state(raw: dict[str, Any]) -> PatroniState:

@@ -21,7 +21,7 @@ from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan
 from migrator.model.playbook import PLAYBOOK_DIR, load_playbook
 from migrator.model.state import SeedFacts, ServiceState
-from migrator.observe.observer import observe
+from migrator.observe.observer import RunSsh, observe
 from migrator.observe.seed_facts import observe_seed
 from migrator.planning.seed import seed_plan
 from migrator.planning.switchover import plan
@@ -86,12 +86,19 @@ def findings_of(
 
 
 def refuse_if_blocked(
-    inventory: Inventory, source: str, target: str, proposal: Proposal, refusal: str, state: ServiceState | None = None
+    inventory: Inventory,
+    source: str,
+    target: str,
+    proposal: Proposal,
+    refusal: str,
+    state: ServiceState | None = None,
+    run_ssh: RunSsh | None = None,
 ) -> None:
     """The preflight of a run, right before it acts: observe (unless `state` is that fresh
-    observation) and check again for the kind of plan being run; the first blocking finding
-    stops it with PreflightError, `<refusal>: <check>: ...`."""
-    state = observe(inventory) if state is None else state
+    observation; over the run's kept-open SSH sessions when `run_ssh` is given) and check again
+    for the kind of plan being run; the first blocking finding stops it with PreflightError,
+    `<refusal>: <check>: ...`."""
+    state = observe(inventory, run_ssh=run_ssh) if state is None else state
     line = first_blocking_line(refusal, findings_of(inventory, state, source, target, proposal))
     if line is not None:
         raise PreflightError(line)
@@ -133,8 +140,11 @@ def plan_from_state(
     return plan_from_preflight(inventory, state, checked, playbook_name)
 
 
-def observe_and_plan(inventory: Inventory, target: str, playbook_name: str = "switchover") -> Plan:
-    return plan_from_state(inventory, observe(inventory), target, playbook_name)
+def observe_and_plan(
+    inventory: Inventory, target: str, playbook_name: str = "switchover", run_ssh: RunSsh | None = None
+) -> Plan:
+    """Observe (over `run_ssh`'s sessions when given: a run's, kept for its steps) and plan."""
+    return plan_from_state(inventory, observe(inventory, run_ssh=run_ssh), target, playbook_name)
 
 
 # --- `migrate check` ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from migrator.errors import MigratorError
 from migrator.model.secrets import mask_values
 from migrator.model.state import MemberState, ServiceState, lsn_text
+from migrator.render.gate_samples import gate_samples
 from migrator.render.window_breakdown import journal_parts
 from migrator.run.engine import Outcome, summary
 from migrator.run.journal import Journal
@@ -48,6 +49,7 @@ RUN_KEYS = frozenset(
         "journal_file",
         "timeline_file",
         "window_parts",
+        "gate_samples",
     }
 )
 STEP_KEYS = frozenset({"id", "status", "started", "done", "seconds", "error"})
@@ -128,6 +130,7 @@ def run_document(
         "journal_file": str(journal.path),
         "timeline_file": timeline_file,
         "window_parts": _window_parts(records, outcome.migration),
+        "gate_samples": [sample.as_json() for sample in gate_samples(records, outcome.migration)],
     }
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from migrator.model.state import lsn_text
+from migrator.render.gate_samples import gate_samples, lag_lines
 from migrator.render.window_breakdown import journal_parts, markdown_table, text_table
 from migrator.run.engine import Outcome, summary
 from migrator.run.journal import Journal
@@ -110,6 +111,7 @@ def render_outcome(journal: Journal, outcome: Outcome) -> tuple[str, str]:
     breakdown = journal_parts(journal.records(), outcome.migration)
     after_window = len(head)
     head += _facts_line(data["facts"])
+    head += lag_lines(gate_samples(journal.records(), outcome.migration))
     head += _holds(journal, outcome.migration)
     head += _lock_lost(journal, outcome.migration)
     # A run that stopped before any step (a resumed run whose done step no longer holds) journals

@@ -31,6 +31,7 @@ from typing import Any
 
 from migrator.durable import write_private
 from migrator.model.secrets import mask
+from migrator.render.gate_samples import sample_lag_bytes
 
 # ---- the picture as data -------------------------------------------------------------------
 
@@ -84,8 +85,6 @@ class Timeline:
 
 # ---- journal records -> Timeline -----------------------------------------------------------
 
-_LAG_IN_DETAIL = re.compile(r"\blag (\d{1,20}) bytes\b")
-
 
 def _time(value: Any) -> float | None:
     """A journal timestamp as UNIX seconds; None for anything that is not one."""
@@ -101,17 +100,6 @@ def _time(value: Any) -> float | None:
 def _facts(record: dict[str, Any]) -> dict[str, Any]:
     facts = record.get("facts")
     return facts if isinstance(facts, dict) else {}
-
-
-def _lag_bytes(record: dict[str, Any]) -> int | None:
-    """The replay lag a gate sample carries: a `lag_bytes` number, else the `lag N bytes` of its
-    detail (what the streaming gates describe: `dc1-a -> dc2-a, lag 0 bytes`)."""
-    value = record.get("lag_bytes")
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    detail = record.get("detail")
-    found = _LAG_IN_DETAIL.search(detail) if isinstance(detail, str) else None
-    return int(found.group(1)) if found else None
 
 
 class _Builder:
@@ -160,6 +148,10 @@ class _Builder:
             # `step-in-place` (precheck found nothing to send; every gate-only step says so) is
             # not a status of its own: the step still ran its gate.
             self.end("step", step, at, "done")
+            # A streaming gate's passing measurement ends its lag line (gate_samples.py).
+            lag = _facts(record).get("lag_bytes")
+            if isinstance(lag, int) and not isinstance(lag, bool) and lag >= 0:
+                self.lag.append((at, lag, step))
         elif event == "step-failed" and step:
             self.end("step", step, at, "failed", f"failed: {record.get('error')}")
         elif event == "undo-started" and step:
@@ -175,7 +167,7 @@ class _Builder:
             self.markers.append(Marker(at, "rollback", "rollback"))
         elif event == "lock-lost":
             self.markers.append(Marker(at, "lock lost", "lock-lost"))
-        elif event == "gate-sample" and (lag := _lag_bytes(record)) is not None:
+        elif event == "gate-sample" and (lag := sample_lag_bytes(record)) is not None:
             self.lag.append((at, lag, str(record.get("step") or record.get("before") or "")))
         self.last = max(self.last, at)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from migrator.adapters.dcs import Etcd3Dcs, site_dcs
+from migrator.adapters.live import Live
 from migrator.errors import MigratorError, PreflightError, StalePlan, UnreachableError, UsageError
 from migrator.model.findings import first_blocking_line
 from migrator.model.inventory import Inventory
@@ -154,16 +155,22 @@ def _execute_locked(
             f"({pending.id}); finish it with `migrate execute --resume --dc {pending.target}` "
             "or undo it with `migrate rollback`"
         )
-    plan = observe_and_plan(inventory, target)
-    if plan.noop_reason:
-        return plan.noop_reason
-    _check_reviewed(plan, reviewed_plan)
-    if not plan.executable:
-        raise PreflightError(f"{first_blocking_line('the plan is blocked', plan.findings)}; see `migrate check`")
-    _automated(plan)
-    if not confirm(plan):
-        raise UsageError("not confirmed; nothing changed")
-    return Engine(inventory, plan, state_dir, progress, until=until, lock_lost=lock_lost).start()
+    # The observation's SSH sessions are the run's: its steps (the preflight's observation again,
+    # the access proofs, the token read) pay no handshake. Closed by the run, or here without one.
+    live = Live(inventory)
+    try:
+        plan = observe_and_plan(inventory, target, run_ssh=live.ssh_read)
+        if plan.noop_reason:
+            return plan.noop_reason
+        _check_reviewed(plan, reviewed_plan)
+        if not plan.executable:
+            raise PreflightError(f"{first_blocking_line('the plan is blocked', plan.findings)}; see `migrate check`")
+        _automated(plan)
+        if not confirm(plan):
+            raise UsageError("not confirmed; nothing changed")
+        return Engine(inventory, plan, state_dir, progress, until=until, lock_lost=lock_lost, live=live).start()
+    finally:
+        live.close()
 
 
 def rollback(
@@ -218,16 +225,22 @@ def _rollback_locked(
             f"the migration to {plan.target} was promoted but not finished; finish it with "
             f"`migrate execute --resume --dc {plan.target}`, then roll back"
         )
-    back = observe_and_plan(inventory, plan.source)
-    if back.noop_reason:
-        raise UsageError(f"{plan.source} is primary already; nothing to roll back")
-    if not back.executable:
-        raise PreflightError(str(first_blocking_line(f"moving back to {plan.source} is blocked", back.findings)))
-    _automated(back)
-    if not confirm(back):
-        raise UsageError("not confirmed; nothing changed")
-    journal.append("rollback-started", migration=migration.id, reverse_to=plan.source)
-    outcome = Engine(inventory, back, state_dir, progress, lock_lost=lock_lost).start(reverse_of=migration.id)
+    live = Live(inventory)  # as in execute: the observation's SSH sessions are the run's
+    try:
+        back = observe_and_plan(inventory, plan.source, run_ssh=live.ssh_read)
+        if back.noop_reason:
+            raise UsageError(f"{plan.source} is primary already; nothing to roll back")
+        if not back.executable:
+            raise PreflightError(str(first_blocking_line(f"moving back to {plan.source} is blocked", back.findings)))
+        _automated(back)
+        if not confirm(back):
+            raise UsageError("not confirmed; nothing changed")
+        journal.append("rollback-started", migration=migration.id, reverse_to=plan.source)
+        outcome = Engine(inventory, back, state_dir, progress, lock_lost=lock_lost, live=live).start(
+            reverse_of=migration.id
+        )
+    finally:
+        live.close()
     if outcome.exit_code == 0:
         journal.append("migration-finished", migration=migration.id, outcome="rolled-back")
     return outcome

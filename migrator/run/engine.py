@@ -17,9 +17,11 @@ shape, a full disk) is a failed step like any other, never an "internal error" t
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,13 @@ from migrator.run.dcs_hold import hold_before_step, source_after_undo
 from migrator.run.hooks import HookFailed, migration_env, run_configured_hook
 from migrator.run.journal import Journal
 from migrator.steps.base import RunContext, Step
-from migrator.steps.kinds import HOOK_KINDS, promotes
+from migrator.steps.kinds import HOOK_KINDS, KINDS, declared, promotes
 from migrator.steps.registry import STEP_CLASSES
 
 SAMPLE_EVERY_SECONDS = 2.0
 FAILOVER = "failover"  # the playbook name of `migrate failover`'s plans (migrator/planning/failover.py)
+# The step kinds that may run at the same time as their neighbours of the same sort.
+OVERLAPPING = frozenset(name for name, kind in KINDS.items() if kind.overlaps)
 
 # Why the migration lock is lost (one line), or None while it is held: MigrationLock.lost.
 LockWatch = Callable[[], "str | None"]
@@ -131,6 +135,7 @@ class Engine:
         progress: Callable[[str], None] = lambda text: None,
         until: str | None = None,
         lock_lost: LockWatch = never_lost,
+        live: Live | None = None,
     ):
         self.inventory = inventory
         self.lock_lost = lock_lost
@@ -141,7 +146,8 @@ class Engine:
         self.state_dir = state_dir
         self.journal = Journal(state_dir, inventory.secrets())
         self.progress = progress
-        self.live = Live(inventory)
+        # The command's own connections when it observed through them (its SSH sessions are warm).
+        self.live = live if live is not None else Live(inventory)
         self._last_sample = 0.0
         self.undo_warnings: list[str] = []  # from the on_undo hook, added to the outcome message
 
@@ -215,13 +221,25 @@ class Engine:
         current: Step | None = None
         steps, stopped_early = self._steps()
         try:
-            for spec in steps:
-                step = STEP_CLASSES[spec.kind](spec, ctx)
-                if spec.id in migration.done:
-                    self._still_holds(step, migration)
-                    continue
-                current = step
-                self._run_step(step, ctx, migration)
+            for group in overlap_groups(steps):
+                stop = threading.Event()  # set when a step of the group failed: the others stop
+                group_ctx = replace(ctx, check_lock=self._group_check(ctx, stop)) if len(group) > 1 else ctx
+                todo = []
+                for spec in group:
+                    step = STEP_CLASSES[spec.kind](spec, group_ctx)
+                    if spec.id in migration.done:
+                        self._still_holds(step, migration)
+                        continue
+                    todo.append(step)
+                if len(todo) == 1:
+                    current = todo[0]
+                    self._run_step(todo[0], ctx, migration)
+                elif todo:
+                    current = todo[0]  # a Ctrl-C while the group runs is that group's failure
+                    failure = self._run_together(todo, ctx, migration, stop)
+                    if failure is not None:
+                        current = failure[0]
+                        raise failure[1]
             self.journal.append("migration-finished", migration=migration.id, outcome="done")
             warnings = [f["warning"] for f in ctx.facts.values() if f.get("warning")]
             done = self._done_message(stopped_early)
@@ -259,6 +277,68 @@ class Engine:
         facts.update(step.gate())
         migration.done[spec.id] = facts
         self.journal.append("step-done", migration=migration.id, step=spec.id, facts=facts)
+
+    # ---- read-only steps at the same time -----------------------------------------------------
+    def _group_check(self, ctx: RunContext, failed: threading.Event) -> Callable[[], None]:
+        """The lock check of steps that run together, which also ends a step's wait once
+        another step of its group failed (its own deadline could be minutes away)."""
+
+        def check() -> None:
+            ctx.check_lock()
+            if failed.is_set():
+                raise GroupStopped("stopped: another step running at the same time failed")
+
+        return check
+
+    def _run_together(
+        self, steps: list[Step], ctx: RunContext, migration: Migration, failed: threading.Event
+    ) -> tuple[Step, BaseException] | None:
+        """Read-only steps whose kinds declare `overlaps` (access proofs, the cascade gate, the
+        final verifies), run at the same time. Each is journalled as if alone: started and in
+        place in plan order, done with its facts the moment it passes; the first failure in plan
+        order is the failure of the group (the others are stopped and journalled as failed).
+        Returns that step and its exception, for the failure path."""
+        for step in steps:
+            spec = step.spec
+            ctx.check_lock()
+            self.progress(f"[{spec.phase}] {spec.title}")
+            hold_before_step(spec, ctx, self.journal, migration.id)
+            self.journal.append("step-started", migration=migration.id, step=spec.id, kind=spec.kind, phase=spec.phase)
+            migration.started.add(spec.id)
+            self.journal.append("step-in-place", migration=migration.id, step=spec.id)
+            ctx.facts[spec.id] = {}
+
+        def run(step: Step) -> dict[str, Any]:
+            try:
+                return step.gate()
+            except BaseException:
+                failed.set()
+                raise
+
+        with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="overlap") as pool:
+            futures = {pool.submit(run, step): step for step in steps}
+            try:
+                # Each step's `done` is journalled when it passes (its own duration in the report
+                # and the picture, and a test can wait for it), not when the slowest one does.
+                for future in as_completed(futures):
+                    if future.exception() is None:
+                        step, facts = futures[future], future.result()
+                        migration.done[step.spec.id] = facts
+                        ctx.facts[step.spec.id] = facts
+                        self.journal.append("step-done", migration=migration.id, step=step.spec.id, facts=facts)
+            except BaseException:  # Ctrl-C: stop the others at their next poll, then go on failing
+                failed.set()
+                raise
+        first: tuple[Step, BaseException] | None = None
+        for future, step in futures.items():  # in plan order
+            exc = future.exception()
+            if exc is None:
+                continue
+            if first is None and not isinstance(exc, GroupStopped):
+                first = (step, exc)
+            else:
+                self.journal.append("step-failed", migration=migration.id, step=step.spec.id, error=str(exc))
+        return first
 
     def _still_holds(self, step: Step, migration: Migration) -> None:
         """A resumed run re-checks the changes it made against reality, not against the journal."""
@@ -471,6 +551,23 @@ class Engine:
                 self.journal.append("gate-sample", migration=migration_id, **fields)
 
         return sample
+
+
+class GroupStopped(MigratorError):
+    """A step running at the same time as others stopped because one of them failed."""
+
+
+def overlap_groups(steps: list[PlanStep]) -> list[list[PlanStep]]:
+    """The plan's steps in order, consecutive steps whose kinds declare `overlaps` (read-only,
+    independent: migrator/steps/kinds.py) together in one group, every other step alone."""
+    groups: list[list[PlanStep]] = []
+    for spec in steps:
+        found = declared(spec.kind)
+        if found is not None and found.overlaps and groups and groups[-1][-1].kind in OVERLAPPING:
+            groups[-1].append(spec)
+        else:
+            groups.append([spec])
+    return groups
 
 
 def unexpected(exc: BaseException, step: Step | None) -> MigratorError:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,9 @@ class Journal:
     def __init__(self, directory: Path, secrets: Iterable[str] = ()):
         self.path = directory / self.FILE
         self._secrets = [s for s in secrets if s]
+        # Steps that run at the same time (the engine's overlapping groups) append from several
+        # threads: one record at a time, so a tail repair never cuts another thread's line.
+        self._append_lock = threading.Lock()
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"ts": utc_now(), "event": event, **fields}
@@ -102,16 +106,17 @@ class Journal:
         }
         line = json.dumps(masked, sort_keys=True)
         log.info("%s", line)  # -v and --log-file show the audit trail as it is written
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            prefix = b"" if created else self._repair_tail(fd)
-            write_all(fd, prefix + (line + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            fsync_directory(self.path.parent)
+        with self._append_lock:
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                prefix = b"" if created else self._repair_tail(fd)
+                write_all(fd, prefix + (line + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                fsync_directory(self.path.parent)
         return json.loads(line)
 
     @staticmethod

@@ -120,12 +120,14 @@ class Step:
         interval: float = 0.05,
         timeout: float | None = None,
         describe: Callable[[], str] | None = None,
+        sample_fields: Callable[[], dict[str, Any]] | None = None,
     ) -> Any:
         """Poll `probe` until truthy; GateTimeout naming `what` (and the last reason) at the deadline.
 
         The deadline holds even while a probe hangs on a black-holed host: probes run in a
         worker thread (migrator/adapters/bounded.py) and one still running at the deadline is abandoned,
-        its connections dropped from `Live`."""
+        its connections dropped from `Live`. `sample_fields` adds numbers to each journal sample
+        (the streaming gates' `lag_bytes` and `replay_lsn`: the lag as data, not only as text)."""
         limit = self.timeout if timeout is None else timeout
 
         def report(last_error: str, hung: float | None, seconds_left: float) -> None:
@@ -133,8 +135,9 @@ class Step:
             if hung is not None:
                 detail = f"no answer for {hung:.0f}s" + (f"; {detail}" if detail else "")
             line.show(f"{what} ({seconds_left:.0f}s left){': ' + detail if detail else ''}")
+            numbers = sample_fields() if sample_fields else {}
             self.ctx.journal_sample(
-                step=self.spec.id, waiting_for=what, detail=detail, seconds_left=round(seconds_left, 1)
+                step=self.spec.id, waiting_for=what, detail=detail, seconds_left=round(seconds_left, 1), **numbers
             )
 
         # Test doubles of Live may lack `abandon`: then an abandoned probe just keeps its connection.

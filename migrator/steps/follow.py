@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from migrator.errors import PreflightError, UnreachableError
+from migrator.rules.streaming_evidence import evidence_holds, patroni_shows_streaming
 from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import orphaned_slot_user
 
@@ -18,59 +19,96 @@ class _StreamingGate(Step):
     """Shared by the cascade and repoint waits: `follower` streams from `followed`'s primary, its
     other members from its standby leader, every member within the lag threshold for a window."""
 
-    def _streaming(self, follower: str, followed: str, slot: str, timeline: int | None) -> tuple[bool, str]:
+    def _streaming(
+        self, follower: str, followed: str, slot: str, timeline: int | None
+    ) -> tuple[bool, str, dict[str, int]]:
+        """Whether the follower site streams as it should, why not, and what was measured: the
+        worst member's replay lag (`lag_bytes`), the standby leader's replay position
+        (`replay_lsn`), the followed primary's WAL head and the least replayed position."""
         roles = self.live.site_roles(follower)
         if None in roles.values() and (
             orphan := orphaned_slot_user(self.live, follower, roles, slot, member_by_host(self, followed))
         ):
-            return False, orphan
+            return False, orphan, {}
         leaders = [n for n, r in roles.items() if r == "standby_leader"]
         writers = self.live.writable(followed)
         if len(leaders) != 1 or len(writers) != 1:
-            return False, f"standby leader(s) {leaders or 'none'}, primary {writers or 'none'}"
+            return False, f"standby leader(s) {leaders or 'none'}, primary {writers or 'none'}", {}
         leader, primary = leaders[0], writers[0]
         head = self.live.wal_head(primary)
         followed_hosts, follower_hosts = member_by_host(self, followed), member_by_host(self, follower)
-        worst = 0
+        worst, least, leader_replayed = 0, head, 0
         for member in roles:
             receiver = self.live.wal_receiver(member)
             if receiver is None or not receiver.streaming:
-                return False, f"{member} not streaming"
+                return False, f"{member} not streaming", {}
             sender = receiver.sender_host
             if member == leader:
                 if followed_hosts.get(sender or "") != primary:
-                    return False, f"{leader} streams from {sender}, not from {primary}"
+                    return False, f"{leader} streams from {sender}, not from {primary}", {}
                 if receiver.slot_name != slot:
-                    return False, f"{leader} uses slot {receiver.slot_name}, not {slot}"
+                    return False, f"{leader} uses slot {receiver.slot_name}, not {slot}", {}
+                leader_replayed = receiver.replayed or 0
             elif follower_hosts.get(sender or "") != leader:
-                return False, f"{member} streams from {sender}, not from {leader}"
+                return False, f"{member} streams from {sender}, not from {leader}", {}
             if timeline is not None and receiver.timeline != timeline:
-                return False, f"{member} on timeline {receiver.timeline}, not {timeline}"
+                return False, f"{member} on timeline {receiver.timeline}, not {timeline}", {}
             worst = max(worst, head - (receiver.replayed or 0))
+            least = min(least, receiver.replayed or 0)
+        measured = {"lag_bytes": max(worst, 0), "replay_lsn": leader_replayed, "head": head, "least": least}
         if worst > self.args["max_lag_bytes"]:
-            return False, f"replay lag {worst} bytes > {self.args['max_lag_bytes']}"
-        return True, f"{primary} -> {leader}, lag {worst} bytes"
+            return False, f"replay lag {worst} bytes > {self.args['max_lag_bytes']}", measured
+        return True, f"{primary} -> {leader}, lag {max(worst, 0)} bytes", measured
 
     def _hold(self, follower: str, followed: str, slot: str, timeline: int | None) -> dict[str, Any]:
+        """Passes on evidence (rules/streaming_evidence.py: consecutive good samples, every
+        member replayed up to the primary's head of the first one, and Patroni's own DCS view
+        showing every member streaming) or, failing that, after the lag window in a row."""
         window = float(self.args["window_seconds"])
-        state: dict[str, Any] = {"since": None, "why": ""}
+        # A plan made before the evidence existed says nothing of it: it keeps the window it was reviewed with.
+        evidence = self.args.get("evidence") is True
+        state: dict[str, Any] = {"since": None, "why": "", "measured": {}, "mark": None, "good": 0, "by": ""}
 
         def held() -> bool:
-            ok, state["why"] = self._streaming(follower, followed, slot, timeline)
+            ok, state["why"], state["measured"] = self._streaming(follower, followed, slot, timeline)
             now = time.monotonic()
             if not ok:
-                state["since"] = None
+                state.update(since=None, mark=None, good=0)
                 return False
-            state["since"] = state["since"] or now
-            return now - state["since"] >= window
+            if state["since"] is None:
+                state["since"], state["mark"] = now, state["measured"]["head"]
+            state["good"] += 1
+            if now - state["since"] >= window:
+                state["by"] = f"streaming for the {window:.0f}s window"
+                return True
+            if not evidence:
+                return False
+            ours, why = evidence_holds(state["good"], state["measured"]["least"], state["mark"])
+            if not ours:
+                state["why"] += f"; {why}"
+                return False
+            patronis, patroni_why = patroni_shows_streaming(
+                self.live.cluster(follower), [m.name for m in self.live.site(follower).members], timeline, state["mark"]
+            )
+            if not patronis:
+                state["why"] += f"; {patroni_why}"
+                return False
+            state["by"] = f"evidence: {why}; {patroni_why}"
+            return True
+
+        def numbers() -> dict[str, int]:
+            measured = state["measured"]
+            return {k: measured[k] for k in ("lag_bytes", "replay_lsn") if k in measured}
 
         self.wait(
             held,
-            f"{follower} streaming from {followed} for {window:.0f}s",
-            interval=0.25,
+            f"{follower} streaming from {followed} "
+            + (f"(Patroni's own view, or {window:.0f}s in a row)" if evidence else f"for {window:.0f}s"),
+            interval=0.1,
             describe=lambda: state["why"],
+            sample_fields=numbers,
         )
-        return {"streaming": state["why"]}
+        return {"streaming": state["why"], "held_by": state["by"], **numbers()}
 
 
 @step_kind("wait_cascade")

@@ -50,6 +50,10 @@ class StepKind:
     warm_up: WarmUp | None = None
     # Its `files` argument lists the patroni.yml files the plan writes (for the reports).
     writes_member_configs: bool = False
+    # Read-only and independent of its neighbours: the engine runs consecutive steps of such
+    # kinds at the same time (access proofs with the cascade gate, the final verifies). Only a
+    # kind that changes nothing and has no undo may say so (tests/unit/test_overlap.py).
+    overlaps: bool = False
 
 
 _DECLARED: tuple[StepKind, ...] = (
@@ -62,13 +66,14 @@ _DECLARED: tuple[StepKind, ...] = (
         dcs_sites=("site",),
         runbook_sections=("slot-missing",),
     ),
-    StepKind("prove_replication_access", "a real replication connection from each follower host"),
-    StepKind("validate_standby_cluster", "the rendered section: hosts resolve, port open, slot exists"),
+    StepKind("prove_replication_access", "a real replication connection from each follower host", overlaps=True),
+    StepKind("validate_standby_cluster", "the rendered section: hosts resolve, port open, slot exists", overlaps=True),
     StepKind(
         "wait_cascade",
         "leader -> standby leader -> replicas streaming, lag gate",
         dcs_sites=("source", "target"),
         runbook_sections=("follows-a-replica", "slot-missing"),
+        overlaps=True,
     ),
     # The demotion is only worth starting when the promotion that must follow can happen.
     StepKind(
@@ -144,16 +149,19 @@ _DECLARED: tuple[StepKind, ...] = (
         "verify_single_writer",
         "exactly one writable member, in the target site",
         runbook_sections=("two-primaries", "promotion-not-confirmed"),
+        overlaps=True,
     ),
     StepKind(
         "verify_slots_active",
         "the new standby leader's slot is active on the new primary",
         runbook_sections=("follows-a-replica", "promotion-not-confirmed"),
+        overlaps=True,
     ),
     StepKind(
         "verify_write_visible",
         "a WAL record written on the target is replayed in the source",
         runbook_sections=("promotion-not-confirmed",),
+        overlaps=True,
     ),
     StepKind("run_seed_preflight", "seeding: the target is empty and safe to build (seed.yml)"),
     StepKind(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shlex
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from migrator.errors import PreflightError
+from migrator.model.inventory import Member
 from migrator.planning.preflight import refuse_if_blocked
 from migrator.steps.base import Step, step_kind
 
@@ -15,7 +17,12 @@ from migrator.steps.base import Step, step_kind
 class RunPreflight(Step):
     def gate(self) -> dict[str, Any]:
         refuse_if_blocked(
-            self.ctx.inventory, self.args["source"], self.args["target"], "switchover", "preflight blocks"
+            self.ctx.inventory,
+            self.args["source"],
+            self.args["target"],
+            "switchover",
+            "preflight blocks",
+            run_ssh=self.live.ssh_read,
         )
         return {}
 
@@ -60,40 +67,57 @@ class ProveReplicationAccess(Step):
     the other site: pg_hba, credentials and the network path, proven before the move needs them."""
 
     def gate(self) -> dict[str, Any]:
+        # Every follower host at once, its members one after another on the host's session: the
+        # proofs are independent and read-only. (Every pair at once made eight SSH commands run
+        # together, and on a loaded machine some missed their deadline.) A failure is reported in
+        # the plan's order, as when they ran one after another.
+        to_site = self.ctx.inventory.sites[self.args["to_site"]]
+        from_members = list(self.args["from_members"])
+
+        def from_host(from_name: str) -> PreflightError | None:
+            for target in to_site.members:
+                if (failed := self._prove(from_name, target)) is not None:
+                    return failed
+            return None
+
+        with ThreadPoolExecutor(max_workers=max(1, len(from_members)), thread_name_prefix="access") as pool:
+            outcomes = list(pool.map(from_host, from_members))
+        for outcome in outcomes:
+            if outcome is not None:
+                raise outcome
+        return {"proven": [f"{f}->{t.name}" for f in from_members for t in to_site.members]}
+
+    def _prove(self, from_name: str, target: Member) -> PreflightError | None:
         inventory = self.ctx.inventory
         to_site = inventory.sites[self.args["to_site"]]
         from_site = inventory.sites[self.args["from_site"]]
         creds = inventory.credentials.replication
-        proven = []
-        for from_name in self.args["from_members"]:
-            for target in to_site.members:
-                conninfo = (
-                    f"host={target.host} port={target.pg_port} user={creds.username} "
-                    "dbname=replication replication=true connect_timeout=5"
-                )
-                command = (
-                    "IFS= read -r PGPASSWORD && export PGPASSWORD && "
-                    f"{from_site.postgres.bin_dir}/psql {shlex.quote(conninfo)} -Atc IDENTIFY_SYSTEM"
-                )
-                result = self.live.ssh(from_name, command, stdin=creds.password.reveal() + "\n")
-                if not result.ok:
-                    reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                    if "Connection refused" in result.stderr or "Is the server running" in reason:
-                        # Nothing listens there: no pg_hba or password change would help.
-                        raise PreflightError(
-                            f"{from_name} cannot open a replication connection to {target.name} "
-                            f"({target.host}:{target.pg_port}): nothing accepts connections there; "
-                            f"start {target.name}'s Patroni (and so its PostgreSQL), or fix its "
-                            "host/pg_port in the inventory, then run again"
-                        )
-                    raise PreflightError(
-                        f"{from_name} cannot open a replication connection to {target.name} "
-                        f"({target.host}:{target.pg_port}) as {creds.username}: {reason}; check pg_hba.conf "
-                        f"on {to_site.scope} (host replication {creds.username} <{from_name}'s address>), "
-                        "the password and the firewall"
-                    )
-                proven.append(f"{from_name}->{target.name}")
-        return {"proven": proven}
+        conninfo = (
+            f"host={target.host} port={target.pg_port} user={creds.username} "
+            "dbname=replication replication=true connect_timeout=5"
+        )
+        command = (
+            "IFS= read -r PGPASSWORD && export PGPASSWORD && "
+            f"{from_site.postgres.bin_dir}/psql {shlex.quote(conninfo)} -Atc IDENTIFY_SYSTEM"
+        )
+        result = self.live.ssh(from_name, command, stdin=creds.password.reveal() + "\n")
+        if result.ok:
+            return None
+        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        if "Connection refused" in result.stderr or "Is the server running" in reason:
+            # Nothing listens there: no pg_hba or password change would help.
+            return PreflightError(
+                f"{from_name} cannot open a replication connection to {target.name} "
+                f"({target.host}:{target.pg_port}): nothing accepts connections there; "
+                f"start {target.name}'s Patroni (and so its PostgreSQL), or fix its "
+                "host/pg_port in the inventory, then run again"
+            )
+        return PreflightError(
+            f"{from_name} cannot open a replication connection to {target.name} "
+            f"({target.host}:{target.pg_port}) as {creds.username}: {reason}; check pg_hba.conf "
+            f"on {to_site.scope} (host replication {creds.username} <{from_name}'s address>), "
+            "the password and the firewall"
+        )
 
 
 @step_kind("validate_standby_cluster")

@@ -44,17 +44,20 @@ def test_source_dcs_down_holds_before_the_demotion_and_after_the_promotion(basel
             run.wait_for("step-started", BEFORE_DEMOTION)
             stop_etcd(baseline, DC1)
             hold = run.wait_for("dcs-hold")
-            assert hold["step"] == "wait-cascade" and "dc1's etcd" in hold["problems"][0], hold
+            # The access proofs run together with the cascade gate (read-only steps overlap), so
+            # the etcd may stop after the cascade gate's own hold check: then the demotion holds.
+            held_before = hold["step"]
+            assert held_before in ("wait-cascade", "demote-source") and "dc1's etcd" in hold["problems"][0], hold
             # Patroni, failsafe_mode off: dc1's primary stops taking writes without its etcd.
             wait_until(lambda: not writable(baseline), 30, "dc1's primary to demote itself")
             start_etcd_again(baseline, DC1)
             out = run.finish()
             assert out.returncode == 0, explain(out)
-            assert "HOLD before wait-cascade" in out.stdout and "answers again" in out.stdout, out.stdout
+            assert f"HOLD before {held_before}" in out.stdout and "answers again" in out.stdout, out.stdout
             assert "dc2 is primary; dc1 follows it" in out.stdout
-            assert "for the DCS before wait-cascade, then continued" in out.stdout  # in the report too
+            assert f"for the DCS before {held_before}, then continued" in out.stdout  # in the report too
             steps = events(run)
-            assert steps.index(("dcs-back", "wait-cascade")) < steps.index(("step-applied", "demote-source"))
+            assert steps.index(("dcs-back", held_before)) < steps.index(("step-applied", "demote-source"))
             assert_primary_site(baseline, DC2)
 
             target_leader = member_with_role(baseline, DC1, "standby_leader")
@@ -165,7 +168,8 @@ def test_source_dcs_that_stays_down_is_never_demoted_and_the_verdict_says_who_wr
     says dc1 is still primary; with it off, Patroni made dc1 read-only by itself and the verdict
     says so, and dc1 is primary again once its etcd is back."""
     inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", **{
-        **GATES, "lag_window_seconds": 4, "cascade_timeout_seconds": 8, "promote_timeout_seconds": 8})
+        **GATES, "lag_window_seconds": 4, "lag_evidence": "false", "cascade_timeout_seconds": 8,
+        "promote_timeout_seconds": 8})
     state = tmp_path / "state"
     if failsafe:
         set_failsafe_mode(baseline, True)

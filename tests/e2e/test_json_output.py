@@ -44,6 +44,15 @@ def test_execute_and_rollback_print_one_json_document_each(baseline, tmp_path):
     assert run["steps"] and all(s["status"] == "done" and s["seconds"] is not None for s in run["steps"])
     assert "write unavailability:" in out.stderr  # the text report went to stderr
     assert open(run["journal_file"]).read().count(run["migration"]) > 0
+    # The streaming gates' lag as data: each ended with its passing measurement, under the gate,
+    # at a replay LSN no later than the new primary's position now.
+    final = {s["step"]: s for s in run["gate_samples"] if s["final"]}
+    assert set(final) == {"wait-cascade", "wait-repoint"}, run["gate_samples"]
+    now_lsn = baseline.sql(next(m for m in DC2.members if m.name == run["new_primary"]),
+                           "SELECT (pg_current_wal_lsn() - '0/0')::bigint")[0][0]
+    for sample in final.values():
+        high, low = sample["replay_lsn"].split("/")
+        assert 0 <= sample["lag_bytes"] <= 16 * 1024 * 1024 and 0 < (int(high, 16) << 32 | int(low, 16)) <= now_lsn
 
     status = migrate("status", "-i", inventory, "--json")
     assert status.returncode == 0, explain(status)

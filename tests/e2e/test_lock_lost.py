@@ -33,7 +33,8 @@ DC1, DC2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
 LOCK_KEY = "/migrator/demo/lock"
 LOCK_TTL = 5
 # The cascade gate outlasts every fault below: the run can only end early because of the lock.
-LONG_CASCADE = {**GATES, "lag_window_seconds": 120, "cascade_timeout_seconds": 240, "lock_ttl_seconds": LOCK_TTL}
+LONG_CASCADE = {**GATES, "lag_window_seconds": 120, "lag_evidence": "false", "cascade_timeout_seconds": 240,
+                "lock_ttl_seconds": LOCK_TTL}
 
 
 def etcdctl(*args: str) -> subprocess.CompletedProcess:

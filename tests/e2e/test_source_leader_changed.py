@@ -24,14 +24,20 @@ DC1 = SITE_BY_NAME["dc1"]
 
 @pytest.mark.slow
 def test_a_source_leader_changed_since_the_plan_is_never_demoted(baseline, tmp_path):
-    # A lag window longer than the switchover, so the cascade gate passes only once dc2 streams
-    # from the new primary, and the demotion step is the first to see the change.
-    inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", **{**GATES, "lag_window_seconds": 6})
+    # A lag window longer than the switchover (and no early pass on evidence), so the cascade gate
+    # passes only once dc2 streams from the new primary, and the demotion step is the first to see
+    # the change.
+    inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml",
+                                     **{**GATES, "lag_window_seconds": 6, "lag_evidence": "false"})
     leader = member_with_role(baseline, DC1, "primary")
     other = next(m for m in DC1.members if m != leader)
     with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_leader_changed") as ledger:
         run = Run(tmp_path / "state", "execute", "-i", inventory, "--dc", "dc2", "--yes")
         run.wait_for("step-started", "wait-cascade")
+        # The access proofs run together with the cascade gate: let them pass first, so that the
+        # leader change meets the cascade gate and the demotion step, as this test means.
+        for proof in ("replication-access-target-from-source", "replication-access-source-from-target"):
+            run.wait_for("step-done", proof)
         resp = requests.post(f"{leader.api_url}/switchover", json={"leader": leader.name, "candidate": other.name},
                              auth=(REST_USER, baseline.passwords()["restapi"]), timeout=30)
         assert resp.status_code == 200, resp.text

@@ -83,10 +83,10 @@ def test_single_host_on_a_replica_is_repointed_and_a_host_list_reattaches_by_its
                 "host": ",".join(m.host for m in DC1.members), "port": 5432}
             assert repoint["undo"]["kind"] == "restore_standby_cluster"
 
-            # A run that fails at the cascade gate (a window longer than its timeout) undoes the
-            # re-point: dc2's standby_cluster is exactly as the operator left it.
+            # A run that fails at the cascade gate (a window longer than its timeout, no early pass
+            # on evidence) undoes the re-point: dc2's standby_cluster is exactly as the operator left it.
             short = inventory_with_gates(baseline, tmp_path / "short.yml",
-                                         lag_window_seconds=30, cascade_timeout_seconds=3)
+                                         lag_window_seconds=30, lag_evidence=False, cascade_timeout_seconds=3)
             out = migrate("execute", "-i", str(short), "--dc", "dc2", "--yes",
                           "--state-dir", str(tmp_path / "undo"))
             assert out.returncode == 3, explain(out)

@@ -107,7 +107,8 @@ def test_standby_leader_agent_killed_in_the_cascade_gate_names_the_orphan_and_ch
     keeps streaming over slot dc2, so no successor could use the slot. The gate times out naming
     the orphan and the next step; nothing changed on any cluster (exit 3)."""
     inventory = str(inventory_with_gates(baseline, tmp_path / "inventory.yml",
-                                         lag_window_seconds=30, cascade_timeout_seconds=6))
+                                         lag_window_seconds=30, lag_evidence=False,
+                                         cascade_timeout_seconds=6))
     state = tmp_path / "state"
     old_leader = member_with_role(baseline, DC2, "standby_leader")
     configs = {site.name: baseline.get_config(site) for site in (DC1, DC2)}
