@@ -1,7 +1,9 @@
 """`migrate failover` and `migrate plan --failover`: the decisions around the engine when the
 source site is failing.
 
-The lock is taken in the target's etcd (the source's may be gone); the plan is made from what
+The lock is taken in the target's etcd (the source's may be gone), and also where `execute` and
+`rollback` take it, the first site's etcd, whenever that one answers: a failover never runs beside
+a planned move of the same service. The plan is made from what
 answers (migrator/planning/failover.py) and refused while any source member may still take
 writes unfenced, or while a gap is not accepted. The engine then runs it with a durable journal:
 `--resume` after a crash goes on from the last done step, re-checking each done fence against the
@@ -10,11 +12,13 @@ host and never sending the promotion twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from migrator.adapters.dcs import Etcd3Dcs, site_dcs
-from migrator.errors import PreflightError, UnreachableError, UsageError
+from migrator.adapters.net_errors import what_happened
+from migrator.errors import LockBusy, PreflightError, UnreachableError, UsageError
 from migrator.model.failover import FailoverPlan
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan
@@ -23,7 +27,7 @@ from migrator.planning.failover import PLAYBOOK, plan_failover, source_of
 from migrator.run.commands import unfinished
 from migrator.run.engine import Engine, LockWatch, Migration, Outcome, never_lost, promotion_attempted
 from migrator.run.journal import Journal, state_dir_for
-from migrator.run.lock import MigrationLock
+from migrator.run.lock import EtcdLease, MigrationLock
 
 
 def observe_and_plan_failover(
@@ -61,10 +65,44 @@ def failover(
     state_dir = state_dir_for(state_base, inventory.service)
     if resume and unfinished(Journal(state_dir)) is None:
         raise UsageError(f"nothing to resume: no unfinished migration in {state_dir}")
-    with _target_lock(inventory, target, state_dir) as lock:
+    with (
+        _target_lock(inventory, target, state_dir) as lock,
+        _first_site_lock_if_it_answers(inventory, target, lock, progress),
+    ):
         return _failover_locked(
             inventory, target, state_dir, list(fenced), accept_data_loss, resume, confirm, progress, lock.lost
         )
+
+
+@contextmanager
+def _first_site_lock_if_it_answers(
+    inventory: Inventory, target: str, lock: MigrationLock, progress: Callable[[str], None]
+) -> Iterator[None]:
+    """The lock `execute` and `rollback` take, in the first site's etcd, held as well when that etcd
+    answers: a planned move running there makes the failover exit 5 before anything is observed.
+    Its loss during the run is not watched (the failing site's etcd may go at any moment; the
+    target's lock is the one the run depends on). Nothing to do when the first site is the target."""
+    name, site = next(iter(inventory.sites.items()))
+    if name == target:
+        yield
+        return
+    dcs: Etcd3Dcs = site_dcs(site, inventory.gates.connect_timeout_seconds, name)
+    lease = EtcdLease(dcs, f"/migrator/{inventory.service}/lock", f"{name}'s etcd", inventory.gates.lock_ttl_seconds)
+    held = False
+    try:
+        lease.acquire(inventory.service, lock.holder)
+        held = True
+    except LockBusy:
+        raise
+    except UnreachableError as exc:
+        progress(f"{name}'s etcd does not answer ({exc}): the lock is held in {target}'s etcd only")
+    except Exception as exc:  # noqa: BLE001 - a failing site's etcd may fail in any way mid-call
+        progress(f"{name}'s etcd {what_happened(exc)}: the lock is held in {target}'s etcd only")
+    try:
+        yield
+    finally:
+        if held:
+            lease.release()
 
 
 def _failover_locked(

@@ -248,12 +248,15 @@ def _startup_pid(testbed: Testbed, member) -> int:
     return int(testbed.sql(member, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")[0][0])
 
 
-def _variant(testbed: Testbed, service: ExtraService, path: Path, **gates: int) -> Path:
-    """The service's inventory with some gates changed."""
+def _variant(testbed: Testbed, service: ExtraService, path: Path, **gates: int | str) -> Path:
+    """The service's inventory with some gates changed (or added under `gates:`)."""
     text = inventory_file(testbed.base, service).read_text()
     for key, value in gates.items():
         lines = [line for line in text.splitlines() if line.strip().startswith(f"{key}:")]
-        assert lines, f"{key} not in the inventory"
+        if not lines:
+            assert "\ngates:\n" in text, "no gates section in the inventory"
+            text = text.replace("\ngates:\n", f"\ngates:\n  {key}: {value}\n", 1)
+            continue
         indent = lines[0][: len(lines[0]) - len(lines[0].lstrip())]
         text = text.replace(lines[0], f"{indent}{key}: {value}")
     path.write_text(text)
@@ -319,7 +322,8 @@ def test_a_service_failing_mid_run_ends_back_where_it_started_and_max_failures_s
     state = tmp_path / "state"
     inventories = [
         _variant(baseline, svc1, tmp_path / "svc1.yml", catchup_timeout_seconds=5),
-        _variant(baseline, svc2, tmp_path / "svc2.yml", lag_window_seconds=40),
+        # The whole window, not Patroni's evidence (gates.lag_evidence), keeps svc2 running past svc1's failure.
+        _variant(baseline, svc2, tmp_path / "svc2.yml", lag_window_seconds=40, lag_evidence="false"),
         inventory_file(baseline.base, svc3),
     ]
     fleet_file = write_fleet(tmp_path / "fleet.yml", inventories, parallel=2, max_failures=1)

@@ -24,7 +24,7 @@ from tests.helpers.faults import (
     start_etcd_again, stop_etcd,
 )
 from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
-from tests.e2e.test_execute import assert_primary_site, explain, migrate, writable
+from tests.e2e.test_execute import MIGRATE, assert_primary_site, explain, migrate, writable
 from tests.testbed import SITE_BY_NAME, wait_until
 
 pytestmark = pytest.mark.testbed
@@ -168,3 +168,34 @@ def test_lock_lost_after_the_demotion_finishes_the_cut_over_and_says_so(baseline
     print(f"lock lost after the demotion: {ledger.summary()}")
     assert sampler.violations == []
     assert_no_acknowledged_commit_lost(baseline, ledger)
+
+
+def test_a_failover_refuses_while_a_planned_move_holds_the_lock_in_the_first_sites_etcd(baseline, tmp_path):
+    # A failover takes its lock in the target's etcd (the failing source's may be gone) and, when
+    # the first site's etcd answers, the lock `execute` and `rollback` hold there too: with a
+    # planned move running (a holder on another machine, so no take-over), it exits 5 before
+    # anything is observed or fenced.
+    inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", **GATES)
+    before = dynamic_configs(baseline)
+    lease = etcdctl("lease", "grant", "60")
+    assert lease.returncode == 0, lease.stderr
+    lease_id = lease.stdout.split()[1]
+    holder = {"host": "other-laptop", "pid": 4242, "user": "dba", "since": "2026-12-05T03:00:00.000Z",
+              "run_id": "f" * 32, "lease": int(lease_id, 16)}
+    put = etcdctl("put", f"--lease={lease_id}", LOCK_KEY, json.dumps(holder))
+    assert put.returncode == 0, put.stderr
+    try:
+        out = subprocess.run([*MIGRATE, "failover", "-i", str(inventory), "--dc", "dc2", "--yes",
+                              "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=120)
+    finally:
+        etcdctl("lease", "revoke", lease_id)
+    assert out.returncode == 5, explain(out)
+    line = one_line(out.stderr)
+    assert "already running" in line and "dba@other-laptop pid 4242" in line, line
+    assert_primary_site(baseline, DC1)
+    assert dynamic_configs(baseline) == before  # nothing fenced, nothing promoted
+    # and the lock in dc2's etcd was given back: a later run is not blocked by this one
+    dc2_lock = subprocess.run(["etcdctl", "--endpoints", DC2.etcd_url, "--command-timeout=5s", "get", LOCK_KEY,
+                               "--print-value-only"], capture_output=True, text=True, timeout=15,
+                              env={**os.environ, "ETCDCTL_API": "3"})
+    assert dc2_lock.returncode == 0 and not dc2_lock.stdout.strip(), dc2_lock.stdout
