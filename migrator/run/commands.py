@@ -34,6 +34,9 @@ from migrator.run.journal import Journal, state_dir_for
 from migrator.run.lock import MigrationLock
 from migrator.steps.registry import STEP_CLASSES
 
+# Playbooks whose runs are resumed by their own command, never by `execute --resume`.
+OWN_COMMANDS = ("failover", "reattach")
+
 
 def _lock(inventory: Inventory, state_dir: Path) -> MigrationLock:
     """One lock per service, whichever way it moves: in the DCS of the inventory's first site."""
@@ -146,14 +149,22 @@ def _execute_locked(
         if pending.target != target:
             raise UsageError(f"the unfinished migration in {state_dir} moves to {pending.target}, not {target}")
         plan = pending.stored_plan()
+        if plan.playbook in OWN_COMMANDS:
+            # Its own command holds its own lock and knows its own decisions (--fenced, a loss accepted).
+            raise UsageError(
+                f"the unfinished migration in {state_dir} ({pending.id}) is a {plan.playbook}; finish it with "
+                f"`migrate {plan.playbook} --resume --dc {pending.target}`"
+            )
         _hooks_as_planned(inventory, plan, pending.plan_file)
         _automated(plan)
         return Engine(inventory, plan, state_dir, progress, lock_lost=lock_lost).resume(pending)
     if pending is not None:
+        playbook = pending.stored_plan().playbook
+        command = playbook if playbook in OWN_COMMANDS else "execute"
+        undo = "" if playbook in OWN_COMMANDS else " or undo it with `migrate rollback`"
         raise UsageError(
             f"an unfinished migration to {pending.target} is recorded in {state_dir} "
-            f"({pending.id}); finish it with `migrate execute --resume --dc {pending.target}` "
-            "or undo it with `migrate rollback`"
+            f"({pending.id}); finish it with `migrate {command} --resume --dc {pending.target}`{undo}"
         )
     # The observation's SSH sessions are the run's: its steps (the preflight's observation again,
     # the access proofs, the token read) pay no handshake. Closed by the run, or here without one.

@@ -153,3 +153,17 @@ def test_rollback_refuses_a_failover_or_a_reattach_and_names_what_to_run(run, tm
         _rollback_locked(example_inventory(), tmp_path, lambda plan: True, lambda text: None)
     assert caught.value.exit_code == 2
     assert f"migrate {playbook} --resume" in str(caught.value)
+
+
+def test_execute_names_the_failovers_own_resume_and_never_runs_it_itself(run, tmp_path):
+    # An unfinished failover (a fence failed) is finished by `migrate failover --resume`, which holds
+    # its lock in the target's etcd and knows the operator's decisions: execute refuses either way.
+    from migrator.errors import UsageError
+    from migrator.run.commands import _execute_locked
+
+    _, world, migration, _, _ = run(fail_at="fence-dc1-a")
+    for resume in (True, False):
+        with pytest.raises(UsageError, match="migrate failover --resume --dc dc2") as caught:
+            _execute_locked(example_inventory(), "dc2", tmp_path, None, resume, lambda plan: True, lambda text: None)
+        assert caught.value.exit_code == 2 and "rollback" not in str(caught.value)
+    assert world.fenced == ["dc1-b"] and not world.promoted  # nothing more was run
