@@ -311,7 +311,7 @@ class Engine:
         def run(step: Step) -> dict[str, Any]:
             try:
                 return step.gate()
-            except BaseException:
+            except BaseException:  # any failure, Ctrl-C too: the group's other gates stop at their next poll
                 failed.set()
                 raise
 

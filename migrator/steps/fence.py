@@ -22,7 +22,7 @@ from migrator.run.hooks import HookFailed, migration_env, run_configured_hook, r
 from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import confirmed_standby_leader, fork_point, move_traffic, replay_proof
-from migrator.steps.switchover import send_config_patch
+from migrator.steps.switchover import send_config_patch, wait_for_new_primary
 
 # While the target's replay has not moved for this long, it has replayed all it will get.
 STALL_SECONDS = 3.0
@@ -358,20 +358,7 @@ class PromoteFailover(Step):
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
         proof = self._proof()
-        facts = self.ctx.facts.get(self.spec.id) or {}
-        found: dict[str, Any] = {}
-
-        def promoted() -> bool:
-            writers = self.live.writable(site)
-            if len(writers) != 1:
-                return False
-            timeline = self.live.timeline(writers[0])
-            before = facts.get("timeline_before")
-            found.update(primary=writers[0], new_timeline=timeline)
-            return before is None or timeline > before
-
-        self.wait(promoted, f"{site} to have a writable primary on a new timeline", interval=0.05)
-        found["target_writable_at"] = utc_now()
+        found = wait_for_new_primary(self, site, f"{site} to have a writable primary on a new timeline", interval=0.05)
         history: dict[str, Any] = {}
 
         def read_fork() -> bool:

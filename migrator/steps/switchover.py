@@ -330,20 +330,7 @@ class PromoteSite(Step):
     def gate(self) -> dict[str, Any]:
         site = self.args["site"]
         facts = self.ctx.facts.get(self.spec.id) or {}
-        found: dict[str, Any] = {}
-
-        def promoted() -> bool:
-            writers = self.live.writable(site)
-            if len(writers) != 1:
-                return False
-            timeline = self.live.timeline(writers[0])
-            before = facts.get("timeline_before")
-            found.update(primary=writers[0], new_timeline=timeline)
-            # Promotion always starts a new timeline; a writer on the old one is not our promotion.
-            return before is None or timeline > before
-
-        self.wait(promoted, f"{site} to have a writable primary", interval=0.01)
-        found["target_writable_at"] = utc_now()
+        found = wait_for_new_primary(self, site, f"{site} to have a writable primary", interval=0.01)
         if found["primary"] != facts.get("proven_member"):
             # Patroni promoted another member than the one proven right before the PATCH (the key
             # moved in between, or a resumed run found the promotion done): it counts only when
@@ -351,3 +338,23 @@ class PromoteSite(Step):
             token, _ = token_of(self, self.args["token_from"])
             found["fork_lsn"] = lsn(forked_after_token(self, found["primary"], found["new_timeline"], token))
         return found
+
+
+def wait_for_new_primary(step: Step, site: str, what: str, interval: float) -> dict[str, Any]:
+    """Wait until `site` has exactly one writer, on a timeline past the step's `timeline_before`
+    fact (when it has one): {primary, new_timeline, target_writable_at}. Promotion always starts a
+    new timeline; a writer on the old one is not the promotion the step sent."""
+    before = (step.ctx.facts.get(step.spec.id) or {}).get("timeline_before")
+    found: dict[str, Any] = {}
+
+    def promoted() -> bool:
+        writers = step.live.writable(site)
+        if len(writers) != 1:
+            return False
+        timeline = step.live.timeline(writers[0])
+        found.update(primary=writers[0], new_timeline=timeline)
+        return before is None or timeline > before
+
+    step.wait(promoted, what, interval=interval)
+    found["target_writable_at"] = utc_now()
+    return found
