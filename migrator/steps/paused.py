@@ -14,7 +14,7 @@ from migrator.errors import UnsafeStateError
 from migrator.observe.controldata import parse_controldata
 from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
-from migrator.steps.switchover import run_before_demote
+from migrator.steps.switchover import run_before_demote, wait_for_target_streaming
 
 
 def _pg_ctl(step: Step, member_name: str, action: str) -> str:
@@ -65,6 +65,7 @@ class StopPostgres(Step):
 
     def apply(self) -> dict[str, Any]:
         member = self.args["member"]
+        wait_for_target_streaming(self, self.args["site"], member)
         hook_output = run_before_demote(self)  # a failure: nothing stopped, earlier steps undone
         # Writes end when the fast shutdown starts, not when pg_control says it is done.
         stopping_at = utc_now()

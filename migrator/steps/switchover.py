@@ -35,6 +35,7 @@ class DemoteSite(Step):
 
     def apply(self) -> dict[str, Any]:
         self._planned_leader_writes()
+        wait_for_target_streaming(self, self.args["site"], self.args["leader"])
         # Before the warm-up, whose remote pg_control wait must not spend its time on the hook.
         # A failure here stops the run with nothing demoted; the engine undoes the earlier steps.
         hook_output = run_before_demote(self)
@@ -97,6 +98,43 @@ class DemoteSite(Step):
         # then either (Patroni needs its DCS to promote, and the run never sent the promotion):
         # it is safe when every target member answers as a standby.
         return any(self.live.in_recovery(m.name) is not True for m in self.live.site(target).members)
+
+
+def wait_for_target_streaming(step: Step, source: str, leader: str) -> None:
+    """Demote only while the target streams from `leader` on its current timeline. The shutdown
+    sends the final WAL to the walsenders connected at that moment and to no one after: once the
+    source is a standby cluster no member of it accepts the target's read-write connection. The
+    cascade gate proved the stream, but a DCS outage since then (Patroni demotes a primary without
+    its DCS and promotes it on a new timeline when the DCS is back) leaves the target's WAL
+    receiver reconnecting for seconds; a demotion sent then left the target short of the token
+    and the run undone. Here the run waits instead, up to the step's deadline, nothing changed."""
+    target = step.ctx.plan.target
+    source_hosts = {m.host: m.name for m in step.live.site(source).members}
+    state = {"why": ""}
+
+    def streaming() -> bool:
+        timeline = step.live.timeline(leader)
+        seen = []
+        for member in step.live.site(target).members:
+            try:
+                receiver = step.live.wal_receiver(member.name)
+            except UnreachableError:
+                continue
+            if receiver is None or not receiver.streaming:
+                continue
+            if source_hosts.get(receiver.sender_host or "") == leader and receiver.timeline == timeline:
+                return True
+            seen.append(f"{member.name} streams from {receiver.sender_host} on timeline {receiver.timeline}")
+        state["why"] = "; ".join(seen) or f"no {target} member streams"
+        state["why"] += f" ({leader} is on timeline {timeline})"
+        return False
+
+    step.wait(
+        streaming,
+        f"{target} to stream from {leader} on its current timeline before {source} is demoted",
+        interval=0.1,
+        describe=lambda: state["why"],
+    )
 
 
 def run_before_demote(step: Step) -> dict[str, Any]:
