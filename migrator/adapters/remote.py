@@ -30,14 +30,10 @@ def prefix_for(ssh_user: str) -> str:
 # The paths arrive as positional parameters, so no inventory value is ever pasted inside this
 # quoted script; LC_ALL=C keeps the keys parse_controldata matches in English whatever the
 # host's locale. A failing pg_controldata ends the script with its exit code and its stderr.
-# The wait re-reads every 5 ms: the token read is inside the write-unavailability window, where a
-# 10 ms pause cost 5 ms on average. Not faster: the loop runs from right before the demotion PATCH
-# until the shutdown checkpoint (~0.25 s, mostly Patroni's reaction), and each pg_controldata is a
-# fork and exec on the host that is shutting PostgreSQL down.
 _CONTROLDATA_SCRIPT = (
     'while :; do out=$(LC_ALL=C "$1/pg_controldata" "$2") || exit $?; '
     'case "$out" in *"cluster state:"*"in production"*|*"cluster state:"*"shutting down"*) '
-    '[ "$3" = once ] && break; sleep 0.005;; *) break;; esac; done; printf "%s\\n" "$out"'
+    '[ "$3" = once ] && break; sleep 0.01;; *) break;; esac; done; printf "%s\\n" "$out"'
 )
 
 
