@@ -42,6 +42,7 @@ from migrator.model.playbook import (
 )
 from migrator.model.state import MemberState, ServiceState, SiteState
 from migrator.planning.hooks import plan_hooks
+from migrator.planning.yaml_block import block_yaml
 from migrator.rules.patroni_version import graceful_demote_possible, patroni_version
 from migrator.rules.sync_mode import configs_with_sync_mode_carried, sync_mode_carry
 from migrator.rules.trust import insecure_ssh_sites, insecure_transport_warnings
@@ -134,10 +135,14 @@ def _sorted_deep(value: Any) -> Any:
 def yaml_text(value: dict[str, Any]) -> str:
     if not value:
         return ""
+    ordered = _sorted_deep(value)
+    quick = block_yaml(ordered)  # the same text, written directly when the config is simple
+    if quick is not None:
+        return quick
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     out = io.StringIO()
-    yaml.dump(_sorted_deep(value), out)
+    yaml.dump(ordered, out)
     return out.getvalue()
 
 
