@@ -23,6 +23,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from migrator.errors import InventoryError, shown
+from migrator.model.simple_yaml import Unsure, simple_load
 from migrator.model.yamlio import MAX_NODES
 
 
@@ -67,6 +68,10 @@ def quick_load(text: str) -> Any:
     faster than the round trip), or None whenever it cannot vouch for the result: any error, or
     any value that is not a mapping, list, text, number, boolean or null (dates, sets, tags...).
     The caller then takes the round-trip path, whose nodes give each problem its line."""
+    try:
+        return simple_load(text)  # plain block YAML, as inventories are written: no ruamel at all
+    except Unsure:
+        pass
     try:
         data = _loader("safe").load(text)
     except Exception:  # noqa: BLE001 - the round-trip path reads the file again and says what is wrong
