@@ -18,9 +18,13 @@ the 25 most expensive functions of the planning (cProfile, cumulative).
 Where the time went (cProfile of check_outcome per service): the round-trip YAML parse of the
 playbook, once per service, was about 3/4 of it (88 ms of CPU per service); the playbook is now
 parsed once per text and process (model/playbook.parse_playbook), 17-19 ms per service, same
-plans and fleet fingerprint. What remains is about half the YAML dumps of the four config diffs
-of a plan (planning/switchover.yaml_text, pure-Python ruamel) and mostly the steps' Jinja
-expressions for the rest; loading an inventory costs another 10 ms (round-trip YAML).
+plans and fleet fingerprint. Then about half of that was the YAML dumps of the four config diffs
+of a plan (pure-Python ruamel, 4 ms a dump), now written directly for plain configs
+(planning/yaml_block.py, ruamel for the rest, the same text), and loading an inventory cost
+another 10 ms (round-trip YAML), now about 1 ms through model/simple_yaml.py (the round trip only
+for a file with a problem, for its line numbers): same plans, same fleet fingerprint, CPU for
+load + plan + render from about 14-15 s to 6-7 s for 500. What remains is mostly the steps'
+Jinja expressions and templates (compiled once, rendered per service) and pydantic.
 
 Usage: .venv/bin/python -m bench.fleet_plan [--services 500] [--parallel 20]
            [--record 3 --snapshots DIR | --snapshots DIR] [--profile]
