@@ -64,10 +64,11 @@ def _forget_loader(typ: str) -> None:
 
 
 def quick_load(text: str) -> Any:
-    """The YAML of a file as plain Python with ruamel's safe loader (no comments, no line numbers:
-    faster than the round trip), or None whenever it cannot vouch for the result: any error, or
-    any value that is not a mapping, list, text, number, boolean or null (dates, sets, tags...).
-    The caller then takes the round-trip path, whose nodes give each problem its line."""
+    """The YAML of a file as plain Python, read without line numbers (faster than the round trip):
+    by `simple_yaml` when the file is plain block YAML, else by ruamel's safe loader; or None
+    whenever neither can vouch for the result: any error, or any value that is not a mapping,
+    list, text, number, boolean or null (dates, sets, tags...). The caller then takes the
+    round-trip path, whose nodes give each problem its line."""
     try:
         return simple_load(text)  # plain block YAML, as inventories are written: no ruamel at all
     except Unsure:
@@ -80,11 +81,9 @@ def quick_load(text: str) -> Any:
     return data if _only_plain_types(data, [MAX_NODES], set()) else None
 
 
-# Past MAX_NODES values (aliases expanded), or an alias inside itself, the round-trip path and
-# `yamlio.plain` say what is wrong.
-
-
 def _only_plain_types(node: Any, budget: list[int], path: set[int]) -> bool:
+    # Past MAX_NODES values (aliases expanded), or an alias inside itself, the round-trip path and
+    # `yamlio.plain` say what is wrong.
     budget[0] -= 1
     if budget[0] < 0:
         return False
