@@ -184,18 +184,31 @@ class SecretRef:
 def mask_values(value: Any, secrets: list[str]) -> Any:
     """`value` (JSON-shaped) with every string in it masked; keys and non-strings stay as they are,
     so the shape, and whatever reads it back, survive a secret that equals a key or a number."""
+    # The order is worked out once for the whole document (a fleet plan masks 500 plans' strings).
+    return _masked_values(value, _masking_order(secrets))
+
+
+def _masked_values(value: Any, ordered: list[str]) -> Any:
     if isinstance(value, str):
-        return mask(value, secrets)
+        return _masked(value, ordered)
     if isinstance(value, dict):
-        return {key: mask_values(item, secrets) for key, item in value.items()}
+        return {key: _masked_values(item, ordered) for key, item in value.items()}
     if isinstance(value, list):
-        return [mask_values(item, secrets) for item in value]
+        return [_masked_values(item, ordered) for item in value]
     return value
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
     """Replace every occurrence of each non-empty secret value in `text` with `********`."""
+    return _masked(text, _masking_order(secrets))
+
+
+def _masking_order(secrets: Iterable[str]) -> list[str]:
     # Longest first, so a secret that contains another one is hidden whole.
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    return sorted({s for s in secrets if s}, key=len, reverse=True)
+
+
+def _masked(text: str, ordered: list[str]) -> str:
+    for secret in ordered:
         text = text.replace(secret, MASK)
     return text

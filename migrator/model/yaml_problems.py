@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import types
 import typing
 from pathlib import Path
@@ -22,6 +23,8 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from migrator.errors import InventoryError, shown
+from migrator.model.simple_yaml import Unsure, simple_load
+from migrator.model.yamlio import MAX_NODES
 
 
 def read_text_file(
@@ -41,14 +44,75 @@ def read_text_file(
         raise error(f"{what}: cannot read it: {exc.strerror or exc}") from None
 
 
+# One loader of each type per thread (`fleet plan` loads in a pool): a YAML instance's first load
+# builds its scanner, parser and resolver, about a third of the cost of loading an inventory.
+_LOADERS = threading.local()
+
+
+def _loader(typ: str) -> YAML:
+    loader: YAML | None = getattr(_LOADERS, typ, None)
+    if loader is None:
+        loader = YAML(typ=typ, pure=True)
+        loader.allow_duplicate_keys = False
+        setattr(_LOADERS, typ, loader)
+    return loader
+
+
+def _forget_loader(typ: str) -> None:
+    # After a failed load the instance's reader and scanner may hold the broken document's state.
+    setattr(_LOADERS, typ, None)
+
+
+def quick_load(text: str) -> Any:
+    """The YAML of a file as plain Python, read without line numbers (faster than the round trip):
+    by `simple_yaml` when the file is plain block YAML, else by ruamel's safe loader; or None
+    whenever neither can vouch for the result: any error, or any value that is not a mapping,
+    list, text, number, boolean or null (dates, sets, tags...). The caller then takes the
+    round-trip path, whose nodes give each problem its line."""
+    try:
+        return simple_load(text)  # plain block YAML, as inventories are written: no ruamel at all
+    except Unsure:
+        pass
+    try:
+        data = _loader("safe").load(text)
+    except Exception:  # noqa: BLE001 - the round-trip path reads the file again and says what is wrong
+        _forget_loader("safe")
+        return None
+    return data if _only_plain_types(data, [MAX_NODES], set()) else None
+
+
+def _only_plain_types(node: Any, budget: list[int], path: set[int]) -> bool:
+    # Past MAX_NODES values (aliases expanded), or an alias inside itself, the round-trip path and
+    # `yamlio.plain` say what is wrong.
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    kind = type(node)
+    if kind is dict or kind is list:
+        if id(node) in path:  # an alias inside itself
+            return False
+        path.add(id(node))
+        items = [*node.keys(), *node.values()] if kind is dict else node
+        plain = all(_only_plain_types(item, budget, path) for item in items)
+        path.discard(id(node))
+        return plain
+    if kind is str:
+        try:
+            node.encode("utf-8")  # a lone surrogate ("\uD800") is refused on the round-trip path
+        except UnicodeEncodeError:
+            return False
+        return True
+    return node is None or kind in (bool, int, float)
+
+
 def parse_yaml(text: str, source: str, kind: str = "inventory") -> Any:
     """The YAML of a file as round-trip nodes (they remember their lines); `kind` names the file in
     messages ("inventory", "fleet"). Any problem is one InventoryError line with the line number."""
-    yaml = YAML(typ="rt")  # round-trip nodes remember their line numbers
-    yaml.allow_duplicate_keys = False
+    yaml = _loader("rt")  # round-trip nodes remember their line numbers
     try:
         return yaml.load(text)
     except DuplicateKeyError as exc:
+        _forget_loader("rt")
         # exc.problem also quotes both values; they must not reach a terminal or a log.
         match = re.search(r'duplicate key "(.*?)"', exc.problem or "")
         key = match.group(1) if match else "?"
@@ -57,11 +121,13 @@ def parse_yaml(text: str, source: str, kind: str = "inventory") -> Any:
             "mapping; keep only one of them"
         ) from None
     except MarkedYAMLError as exc:
+        _forget_loader("rt")
         raise InventoryError(
             f"{kind} {source}: line {_mark_line(exc)}: YAML syntax error: "
             f"{exc.problem or exc.context}; check the indentation and quoting there"
         ) from None
     except Exception as exc:  # noqa: BLE001 - whatever ruamel trips on, it is the file's fault
+        _forget_loader("rt")
         # ruamel builds some scalars itself: 2001-13-45 is read as a date and fails there,
         # an empty `!!bool` tag raises KeyError.
         raise InventoryError(
