@@ -177,8 +177,11 @@ def test_kill_9_during_the_base_backup_then_resume_completes(empty_dc2, tmp_path
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     records = journal_records(state)
-    assert "start-target-leader" in _events(records, "step-started")
-    assert "start-target-leader" not in _events(records, "step-done")
+    # The leader's step holds once it has taken dc2's initialize key; the other members start
+    # during its copy, and the next step's gate waits for it to stream as standby leader.
+    assert "start-target-leader" in _events(records, "step-done")
+    assert "start-target-replicas" in _events(records, "step-started")
+    assert "start-target-replicas" not in _events(records, "step-done")
     assert not [r for r in records if r["event"] == "migration-finished"]
 
     out = migrate("execute", "-i", str(inventory), "--dc", "dc2", "--resume", "--yes", "--state-dir",
@@ -186,9 +189,10 @@ def test_kill_9_during_the_base_backup_then_resume_completes(empty_dc2, tmp_path
     assert out.returncode == 0, explain(out)
     resumed = journal_records(state)
     assert [r["outcome"] for r in resumed if r["event"] == "migration-finished"] == ["done"]
-    # Patroni was started once: the resumed run found it running and only waited.
+    # Patroni was started once on each member: the resumed run found them running and only waited.
     assert _events(resumed, "step-applied").count("start-target-leader") == 1
-    assert "start-target-leader" in _events(resumed, "step-in-place")
+    assert _events(resumed, "step-applied").count("start-target-replicas") == 1
+    assert "start-target-replicas" in _events(resumed, "step-in-place")
     facts = _cascade_facts(testbed)
     assert facts["replica_sender"] == [("streaming", DC2.members[0].host)], facts
     assert testbed.sql(DC2.members[1], "SELECT count(*) FROM seed_bulk") == [(40000,)]
@@ -262,8 +266,9 @@ def _three_member_inventory(testbed, path: Path, max_rate: str) -> Path:
 @pytest.mark.slow
 def test_the_target_replicas_clone_the_standby_leader_at_the_same_time_and_all_stream(empty_dc2, tmp_path):
     """dc2 seeded with three members: dc2-a makes the one copy across sites (its patroni.yml alone
-    carries the rate limit), then dc2-b and dc2-c are started together and clone dc2-a at once: their
-    intervals from start to first seen cascading overlap in the journal, and both stream from dc2-a."""
+    carries the rate limit and a bootstrap section), dc2-b and dc2-c are started together while that
+    copy runs and clone dc2-a at once when it leads: their intervals from start to first seen
+    cascading overlap in the journal, begin before dc2-a streamed, and both stream from dc2-a."""
     testbed, state = empty_dc2, tmp_path / "state"
     spare = testbed.prepare_spare_hosts()[0]
     leader, replica = DC2.members
@@ -291,6 +296,11 @@ def test_the_target_replicas_clone_the_standby_leader_at_the_same_time_and_all_s
                      for name in started}
         # Concurrent: each clone started before the other one was cascading.
         assert max(a for a, _ in intervals.values()) < min(b for _, b in intervals.values()), intervals
+        # Started during the cross-site copy: before dc2-a first streamed as standby leader; and
+        # only dc2-a's patroni.yml may bootstrap dc2, so neither could have raced it for that.
+        leading = datetime.fromisoformat(done["facts"]["standby_leader_streaming_at"])
+        assert max(a for a, _ in intervals.values()) < leading, (intervals, leading)
+        assert [name for name, text in files.items() if "\nbootstrap:" in text] == [leader.name]
         # And every member passed the lag gate afterwards (wait-cascade covers all three).
         assert "wait-cascade" in _events(journal_records(state), "step-done")
     finally:
