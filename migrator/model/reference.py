@@ -46,7 +46,10 @@ MEANINGS: dict[str, str] = {
     "Gates.promote_timeout_seconds": "Deadline for the target to report a primary on a new timeline.",
     "Gates.repoint_timeout_seconds": "Deadline for the old site to follow the new primary.",
     "Gates.connect_timeout_seconds": "Timeout of every network call: REST, etcd, PostgreSQL, SSH.",
-    "Gates.seed_timeout_seconds": "Deadline of a base backup when a target member is seeded.",
+    "Gates.seed_timeout_seconds": (
+        "Deadline of each seeding gate; the other members' covers the standby leader's copy across "
+        "sites and their clones of it."
+    ),
     "Gates.lock_ttl_seconds": "TTL of the migration lock's etcd lease; a lost lock is noticed within it.",
     "Hooks.before_demote": "Command run right before the demotion (e.g. pgbouncer PAUSE).",
     "Hooks.before_promote": "Command run inside the write-unavailability window, before the promotion: keep it quick.",

@@ -82,7 +82,8 @@ def render_member_config(
     (pg_basebackup --max-rate): Patroni reads basebackup options from the local patroni.yml for
     every clone, with no way to tell a remote source from a local one, so the limit goes where
     the inter-site copy is made. The other members clone the standby leader inside the site, at
-    the site's own speed."""
+    the site's own speed. Only its file has a bootstrap section: the others can never bootstrap
+    the site (Patroni races for the initialize key only with one), only clone its leader."""
     site = inventory.site(target)
     data_dir = site.data_dir_for(member)
     endpoints = list(site.dcs.endpoints)
@@ -101,6 +102,7 @@ def render_member_config(
         etcd_hosts=[_host_port(e, 2379) for e in endpoints],
         etcd_protocol=urlsplit(endpoints[0]).scheme,
         bootstrap_dcs=dcs,
+        may_bootstrap=crosses_sites,
         pg_listen=f"{member.host}:{member.pg_port}",
         pg_connect=f"{member.host}:{member.pg_port}",
         data_dir=data_dir,

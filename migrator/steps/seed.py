@@ -189,11 +189,23 @@ class _SeedMembers(Step):
             raise UnreachableError(f"cannot remove {prefix} from {self.args['site']}'s etcd ({exc})") from None
 
 
+def _initialized(step: Step, site_name: str) -> bool:
+    """The site's initialize key exists: a member has won the race to bootstrap it."""
+    site = step.live.site(site_name)
+    try:
+        snapshot = site_dcs(site, step.live.timeout).snapshot(site.namespace, site.scope)
+    except Exception:  # noqa: BLE001 - etcd3gw raises its own and requests' errors; a miss is a later sample
+        return False
+    return "initialize" in snapshot.keys
+
+
 @step_kind("start_seed_leader")
 class StartSeedLeader(_SeedMembers):
-    """Patroni on the first member clones the source (create_replica_methods: basebackup) and
-    becomes the standby leader; the base backup is followed from the source's
-    pg_stat_progress_basebackup."""
+    """Patroni on the first member, the only one whose patroni.yml may bootstrap the site: it
+    takes the site's initialize key and clones the source (create_replica_methods: basebackup).
+    The gate holds once it has won that race, so that the other members start while its copy
+    crosses sites (they can only clone a leader, so they wait for it); that it becomes the
+    standby leader streaming from the source is the next step's gate."""
 
     def _member(self) -> dict[str, Any]:
         return {
@@ -210,42 +222,28 @@ class StartSeedLeader(_SeedMembers):
         return {"started": self.args["member"]}
 
     def gate(self) -> dict[str, Any]:
-        member, slot, source = self.args["member"], self.args["slot"], self.args["source"]
-        source_hosts = {m.host for m in self.live.site(source).members}
-        progress = BackupProgress(self, source)
+        member, site = self.args["member"], self.args["site"]
         state = {"why": "starting"}
 
-        def streaming() -> bool:
-            progress.sample()
+        def bootstrapping() -> bool:
             patroni = self._running(member)
             if patroni is None:
                 state["why"] = "Patroni not answering yet"
                 return False
-            role, pg_state = patroni.get("role"), patroni.get("state")
-            if role != "standby_leader":
-                state["why"] = f"role {role}, state {pg_state}"
-                return False
-            receiver = self.live.wal_receiver(member)
-            if not receiver or not receiver.streaming:
-                state["why"] = f"standby leader, WAL receiver {receiver.status if receiver else 'absent'}"
-                return False
-            if receiver.sender_host not in source_hosts or receiver.slot_name != slot:
-                state["why"] = f"streaming from {receiver.sender_host} with slot {receiver.slot_name}"
+            if patroni.get("role") == "standby_leader":
+                return True  # already past its bootstrap (a resumed run)
+            if not _initialized(self, site):
+                state["why"] = f"role {patroni.get('role')}, state {patroni.get('state')}, no initialize key yet"
                 return False
             return True
 
-        try:
-            self.wait(
-                streaming,
-                f"{member} to clone {source} and stream as standby leader",
-                # A REST call and a query per sample: a short interval costs little and the next
-                # step (the in-site clones) starts the moment the standby leader streams.
-                interval=0.2,
-                describe=lambda: progress.text() or state["why"],
-            )
-        finally:
-            progress.close()
-        return {"standby_leader": member, "base_backup": progress.summary()}
+        self.wait(
+            bootstrapping,
+            f"{member} to take {site}'s initialize key and start its base backup from {self.args['source']}",
+            interval=0.2,
+            describe=lambda: state["why"],
+        )
+        return {"bootstrapping": member}
 
     def undo(self, facts: dict[str, Any]) -> bool:
         changed = self._unseed([self._member()])
@@ -255,14 +253,32 @@ class StartSeedLeader(_SeedMembers):
 
 @step_kind("start_seed_replicas")
 class StartSeedReplicas(_SeedMembers):
-    """The other members, all at once: each clones the standby leader, inside the target site, so
-    no copy crosses the inter-site link again and none waits for another. Each member has its own
-    gate (a replica, streaming from the standby leader), and the step is done only when every one
-    holds at the same moment. The facts keep, per member, when its Patroni was started and when
-    it was first seen cascading: the clones' overlap is in the journal."""
+    """The other members, all at once, started while the standby leader's copy still crosses
+    sites: their patroni.yml has no bootstrap section, so each waits for the standby leader's key
+    and then clones it inside the target site; no copy crosses the inter-site link again and none
+    waits for another. The gate: the first member is the standby leader streaming from the source
+    over the slot, and every other member a replica streaming from it, all at the same moment.
+    The facts keep when the standby leader first streamed and, per member, when its Patroni was
+    started and when it was first seen cascading: the overlap is in the journal."""
 
     def precheck(self) -> bool:
         return all(self._running(m["name"]) is not None for m in self.args["members"])
+
+    def _leader_streaming(self) -> tuple[bool, str]:
+        member, slot = self.args["leader"], self.args["slot"]
+        source_hosts = {m.host for m in self.live.site(self.args["source"]).members}
+        patroni = self._running(member)
+        if patroni is None:
+            return False, "Patroni not answering"
+        role, pg_state = patroni.get("role"), patroni.get("state")
+        if role != "standby_leader":
+            return False, f"role {role}, state {pg_state}"
+        receiver = self.live.wal_receiver(member)
+        if not receiver or not receiver.streaming:
+            return False, f"standby leader, WAL receiver {receiver.status if receiver else 'absent'}"
+        if receiver.sender_host not in source_hosts or receiver.slot_name != slot:
+            return False, f"streaming from {receiver.sender_host} with slot {receiver.slot_name}"
+        return True, f"standby leader streaming from {self.args['source']} over slot {slot}"
 
     def _cascading(self, name: str) -> tuple[bool, str]:
         leader_host = self.live.member(self.args["leader"])[1].host
@@ -306,35 +322,55 @@ class StartSeedReplicas(_SeedMembers):
         return {"started": list(started_at), "started_at": started_at}
 
     def gate(self) -> dict[str, Any]:
+        leader = self.args["leader"]
         names = [m["name"] for m in self.args["members"]]
         cascading_at: dict[str, str] = {}
+        leader_at: dict[str, str] = {}
         why: dict[str, str] = {}
-        progress = BackupProgress(self, self.args["site"], member=self.args["leader"])
+        # The cross-site copy is followed on the source until the standby leader streams; then the
+        # in-site clones, on the standby leader that serves them.
+        across = BackupProgress(self, self.args["source"])
+        inside = BackupProgress(self, self.args["site"], member=leader)
 
         def every_one_cascading() -> bool:
-            progress.sample()
-            held = True
+            ok, why[leader] = self._leader_streaming()
+            if ok:
+                leader_at.setdefault(leader, utc_now())
+            (inside if leader_at else across).sample()
+            held = bool(leader_at) and ok
             for name in names:
-                ok, why[name] = self._cascading(name)
-                if ok:
+                # Before the standby leader exists a replica is only waiting: one REST call shows it.
+                member_ok, why[name] = self._cascading(name) if leader_at else (False, "waiting for the standby leader")
+                if member_ok:
                     cascading_at.setdefault(name, utc_now())
-                held = held and ok
+                held = held and member_ok
             return held
 
         def describe() -> str:
-            members = "; ".join(f"{name}: {why[name]}" for name in names if name in why)
-            return ", ".join(part for part in (progress.text(), members) if part)
+            members = "; ".join(f"{name}: {why[name]}" for name in [leader, *names] if name in why)
+            progress = inside.text() if leader_at else across.text()
+            return ", ".join(part for part in (progress, members) if part)
 
         try:
             self.wait(
                 every_one_cascading,
-                f"{', '.join(names) or 'no member'} to clone {self.args['leader']} and cascade from it",
+                f"{leader} to clone {self.args['source']} and stream as standby leader, "
+                f"{', '.join(names) or 'no other member'} to clone {leader} and cascade from it",
+                # REST calls and a query per member per sample: a short interval costs little and
+                # the next step starts the moment the last member cascades.
                 interval=0.2,
                 describe=describe,
             )
         finally:
-            progress.close()
-        return {"cascading": names, "cascading_at": cascading_at}
+            across.close()
+            inside.close()
+        return {
+            "standby_leader": leader,
+            "standby_leader_streaming_at": leader_at.get(leader),
+            "base_backup": across.summary(),
+            "cascading": names,
+            "cascading_at": cascading_at,
+        }
 
     def undo(self, facts: dict[str, Any]) -> bool:
         return self._unseed(list(reversed(self.args["members"])))

@@ -165,9 +165,12 @@ def test_kill_9_during_the_base_backup_then_resume_completes(empty_dc2, tmp_path
 
     def streaming() -> bool:
         # Patroni may take the base backup from either dc1 member (the first host that answers).
+        # Killed once the other members are started too (their step applied, its gate waiting):
+        # they start during the cross-site copy.
         assert proc.poll() is None, f"migrate ended early: {output.read_text()[-3000:]}"
-        return any(testbed.sql(m, "SELECT phase FROM pg_stat_progress_basebackup")
-                   == [("streaming database files",)] for m in DC1.members)
+        applied = state.exists() and "start-target-replicas" in _events(journal_records(state), "step-applied")
+        return applied and any(testbed.sql(m, "SELECT phase FROM pg_stat_progress_basebackup")
+                               == [("streaming database files",)] for m in DC1.members)
 
     try:
         wait_until(streaming, 120, "the base backup to stream", interval=0.1)
@@ -177,8 +180,11 @@ def test_kill_9_during_the_base_backup_then_resume_completes(empty_dc2, tmp_path
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     records = journal_records(state)
-    assert "start-target-leader" in _events(records, "step-started")
-    assert "start-target-leader" not in _events(records, "step-done")
+    # The leader's step holds once it has taken dc2's initialize key; the other members start
+    # during its copy, and the next step's gate waits for it to stream as standby leader.
+    assert "start-target-leader" in _events(records, "step-done")
+    assert "start-target-replicas" in _events(records, "step-started")
+    assert "start-target-replicas" not in _events(records, "step-done")
     assert not [r for r in records if r["event"] == "migration-finished"]
 
     out = migrate("execute", "-i", str(inventory), "--dc", "dc2", "--resume", "--yes", "--state-dir",
@@ -186,9 +192,10 @@ def test_kill_9_during_the_base_backup_then_resume_completes(empty_dc2, tmp_path
     assert out.returncode == 0, explain(out)
     resumed = journal_records(state)
     assert [r["outcome"] for r in resumed if r["event"] == "migration-finished"] == ["done"]
-    # Patroni was started once: the resumed run found it running and only waited.
+    # Patroni was started once on each member: the resumed run found them running and only waited.
     assert _events(resumed, "step-applied").count("start-target-leader") == 1
-    assert "start-target-leader" in _events(resumed, "step-in-place")
+    assert _events(resumed, "step-applied").count("start-target-replicas") == 1
+    assert "start-target-replicas" in _events(resumed, "step-in-place")
     facts = _cascade_facts(testbed)
     assert facts["replica_sender"] == [("streaming", DC2.members[0].host)], facts
     assert testbed.sql(DC2.members[1], "SELECT count(*) FROM seed_bulk") == [(40000,)]
@@ -262,8 +269,9 @@ def _three_member_inventory(testbed, path: Path, max_rate: str) -> Path:
 @pytest.mark.slow
 def test_the_target_replicas_clone_the_standby_leader_at_the_same_time_and_all_stream(empty_dc2, tmp_path):
     """dc2 seeded with three members: dc2-a makes the one copy across sites (its patroni.yml alone
-    carries the rate limit), then dc2-b and dc2-c are started together and clone dc2-a at once: their
-    intervals from start to first seen cascading overlap in the journal, and both stream from dc2-a."""
+    carries the rate limit and a bootstrap section), dc2-b and dc2-c are started together while that
+    copy runs and clone dc2-a at once when it leads: their intervals from start to first seen
+    cascading overlap in the journal, begin before dc2-a streamed, and both stream from dc2-a."""
     testbed, state = empty_dc2, tmp_path / "state"
     spare = testbed.prepare_spare_hosts()[0]
     leader, replica = DC2.members
@@ -291,6 +299,11 @@ def test_the_target_replicas_clone_the_standby_leader_at_the_same_time_and_all_s
                      for name in started}
         # Concurrent: each clone started before the other one was cascading.
         assert max(a for a, _ in intervals.values()) < min(b for _, b in intervals.values()), intervals
+        # Started during the cross-site copy: before dc2-a first streamed as standby leader; and
+        # only dc2-a's patroni.yml may bootstrap dc2, so neither could have raced it for that.
+        leading = datetime.fromisoformat(done["facts"]["standby_leader_streaming_at"])
+        assert max(a for a, _ in intervals.values()) < leading, (intervals, leading)
+        assert [name for name, text in files.items() if "\nbootstrap:" in text] == [leader.name]
         # And every member passed the lag gate afterwards (wait-cascade covers all three).
         assert "wait-cascade" in _events(journal_records(state), "step-done")
     finally:
@@ -324,3 +337,87 @@ def test_one_replica_that_cannot_start_stops_the_others_and_the_run_undoes_the_s
         assert "dc2" not in (testbed.get_config(DC1).get("slots") or {})
     finally:
         testbed.remove_dc2_cluster()
+
+
+def _pg_basebackup_pids(data_dir: Path) -> list[int]:
+    """The pg_basebackup processes writing into `data_dir` (Patroni's clone for that member, which
+    passes it as --pgdata=DIR)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"pg_basebackup") and f"--pgdata={data_dir}".encode() in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_when_the_first_members_copy_fails_the_others_started_beside_it_never_bootstrap_dc2(empty_dc2, tmp_path):
+    """dc2-b and dc2-c start while dc2-a's throttled copy from dc1 runs. That copy is made to fail
+    for real (its pg_basebackup killed on each of Patroni's attempts), so dc2-a's Patroni removes
+    dc2's initialize key and exits. dc2-b and dc2-c, whose patroni.yml has no bootstrap section,
+    must not bootstrap dc2 in its place (which would be a second, unthrottled copy across sites):
+    no initialize key comes back, no copy from dc1 runs, no data directory appears on them, for
+    several Patroni loops. The run then gives up at gates.seed_timeout_seconds and undoes the seed."""
+    testbed, state = empty_dc2, tmp_path / "state"
+    spare = testbed.prepare_spare_hosts()[0]
+    leader, replica = DC2.members
+    primary = _primary(testbed, DC1)
+    testbed.sql(primary, "DROP TABLE IF EXISTS seed_bulk")
+    testbed.sql(primary, "CREATE TABLE seed_bulk AS SELECT g AS id, repeat('x', 200) AS pad "
+                         "FROM generate_series(1, 40000) g")
+    inventory = _three_member_inventory(testbed, tmp_path / "inventory.yml", "2M")
+    text = inventory.read_text()
+    assert "\ngates:\n" in text, "no gates section in the inventory"
+    inventory.write_text(text.replace("\ngates:\n", "\ngates:\n  seed_timeout_seconds: 45\n", 1))
+    output = tmp_path / "run.log"
+    with open(output, "w") as log:
+        proc = subprocess.Popen([*MIGRATE, "execute", "-i", str(inventory), "--dc", "dc2", "--until",
+                                 "cascade", "--yes", "--state-dir", str(state)], stdout=log, stderr=log)
+    leader_data = member_dir(testbed.base, leader) / "data"
+    try:
+        def others_started_during_the_copy() -> bool:
+            assert proc.poll() is None, f"migrate ended early: {output.read_text()[-3000:]}"
+            return (testbed.patroni_alive(replica) and testbed.patroni_alive(spare)
+                    and bool(_pg_basebackup_pids(leader_data)))
+
+        wait_until(others_started_during_the_copy, 120, "dc2-b and dc2-c up while dc2-a copies", interval=0.1)
+        assert "initialize" in " ".join(_dc2_keys(testbed))
+
+        def copy_failed_for_good() -> bool:
+            for pid in _pg_basebackup_pids(leader_data):  # each attempt of Patroni's (5 s apart)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return not testbed.patroni_alive(leader)
+
+        wait_until(copy_failed_for_good, 60, "dc2-a's Patroni to give up its bootstrap", interval=0.1)
+        # Several loops (the testbed's loop_wait is 2 s): nobody takes dc2 over.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            keys = _dc2_keys(testbed)
+            assert not any(k.endswith("/initialize") or k.endswith("/leader") for k in keys), keys
+            for member in DC1.members:
+                assert testbed.sql(member, "SELECT count(*) FROM pg_stat_progress_basebackup") == [(0,)]
+            for member in (replica, spare):
+                assert testbed.patroni_state(member).get("role") not in ("standby_leader", "primary")
+                assert not (member_dir(testbed.base, member) / "data" / "PG_VERSION").exists(), member.name
+            time.sleep(0.5)
+        proc.wait(120)
+        printed = output.read_text()
+        assert proc.returncode == 3, printed[-3000:]  # the gate's deadline: GateTimeout, then undone
+        assert "gave up after 45s waiting for dc2-a to clone dc1" in printed and "Traceback" not in printed, printed
+        running = {m.name for m in (*DC2.members, spare) if testbed.patroni_alive(m)}
+        assert running == set(), running
+        assert _dc2_keys(testbed) == []
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        testbed.remove_dc2_cluster()
+        testbed.sql(_primary(testbed, DC1), "DROP TABLE IF EXISTS seed_bulk")

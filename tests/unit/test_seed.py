@@ -105,7 +105,7 @@ def test_patroni_yml_holds_placeholders_not_passwords_and_follows_the_source():
     member = inventory.site("dc2").members[1]
     config = load_baseline().sites["dc1"].dynamic_config
     text = render_member_config(inventory, "dc1", "dc2", member, bootstrap_dcs(inventory, "dc1", "dc2", config),
-                                crosses_sites=False)
+                                crosses_sites=True)
     parsed = YAML(typ="safe").load(text)
     assert parsed["name"] == "dc2-b" and parsed["scope"] == "dc2"
     assert parsed["etcd3"]["hosts"] == ["127.0.2.100:2379"]
@@ -118,6 +118,11 @@ def test_patroni_yml_holds_placeholders_not_passwords_and_follows_the_source():
     assert dcs["postgresql"]["use_pg_rewind"] is True
     assert dcs["postgresql"]["parameters"]["wal_log_hints"] in (True, "on")
     assert parsed["postgresql"]["parameters"]["unix_socket_directories"].endswith("/dc2/dc2-b/sock")
+    # Only the member started first may bootstrap the site: the others can only clone its leader,
+    # so they can start while its copy still crosses sites.
+    other = YAML(typ="safe").load(render_member_config(
+        inventory, "dc1", "dc2", member, bootstrap_dcs(inventory, "dc1", "dc2", config), crosses_sites=False))
+    assert "bootstrap" not in other and other["name"] == "dc2-b" and other["postgresql"]["data_dir"]
 
 
 def test_the_seed_plan_seeds_then_streams_and_stops_before_any_cut_over():
@@ -294,7 +299,12 @@ def test_the_plan_starts_every_other_member_at_once_and_gates_each_one():
     assert [m["name"] for m in replicas.args["members"]] == ["dc2-b", "dc2-c"]
     assert "dc2-b, dc2-c at once" in replicas.title and "not rate limited" in replicas.title
     assert replicas.gate is not None
-    assert "each of dc2-b, dc2-c is a replica streaming from its standby leader dc2-a" in replicas.gate.wait_for
+    assert "dc2-a is dc2's standby leader, streaming from dc1's primary over slot dc2" in replicas.gate.wait_for
+    assert "each of dc2-b, dc2-c is a replica streaming from it" in replicas.gate.wait_for
+    assert replicas.args["source"] == "dc1" and replicas.args["slot"] == "dc2"
+    files = {f["member"]: YAML(typ="safe").load(f["text"]) for f in
+             next(s for s in plan.steps if s.id == "write-target-configs").args["files"]}
+    assert [name for name, f in files.items() if "bootstrap" in f] == ["dc2-a"]
     from migrator.render.plan_report import render
 
     for fmt in ("text", "md"):
