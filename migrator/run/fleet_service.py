@@ -24,10 +24,10 @@ from migrator.model.fleet_plan import FleetPlan
 from migrator.model.fleet_run import BLOCKED_EXIT, ServiceProgress, ServiceResult, child_status, status_of
 from migrator.model.plan import Plan
 from migrator.model.secrets import mask
-from migrator.run.engine import latest_migration
 from migrator.run.fleet_child import Child, ChildFiles, child_files, deadline_seconds, is_migrate_child, read_document
 from migrator.run.fleet_journal import FleetRunRecord
 from migrator.run.journal import Journal, utc_now
+from migrator.run.migrations import latest_migration
 
 # A finished single-service migration whose fleet child left no document: its exit code from the
 # journal's outcome.

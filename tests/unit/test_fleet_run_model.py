@@ -227,3 +227,15 @@ def test_a_child_past_its_deadline_is_reported_overran_and_still_waited_for():
     Child(proc.pid, proc).wait(time.monotonic() + 0.3, polls.append)
     assert time.monotonic() - began >= 1.0, "the child was not waited for to its end"
     assert proc.returncode == 0 and polls[0] is False and polls[-1] is True
+
+
+def test_the_fleet_process_does_not_import_the_engine():
+    """The fleet process only reads journals: importing the engine (its steps and adapters) cost
+    it about half a second of CPU before the first child started (bench/fleet.py)."""
+    code = (
+        "import sys, migrator.cli; from migrator.run.fleet_run import run_fleet_execute, run_fleet_rollback; "
+        "from migrator.render import fleet_run_report, fleet_live; "
+        "print(sorted(m for m in sys.modules if m in ('migrator.run.engine', 'migrator.adapters.live')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+    assert out.stdout.strip() == "[]", out.stdout
