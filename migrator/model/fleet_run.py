@@ -21,8 +21,8 @@ from typing import Any, Literal
 # How a service ended in a fleet run.
 #   moved: its run finished (exit 0) and the primary moved; no-op: it was already where asked;
 #   skipped: blocked at start and --skip-blocked left it untouched; not-started: the failure budget
-#   or a Ctrl-C stopped new starts before its turn; blocked: blocked at start (a failure, nothing
-#   changed); failed: its run failed with nothing unsafe left (exit 1, 2, 5, 6);
+#   or a Ctrl-C stopped new starts before its turn; blocked: its own preflight refused it (a
+#   failure, nothing changed; `child_status`); failed: its run failed with nothing unsafe left (exit 1, 2, 5, 6);
 #   rolled-back: its gate timed out and the demotion was undone (exit 3, back where it started);
 #   unsafe: stopped in an unsafe state (exit 4, its message says what to do);
 #   running: still running (only while the run goes on, or an interrupted fleet run).
@@ -36,6 +36,22 @@ def worst_exit_code(codes: list[int]) -> int:
     """The fleet's exit code: the worst of the services' (EXIT_ORDER), 0 when there are none."""
     known = [code if code in EXIT_ORDER else 1 for code in codes]
     return min(known, key=EXIT_ORDER.index) if known else 0
+
+
+# A child that ended with this exit code and an error document (no run outcome), having started no
+# migration of its own, was refused by its preflight: a blocking finding, or a site that did not
+# answer its observation (PreflightError, UnreachableError). Nothing was changed. Every other
+# refusal (2 bad input such as an unfinished migration, 5 lock busy, 6 stale reviewed plan) wants a
+# human and stays a failure even with --skip-blocked.
+BLOCKED_EXIT = 1
+
+
+def child_status(exit_code: int, document_kind: str | None, verdict: str | None, migration_started: bool) -> Status:
+    """A finished child's status from its result: its exit code, its JSON document's kind ("run" or
+    "error") and verdict, and whether its own journal recorded a migration started by it."""
+    if exit_code == BLOCKED_EXIT and document_kind == "error" and not migration_started:
+        return "blocked"
+    return status_of(exit_code, verdict)
 
 
 def status_of(exit_code: int, verdict: str | None) -> Status:
@@ -158,7 +174,7 @@ class ServiceProgress:
 
     service: str
     wave: int
-    state: str  # waiting | planning | running | overran | a final Status
+    state: str  # waiting | running | overran | a final Status
     phase: str | None = None
     lag_bytes: int | None = None
     deadline_seconds: float | None = None  # left before its deadline (negative: overran)

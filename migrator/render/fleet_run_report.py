@@ -84,7 +84,7 @@ def markdown(summary: FleetRunSummary, gantt_file: str | None = None) -> str:
         f"- run: `{summary.run}`; started {summary.started}, finished {summary.finished}",
         f"- {'target: ' + str(summary.target) if summary.command == 'execute' else 'moving back what the run moved'}; "
         f"parallel {summary.parallel}, max_failures {summary.max_failures}",
-        f"- reviewed fleet plan: {summary.fingerprint or 'none (re-planned per service)'}",
+        f"- reviewed fleet plan: {summary.fingerprint or 'none (each service planned by its own run)'}",
         f"- **exit code {summary.exit_code}** (the worst of the services': 4 > 3 > 6 > 5 > 2 > 1 > 0)",
         f"- {totals_line(summary)}",
     ]

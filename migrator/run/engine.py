@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,12 @@ from migrator.adapters.live import Live
 from migrator.errors import GateTimeout, LockLost, MigratorError, UnexpectedError, UnsafeStateError
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan, PlanStep
-from migrator.model.plan_file import load_stored_plan, store_plan
+from migrator.model.plan_file import store_plan
 from migrator.run.crashpoint import crash_here
 from migrator.run.dcs_hold import hold_before_step, source_after_undo
 from migrator.run.hooks import HookFailed, migration_env, run_configured_hook
 from migrator.run.journal import Journal
+from migrator.run.migrations import Migration, latest_migration  # noqa: F401 - re-exported (commands, tests)
 from migrator.steps.base import RunContext, Step
 from migrator.steps.kinds import HOOK_KINDS, KINDS, declared, promotes
 from migrator.steps.registry import STEP_CLASSES
@@ -50,66 +51,6 @@ LockWatch = Callable[[], "str | None"]
 
 def never_lost() -> str | None:
     return None
-
-
-@dataclass
-class Migration:
-    """What the journal says about one migration (one plan, possibly several runs)."""
-
-    id: str
-    plan_file: Path
-    target: str
-    source: str
-    done: dict[str, dict[str, Any]] = field(default_factory=dict)  # step id -> facts
-    applied: dict[str, dict[str, Any]] = field(default_factory=dict)  # change sent, gate not passed
-    started: set[str] = field(default_factory=set)
-    # Promotion PATCHes attempted (maybe landed); one every member refused is taken off again.
-    attempted: set[str] = field(default_factory=set)
-    finished: str | None = None  # outcome, once the migration ended
-    reverse_of: str | None = None  # set on the switchover back that `migrate rollback` runs
-    until: str | None = None  # the last phase this migration runs (`execute --until`)
-    fingerprint: str | None = None  # of the plan it started with (None in older journals)
-    plan_sha256: str | None = None  # of the stored plan file's bytes (None in older journals)
-
-    def stored_plan(self) -> Plan:
-        """The plan file this migration started with, refused when it no longer matches."""
-        return load_stored_plan(self.plan_file, self.fingerprint, self.plan_sha256)
-
-
-def latest_migration(journal: Journal) -> Migration | None:
-    migration: Migration | None = None
-    for record in journal.records():
-        event = record["event"]
-        if event == "migration-started":
-            migration = Migration(
-                record["migration"],
-                # A relative path (a journal from before state_dir.py) means the same file beside
-                # the journal, whatever directory this command runs in.
-                journal.path.parent / Path(record["plan_file"]).name
-                if not Path(record["plan_file"]).is_absolute()
-                else Path(record["plan_file"]),
-                record["target"],
-                record["source"],
-                reverse_of=record.get("reverse_of"),
-                until=record.get("until"),
-                fingerprint=record.get("fingerprint"),
-                plan_sha256=record.get("plan_sha256"),
-            )
-        elif migration is None or record.get("migration") != migration.id:
-            continue
-        elif event == "step-started":
-            migration.started.add(record["step"])
-        elif event == "step-applied":
-            migration.applied[record["step"]] = record.get("facts", {})
-        elif event == "step-done":
-            migration.done[record["step"]] = record.get("facts", {})
-        elif event == "promotion-attempted":
-            migration.attempted.add(record["step"])
-        elif event == "promotion-refused":
-            migration.attempted.discard(record["step"])
-        elif event == "migration-finished":
-            migration.finished = record["outcome"]
-    return migration
 
 
 def promotion_attempted(plan: Plan, migration: Migration) -> bool:

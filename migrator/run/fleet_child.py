@@ -97,7 +97,14 @@ class Child:
         """Until it ends; `on_poll(overran)` every poll (overran: past the monotonic `deadline`)."""
         while self.alive():
             on_poll(time.monotonic() > deadline)
-            time.sleep(POLL_SECONDS)
+            if self._popen is None:
+                time.sleep(POLL_SECONDS)
+                continue
+            try:
+                # Returns the moment its own child ends (a sleep would add up to a poll to every run).
+                self._popen.wait(timeout=POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
 
 
 def pid_alive(pid: int) -> bool:

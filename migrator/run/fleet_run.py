@@ -3,8 +3,8 @@ by the scheduler (run/fleet_scheduler.py), not a second engine.
 
 Each service is moved by a child `migrate execute -i INV --dc DC --yes --format json
 [--plan FILE] [--resume] --state-dir BASE` (run/fleet_child.py) with its own lock, journal, gates
-and undo; the fleet process re-plans the service right before starting it (a blocked service
-fails, or is left untouched with --skip-blocked), records what it did in the fleet journal
+and undo; the child's own preflight is the only observation and plan (a service it refuses is
+blocked: a failure, or left untouched with --skip-blocked); the fleet records what it did in the fleet journal
 (run/fleet_journal.py), shows a live view, and writes the fleet report beside the journal.
 
 Ctrl-C: the first stops new starts and waits for the running children (they never get the

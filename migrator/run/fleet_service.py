@@ -1,7 +1,9 @@
-"""One service inside a fleet run: re-planned right before it starts (blocked: a failure, or
-left untouched with --skip-blocked), its child `migrate execute|rollback` launched and watched
+"""One service inside a fleet run: its child `migrate execute|rollback` launched and watched
 against its deadline, its JSON document turned into a `ServiceResult`, every step of that in the
-fleet journal. On `--resume`, a service the killed fleet process had started is picked up: its
+fleet journal. The fleet does not observe or plan the service itself: the child's own preflight
+(observation, plan, reviewed-plan fingerprint) is the one decision, and a child its preflight
+refused (`model.fleet_run.child_status`) is a blocked service: a failure, or left untouched with
+--skip-blocked. On `--resume`, a service the killed fleet process had started is picked up: its
 child adopted while it runs, its document read if it wrote one, its own unfinished migration
 continued with `execute --resume`, or (none of these) it starts anew.
 """
@@ -17,18 +19,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from migrator.durable import write_private
-from migrator.errors import MigratorError
-from migrator.model.findings import first_blocking_line
 from migrator.model.fleet import Fleet, FleetService
 from migrator.model.fleet_plan import FleetPlan
-from migrator.model.fleet_run import ServiceProgress, ServiceResult, status_of
+from migrator.model.fleet_run import BLOCKED_EXIT, ServiceProgress, ServiceResult, child_status, status_of
 from migrator.model.plan import Plan
 from migrator.model.secrets import mask
-from migrator.planning.preflight import observe_and_plan
-from migrator.run.engine import latest_migration
 from migrator.run.fleet_child import Child, ChildFiles, child_files, deadline_seconds, is_migrate_child, read_document
 from migrator.run.fleet_journal import FleetRunRecord
 from migrator.run.journal import Journal, utc_now
+from migrator.run.migrations import latest_migration
 
 # A finished single-service migration whose fleet child left no document: its exit code from the
 # journal's outcome.
@@ -102,25 +101,20 @@ def execute_one(context: FleetContext, name: str, wave: int) -> ServiceResult:
         picked = _pick_up(context, member, wave)
         if picked is not None:
             return picked
-    set_progress(context, name, state="planning")
-    target = str(context.request.target)
-    try:
-        plan = observe_and_plan(member.inventory, target)
-    except MigratorError as exc:
-        return _blocked(context, member, wave, mask(str(exc), member.inventory.secrets()))
-    if plan.noop_reason is None and not plan.executable:
-        line = first_blocking_line("blocked at start", plan.findings) or "blocked at start"
-        return _blocked(context, member, wave, mask(line, member.inventory.secrets()))
-    args = ["execute", "-i", member.inventory_file, "--dc", target]
+    args = ["execute", "-i", member.inventory_file, "--dc", str(context.request.target)]
+    plan: Plan | None = None  # without a reviewed plan, the inventory's gates give the deadline
     if context.reviewed is not None:
         row = next(r for r in context.reviewed.services if r.service == name)
         if row.plan is None:
-            result = ServiceResult(name, wave, "failed", exit_code=6, message=(
-                f"the reviewed fleet plan has no plan for {name} (it was {row.verdict} then) and it is executable "
-                "now: run `migrate fleet plan` again and review it"), finished=utc_now())  # fmt: skip
-            context.journal.append("service-finished", run=context.run_id, service=name, result=result.as_json())
-            set_progress(context, name, state=result.status, exit_code=6, note=result.message)
-            return result
+            # Blocked when the fleet plan was made: there is no reviewed plan to run it with, so it
+            # is not run (nor observed: whether it is fixed now is for a new review to say).
+            reason = row.blocking or f"it was {row.verdict} then"
+            message = (f"the reviewed fleet plan has no plan for it ({reason}); once it is fixed, run "
+                       "`migrate fleet plan` again and review it")  # fmt: skip
+            return _ended(context, _blocked(context, member, wave, mask(message, member.inventory.secrets())))
+        plan = row.stored_plan()
+        # The child compares this plan's fingerprint with its own preflight's (`execute --plan`):
+        # a stale one is refused there (exit 6), per service, with no observation of the fleet's own.
         plan_file = context.run_dir / f"plan-{name}.json"
         write_private(plan_file, json.dumps(row.plan, indent=2, sort_keys=True) + "\n")
         args += ["--plan", str(plan_file)]
@@ -143,17 +137,29 @@ def _stored_deadline(context: FleetContext, member: FleetService) -> float:
 
 
 def _blocked(context: FleetContext, member: FleetService, wave: int, message: str) -> ServiceResult:
-    name = member.name
+    """A service refused before anything changed: skipped with --skip-blocked (no exit code: not a
+    failure), else blocked (exit 1, a failure against max_failures)."""
     if context.request.skip_blocked:
-        result = ServiceResult(name, wave, "skipped", message=f"skipped (--skip-blocked), left untouched: {message}",
-                               finished=utc_now())  # fmt: skip
-        context.journal.append("service-skipped", run=context.run_id, service=name, result=result.as_json())
+        return ServiceResult(member.name, wave, "skipped", message=f"skipped (blocked: {message}), left untouched",
+                             finished=utc_now())  # fmt: skip
+    return ServiceResult(member.name, wave, "blocked", exit_code=BLOCKED_EXIT, message=message, finished=utc_now())
+
+
+def _ended(context: FleetContext, result: ServiceResult) -> ServiceResult:
+    """Into the fleet journal (a skipped service as `service-skipped`), the live view and the row."""
+    name = result.service
+    event = "service-skipped" if result.status == "skipped" else "service-finished"
+    context.journal.append(event, run=context.run_id, service=name, result=result.as_json())
+    if result.status == "skipped":
         context.view.event(f"{name}: {result.message}")
+    elif result.status == "blocked":
+        note = "counts as a failure; --skip-blocked leaves it untouched"
+        context.view.event(f"{name}: blocked: {result.message} ({note})")
     else:
-        result = ServiceResult(name, wave, "blocked", exit_code=1, message=message, finished=utc_now())
-        context.journal.append("service-finished", run=context.run_id, service=name, result=result.as_json())
-        context.view.event(f"{name}: {message} (counts as a failure; --skip-blocked leaves it untouched)")
-    set_progress(context, name, state=result.status, exit_code=result.exit_code, note=result.message)
+        gap = f"; write gap {result.write_unavailable_seconds:.3f}s" if result.write_unavailable_seconds else ""
+        context.view.event(f"{name}: finished, exit {result.exit_code} ({result.status}{gap}) {result.message}")
+    set_progress(context, name, state=result.status, exit_code=result.exit_code,
+                 write_unavailable_seconds=result.write_unavailable_seconds, note=result.message)  # fmt: skip
     return result
 
 
@@ -288,10 +294,21 @@ def _result_of(
                                    f"`migrate status -i {member.inventory_file}`", log_file=str(files.log))  # fmt: skip
     else:
         code = int(document.get("exit_code", returncode if returncode is not None else 1))
+        kind = document.get("kind")
+        # Only an error document can be a preflight refusal; then (rare) its own journal says
+        # whether it had started a migration (an error out of a run is a failure, never "blocked").
+        began = kind == "error" and (resumed or _began_migration(context, name, since))
+        status = child_status(code, kind, document.get("verdict"), began)
+        if status == "blocked":
+            message = mask(str(document.get("message", "")), member.inventory.secrets())
+            blocked = _blocked(context, member, wave, message)
+            blocked.started, blocked.log_file = since, str(files.log)
+            blocked.duration_seconds = seconds_between(since, blocked.finished)
+            return _ended(context, blocked)
         result = ServiceResult(
             name,
             wave,
-            status_of(code, document.get("verdict")),
+            status,
             exit_code=code,
             message=str(document.get("message", "")),
             started=since,
@@ -306,9 +323,9 @@ def _result_of(
         )
     result.resumed = resumed
     result.duration_seconds = seconds_between(since, finished)
-    context.journal.append("service-finished", run=context.run_id, service=name, result=result.as_json())
-    gap = f"; write gap {result.write_unavailable_seconds:.3f}s" if result.write_unavailable_seconds else ""
-    context.view.event(f"{name}: finished, exit {result.exit_code} ({result.status}{gap}) {result.message}")
-    set_progress(context, name, state=result.status, exit_code=result.exit_code,
-         write_unavailable_seconds=result.write_unavailable_seconds, note=result.message)  # fmt: skip
-    return result
+    return _ended(context, result)
+
+
+def _began_migration(context: FleetContext, service: str, since: str) -> bool:
+    migration = latest_migration(Journal(context.request.state_base / service))
+    return migration is not None and _started_since(context, service, migration.id, since)

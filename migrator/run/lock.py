@@ -282,7 +282,17 @@ def _alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A run killed with its parent (a fleet process killed first) is a zombie until an init that
+    # may reap late collects it: it holds nothing and keeps no lease alive, so it is dead here.
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _short(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from migrator.errors import LockBusy
-from migrator.model.fleet_run import FleetRunSummary, ServiceResult, status_of, worst_exit_code
+from migrator.model.fleet_run import FleetRunSummary, ServiceResult, child_status, status_of, worst_exit_code
 from migrator.render import fleet_run_report
 from migrator.run.fleet_child import deadline_seconds, is_migrate_child, pid_alive, read_document, service_progress
 from migrator.run.fleet_journal import FleetLock, fleet_runs, fleet_state_dir, latest_run
@@ -30,6 +30,29 @@ def test_status_of_a_finished_service():
     assert status_of(0, "done") == "moved" and status_of(0, "nothing-to-do") == "no-op"
     assert status_of(3, "rolled-back") == "rolled-back" and status_of(4, "stopped-unsafe") == "unsafe"
     assert status_of(6, "error") == "failed" and status_of(1, "error") == "failed"
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "kind", "verdict", "migration_started", "status"),
+    [
+        # Its own preflight refused it (a blocking finding, a site that did not answer): nothing changed.
+        (1, "error", "error", False, "blocked"),
+        # An error out of a migration it had started is a failure, never "blocked" (never skipped).
+        (1, "error", "error", True, "failed"),
+        # Refusals that want a human stay failures: bad input / an unfinished migration, lock busy, stale plan.
+        (2, "error", "error", False, "failed"),
+        (5, "error", "error", False, "failed"),
+        (6, "error", "error", False, "failed"),
+        # Run outcomes.
+        (0, "run", "nothing-to-do", False, "no-op"),
+        (0, "run", "done", True, "moved"),
+        (1, "run", "failed", True, "failed"),
+        (3, "run", "rolled-back", True, "rolled-back"),
+        (4, "run", "stopped-unsafe", True, "unsafe"),
+    ],
+)
+def test_a_childs_result_gives_its_status(exit_code, kind, verdict, migration_started, status):
+    assert child_status(exit_code, kind, verdict, migration_started) == status
 
 
 def _summary(results: list[ServiceResult]) -> FleetRunSummary:
@@ -204,3 +227,15 @@ def test_a_child_past_its_deadline_is_reported_overran_and_still_waited_for():
     Child(proc.pid, proc).wait(time.monotonic() + 0.3, polls.append)
     assert time.monotonic() - began >= 1.0, "the child was not waited for to its end"
     assert proc.returncode == 0 and polls[0] is False and polls[-1] is True
+
+
+def test_the_fleet_process_does_not_import_the_engine():
+    """The fleet process only reads journals: importing the engine (its steps and adapters) cost
+    it about half a second of CPU before the first child started (bench/fleet.py)."""
+    code = (
+        "import sys, migrator.cli; from migrator.run.fleet_run import run_fleet_execute, run_fleet_rollback; "
+        "from migrator.render import fleet_run_report, fleet_live; "
+        "print(sorted(m for m in sys.modules if m in ('migrator.run.engine', 'migrator.adapters.live')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+    assert out.stdout.strip() == "[]", out.stdout

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from etcd3gw.exceptions import ConnectionFailedError, Etcd3Exception
@@ -244,3 +248,22 @@ def test_a_released_lock_is_not_lost_and_its_lease_is_revoked():
     lease.release()
     clock.now += 60
     assert lease.lost() is None and etcd.leases == {}
+
+
+def test_a_killed_run_left_a_zombie_is_dead_to_the_lock():
+    """A run killed together with its parent (kill -9 of a fleet process, then of its child) stays
+    a zombie until an init that may reap late collects it: `os.kill(pid, 0)` still succeeds, yet it
+    keeps no lease alive. `fleet execute --resume` met it as "already running" (exit 5)."""
+    from migrator.run.lock import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.01)
+    try:
+        assert not _alive(child.pid)
+        assert _alive(os.getpid())
+    finally:
+        child.wait()
+    assert not _alive(child.pid)
