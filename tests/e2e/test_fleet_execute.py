@@ -417,6 +417,8 @@ def test_a_service_whose_reviewed_plan_went_stale_exits_6_and_is_left_as_it_was(
     assert planned.returncode == 0, explain(planned)
     baseline.patch_config(svc1.dc1, {"migrator_test_note": "changed after the review"})
     try:
+        # Any member answers GET /config from its own view of the DCS: wait until it shows the PATCH.
+        wait_until(lambda: baseline.get_config(svc1.dc1).get("migrator_test_note"), 30, "the PATCH in svc1's config")
         configs = {site.scope: baseline.get_config(site) for site in svc1.sites}
         stale = fleet(state, "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--plan", str(plan), "--yes",
                       "--format", "json")  # fmt: skip

@@ -7,8 +7,9 @@ timeline, and then the run finishes with no lost commit.
 
 The moment is made exact with the test-only crash point before the demotion's PATCH
 (migrator/run/crashpoint.py): the first run stops there with nothing demoted; then the walsender
-serving dc2's slot on dc1's leader is terminated over and over for a few seconds, a stream broken
-for real, while `--resume` reaches the demotion.
+serving dc2's slot on dc1's leader is terminated over and over, a stream broken for real, while
+`--resume` reaches the demotion, until the resumed run journals that it waits for the stream (and
+a second more); then the stream may come back and the run must finish.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ import pytest
 
 from migrator.run.crashpoint import CRASH_EXIT_CODE, ENV
 from tests.e2e.test_execute import MIGRATE, assert_primary_site, explain, journal_records
-from tests.helpers.faults import GATES, inventory_with_gates
+from tests.helpers.faults import GATES, Run, inventory_with_gates
 from tests.helpers.ledger import WriteLedger, WriterSampler, assert_no_acknowledged_commit_lost
-from tests.testbed import SITE_BY_NAME
+from tests.testbed import SITE_BY_NAME, wait_until
 
 pytestmark = pytest.mark.testbed
 
 DC1, DC2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
-BROKEN_SECONDS = 6.0  # longer than PostgreSQL's 5 s between reconnection attempts
+BROKEN_AT_MOST = 120.0  # the breaker's own deadline, should the run never journal its wait
 TERMINATE = ("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
              "WHERE slot_name = %s AND active_pid IS NOT NULL")
 
@@ -39,15 +40,24 @@ def _execute(inventory: str, state, *extra: str, env: dict[str, str]) -> subproc
                            *extra], capture_output=True, text=True, timeout=300, env=env)
 
 
-def _break_stream(testbed, leader, slot: str, seconds: float, terminated: list[int]) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            rows = testbed.sql(leader, TERMINATE, (slot,))
-        except Exception:  # noqa: BLE001 - the leader shutting down ends the breaking; the asserts judge
-            return
-        terminated[0] += sum(1 for (done,) in rows if done)
-        time.sleep(0.05)
+def _break_stream(testbed, leader, slot: str, stop: threading.Event, terminated: list[int]) -> None:
+    """Terminate the slot's walsender every 10 ms on one kept connection until told to stop: a
+    WAL receiver that reconnects (every few seconds) is cut again within milliseconds."""
+    deadline = time.monotonic() + BROKEN_AT_MOST
+    try:
+        with testbed.connect(leader) as conn:
+            conn.autocommit = True
+            while not stop.is_set() and time.monotonic() < deadline:
+                rows = conn.execute(TERMINATE, (slot,)).fetchall()
+                terminated[0] += sum(1 for (done,) in rows if done)
+                time.sleep(0.01)
+    except Exception:  # noqa: BLE001 - the leader shutting down ends the breaking; the asserts judge
+        return
+
+
+def _waits(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("event") == "gate-sample" and r.get("step") == "demote-source"
+            and "current timeline" in str(r.get("waiting_for", ""))]
 
 
 def test_the_demotion_waits_for_the_target_to_stream_again(baseline, tmp_path):
@@ -60,13 +70,18 @@ def test_the_demotion_waits_for_the_target_to_stream_again(baseline, tmp_path):
         assert crashed.returncode == CRASH_EXIT_CODE, explain(crashed)
         assert not baseline.get_config(DC1).get("standby_cluster"), "the crash came before the demotion"
 
-        terminated = [0]
-        breaker = threading.Thread(target=_break_stream, args=(baseline, leader, "dc2", BROKEN_SECONDS, terminated))
+        terminated, stop = [0], threading.Event()
+        breaker = threading.Thread(target=_break_stream, args=(baseline, leader, "dc2", stop, terminated))
         breaker.start()
         try:
-            out = _execute(inventory, state, "--resume", env=env)
+            run = Run(state, "execute", "-i", inventory, "--dc", "dc2", "--yes", "--resume")
+            wait_until(lambda: _waits(run.records()) or run.proc.poll() is not None, 120,
+                       "the resumed run to wait for dc2's stream (or to end)")
+            time.sleep(1.0)  # the wait lasts while the stream stays broken
         finally:
+            stop.set()
             breaker.join()
+        out = run.finish()
         assert out.returncode == 0, explain(out)
     assert terminated[0] >= 1, "the stream was never broken: the test proved nothing"
     assert_primary_site(baseline, DC2)
@@ -74,8 +89,7 @@ def test_the_demotion_waits_for_the_target_to_stream_again(baseline, tmp_path):
     assert_no_acknowledged_commit_lost(baseline, ledger)
 
     records = journal_records(state)
-    waits = [r for r in records if r.get("event") == "gate-sample" and r.get("step") == "demote-source"
-             and "current timeline" in str(r.get("waiting_for", ""))]
+    waits = _waits(records)
     assert waits, "the demotion did not wait for the broken stream"
     applied = next(i for i, r in enumerate(records) if r.get("event") == "step-applied"
                    and r.get("step") == "demote-source")

@@ -12,6 +12,7 @@ deadline (6 s here): the gate must time out, and the demotion be undone.
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -27,11 +28,17 @@ pytestmark = pytest.mark.testbed
 DC1, DC2 = SITE_BY_NAME["dc1"], SITE_BY_NAME["dc2"]
 
 
-def kill_host(testbed, member) -> None:
-    """Patroni SIGKILLed, then PostgreSQL's immediate shutdown (SIGQUIT to the postmaster)."""
+def kill_host(testbed, member, frozen: int | None = None) -> None:
+    """Patroni SIGKILLed, then PostgreSQL's immediate shutdown (SIGQUIT to the postmaster); a
+    `frozen` (SIGSTOPped) child is let go so that it can take its SIGQUIT."""
     postmaster = testbed.postmaster_pid(member)
     testbed.kill_patroni(member)
     send_signal(postmaster, signal.SIGQUIT)
+    if frozen is not None:
+        try:
+            os.kill(frozen, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
     wait_until(lambda: not pid_alive(postmaster), 15, f"{member.name}'s PostgreSQL to stop")
 
 
@@ -40,13 +47,18 @@ def test_target_standby_leader_down_during_catch_up_undoes_the_demotion_and_exit
                                      **{**GATES, "catchup_timeout_seconds": 6})
     state = tmp_path / "state"
     target_leader = member_with_role(baseline, DC2, "standby_leader")
+    startup = baseline.sql(target_leader, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")[0][0]
     try:
         with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_target_down") as ledger:
-            run = Run(state, "execute", "-i", inventory, "--dc", "dc2", "--yes")
             # The catch-up gate passes within about 0.3 s of the demotion on a healthy target, so
-            # the host dies as the window opens: from then on the target cannot replay the token.
+            # its replay is frozen as the demotion starts (its WAL receiver keeps streaming: the
+            # demotion waits for a streaming target, and gets one), and the host dies as the
+            # catch-up starts: the target never replays the token.
+            run = Run(state, "execute", "-i", inventory, "--dc", "dc2", "--yes")
             run.wait_for("step-started", "demote-source")
-            kill_host(baseline, target_leader)
+            os.kill(startup, signal.SIGSTOP)
+            run.wait_for("step-started", "catch-up")
+            kill_host(baseline, target_leader, frozen=startup)
             out = run.finish()
             assert out.returncode == 3, explain(out)
             line = one_line(out.stderr)
@@ -59,6 +71,10 @@ def test_target_standby_leader_down_during_catch_up_undoes_the_demotion_and_exit
             baseline.start_patroni(target_leader)
             baseline.wait_healthy(90)
     finally:
+        try:
+            os.kill(startup, signal.SIGCONT)  # a run that failed before the host died leaves it frozen
+        except ProcessLookupError:
+            pass
         if not baseline.patroni_alive(target_leader):
             baseline.start_patroni(target_leader)
     assert_primary_site(baseline, DC1)
