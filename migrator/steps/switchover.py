@@ -17,6 +17,7 @@ from migrator.run.dcs_hold import etcd_problem, hold_for_dcs
 from migrator.run.hooks import migration_env, run_configured_hook
 from migrator.run.journal import utc_now
 from migrator.steps.base import Step, step_kind
+from migrator.steps.follow import member_by_host
 from migrator.steps.standby_leader import ReplayProof, confirmed_standby_leader, forked_after_token, replay_proof
 
 # A clean shutdown leaves pg_control "shut down"; a standby shut down cleanly says "... in
@@ -109,7 +110,7 @@ def wait_for_target_streaming(step: Step, source: str, leader: str) -> None:
     receiver reconnecting for seconds; a demotion sent then left the target short of the token
     and the run undone. Here the run waits instead, up to the step's deadline, nothing changed."""
     target = step.ctx.plan.target
-    source_hosts = {m.host: m.name for m in step.live.site(source).members}
+    source_hosts = member_by_host(step, source)
     state = {"why": ""}
 
     def streaming() -> bool:
