@@ -1,6 +1,6 @@
 """A black-holed target cannot stall the write-unavailability window.
 
-Right after the demotion starts, dc2's standby leader is frozen: its Patroni and every process of
+As the catch-up gate starts, dc2's standby leader is frozen: its Patroni and every process of
 its PostgreSQL get SIGSTOP. The kernel keeps their TCP connections up and still accepts new ones,
 so no connection breaks, and statement_timeout never fires (the server runs no timer): only the
 tool's own deadline can end the wait. The catch-up gate must give up at its deadline, the demotion
@@ -89,7 +89,16 @@ def test_frozen_target_standby_leader_times_out_the_catch_up_on_time_and_undoes(
             WriteLedger(baseline, table="ledger_black_holed") as ledger:
         run = Run(tmp_path / "state", "execute", "-i", inventory, "--dc", "dc2", "--yes")
         try:
+            # A healthy target passes the catch-up gate within about 0.3 s of the demotion, and the
+            # demotion itself waits for the target to stream (a target frozen before it is never
+            # demoted to). So the target's replay stops as the demotion starts (its WAL receiver
+            # keeps streaming, the demotion goes out), and the whole member freezes as the gate
+            # starts: the gate faces a member that never answers and never replays the token.
             run.wait_for("step-started", "demote-source")
+            startup = baseline.sql(frozen, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")[0][0]
+            os.kill(startup, signal.SIGSTOP)
+            pids = [startup]
+            run.wait_for("step-started", "catch-up")
             pids = freeze(baseline, frozen)
             out = run.finish(timeout=CATCHUP_SECONDS + UNDO_ALLOWANCE + 120)
             exited_at = time.time()
@@ -102,8 +111,6 @@ def test_frozen_target_standby_leader_times_out_the_catch_up_on_time_and_undoes(
     gate_started = by_event[("step-started", "catch-up")]
     gate_failed = next(r for r in records if r["event"] == "step-failed")
     gate_seconds = _ts(gate_failed) - _ts(gate_started)
-    # The demotion PATCH may go out a few seconds after the freeze: the step's warm-up query to
-    # the frozen member runs into its own deadline first (before any change, outside the window).
     since_demotion = exited_at - _ts(by_event[("step-applied", "demote-source")])
     print(f"\nfrozen {frozen.name} ({len(pids)} processes); catch-up gate gave up after {gate_seconds:.1f}s "
           f"(deadline {CATCHUP_SECONDS}s); migrate exited {out.returncode} {since_demotion:.1f}s after the "
