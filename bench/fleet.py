@@ -7,9 +7,11 @@ In one run, each service under its own write ledger (100 commits/s):
   its own inventory and state directory), then K rollbacks together;
 - one after another (parallelism 1, skip with --no-sequential): the same K moves in turn;
 - the fleet command: one `migrate fleet execute --parallel K` over the same K services (each
-  moved by its own `migrate execute` child), then `migrate fleet rollback`; also printed: the fleet
-  process's own peak RSS and its most open sockets at once (it keeps no connection to any site:
-  the children do the work).
+  moved by its own `migrate execute` child, forked by the fleet's launcher from one warm
+  interpreter), then `migrate fleet rollback`; also printed: the fleet process's own peak RSS and
+  its most open sockets at once (it keeps no connection to any site: the children do the work),
+  the RSS and PSS of its whole process tree at its peak, and the CPU of the tree (of the K
+  processes for "at once").
 Printed: wall time of each, the ratio at-once / alone (goal for `migrate fleet`: <= 1.5x), the
 peak RSS of each migrate process (ru_maxrss), the longest write gap per phase, the RSS and PSS
 of one idle extra service (its Patroni and PostgreSQL processes), and commits lost (acknowledged,
@@ -47,6 +49,7 @@ class Run:
     returncode: int
     seconds: float
     peak_rss_mib: float
+    cpu_seconds: float = 0.0  # user + system of the process and every descendant it reaped
 
 
 def start(testbed: Testbed, service: ExtraService, state: Path, command: list[str]) -> subprocess.Popen:
@@ -81,7 +84,8 @@ def finish(proc: subprocess.Popen, service: str, started: float) -> Run:
     if proc.returncode != 0:
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         print(f"  {service}: exit {proc.returncode}: {stderr.strip()}", flush=True)
-    return Run(service, proc.returncode, time.monotonic() - started, usage.ru_maxrss / 1024)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(service, proc.returncode, time.monotonic() - started, usage.ru_maxrss / 1024, cpu)
 
 
 def together(
@@ -90,6 +94,8 @@ def together(
     started = time.monotonic()
     procs = [(s.name, start(testbed, s, state, command)) for s in services]
     runs = [finish(proc, name, started) for name, proc in procs]
+    print(f"  at once {command[0]}: CPU of the {len(runs)} processes {sum(r.cpu_seconds for r in runs):.2f} s",
+          flush=True)  # fmt: skip
     return time.monotonic() - started, runs
 
 
@@ -136,17 +142,22 @@ def fleet_run(
         [*MIGRATE, "fleet", command[0], "--fleet", str(fleet_file), *extra, "--yes", "--state-dir", str(state)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    peak_sockets, peak_rss = 0, 0.0
+    peak_sockets, peak_rss, peak_tree = 0, 0.0, (0.0, 0.0)
     # Sampled until it exits, without reaping it (WNOWAIT): finish() reaps it with wait4.
     while time.monotonic() - started < RUN_TIMEOUT:
         peak_sockets = max(peak_sockets, _sockets(proc.pid))
         peak_rss = max(peak_rss, _own_peak_rss_mib(proc.pid))
+        # The fleet process, its launcher and the children it forked: they share the imported
+        # tool's pages, so the PSS sum is what the machine pays.
+        peak_tree = max(peak_tree, tree_memory([proc.pid]), key=lambda m: m[1])
         if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             break
         time.sleep(0.2)
     run = finish(proc, f"fleet {command[0]}", started)
     print(f"  fleet {command[0]}: the fleet process's own peak RSS {peak_rss:.0f} MiB (VmHWM), most sockets "
-          f"open at once {peak_sockets}; exit {run.returncode}", flush=True)  # fmt: skip
+          f"open at once {peak_sockets}; its whole tree (launcher, children) at its PSS peak: RSS "
+          f"{peak_tree[0]:.0f} MiB, PSS {peak_tree[1]:.0f} MiB; CPU of the tree {run.cpu_seconds:.2f} s; "
+          f"exit {run.returncode}", flush=True)  # fmt: skip
     return time.monotonic() - started, [Run(s.name, run.returncode, run.seconds, run.peak_rss_mib) for s in services]
 
 

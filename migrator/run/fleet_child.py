@@ -24,6 +24,19 @@ from typing import Any
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan
 from migrator.run.journal import Journal
+from migrator.run.launcher_client import Launcher
+from migrator.run.process import pid_alive, process_start_ticks, same_process
+
+__all__ = [
+    "Child",
+    "ChildFiles",
+    "child_files",
+    "deadline_seconds",
+    "is_migrate_child",
+    "pid_alive",
+    "read_document",
+    "service_progress",
+]
 
 MIGRATE = [sys.executable, "-m", "migrator.cli"]
 POLL_SECONDS = 0.5
@@ -62,15 +75,30 @@ def child_files(run_dir: Path, service: str, command: str) -> ChildFiles:
 
 
 class Child:
-    """A child `migrate` process: one this process started, or one a killed fleet process started
-    and this one adopted by pid (then its exit code comes from its JSON document)."""
+    """A child `migrate` process: one this process started (forked by the fleet's launcher, or
+    started plainly when there is none), or one a killed fleet process started and this one
+    adopted by pid (then its exit code comes from its JSON document)."""
 
-    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None):
+    def __init__(
+        self,
+        pid: int,
+        popen: subprocess.Popen[bytes] | None = None,
+        launcher: Launcher | None = None,
+        start_ticks: int | None = None,
+    ):
         self.pid = pid
+        self.start_ticks = start_ticks if start_ticks is not None else process_start_ticks(pid)
         self._popen = popen
+        self._launcher = launcher
+        self._returncode: int | None = None
 
     @classmethod
-    def start(cls, args: list[str], files: ChildFiles) -> Child:
+    def start(cls, args: list[str], files: ChildFiles, launcher: Launcher | None = None) -> Child:
+        """Forked by `launcher` when one is given (LauncherError when it cannot: the caller may
+        start it plainly), else a plain process."""
+        if launcher is not None:
+            pid, ticks = launcher.spawn(args, files.out, files.log)
+            return cls(pid, launcher=launcher, start_ticks=ticks)
         with open(files.out, "wb") as out, open(files.log, "ab") as log:
             os.fchmod(out.fileno(), 0o600)
             os.fchmod(log.fileno(), 0o600)
@@ -87,38 +115,42 @@ class Child:
     def alive(self) -> bool:
         if self._popen is not None:
             return self._popen.poll() is None
+        if self._launcher is not None and self._launcher.exited(self.pid):
+            return False
+        if self.start_ticks is not None:
+            return same_process(self.pid, self.start_ticks)
         return pid_alive(self.pid)
 
     @property
     def returncode(self) -> int | None:
-        return None if self._popen is None else self._popen.returncode
+        if self._popen is not None:
+            return self._popen.returncode
+        return self._returncode
 
     def wait(self, deadline: float, on_poll: Callable[[bool], None]) -> None:
-        """Until it ends; `on_poll(overran)` every poll (overran: past the monotonic `deadline`)."""
+        """Until it ends; `on_poll(overran)` every poll (overran: past the monotonic `deadline`).
+        Each wait returns the moment the child ends (a sleep would add up to a poll to every run)."""
         while self.alive():
             on_poll(time.monotonic() > deadline)
-            if self._popen is None:
+            if self._popen is not None:
+                try:
+                    self._popen.wait(timeout=POLL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
+            elif self._launcher is not None and self._launcher.serving:
+                self._launcher.wait_exit(self.pid, POLL_SECONDS)
+            else:
                 time.sleep(POLL_SECONDS)
-                continue
-            try:
-                # Returns the moment its own child ends (a sleep would add up to a poll to every run).
-                self._popen.wait(timeout=POLL_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
+        if self._launcher is not None:
+            self._returncode = self._launcher.wait_exit(self.pid, 0)
 
 
-def pid_alive(pid: int) -> bool:
-    """A process that exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-def is_migrate_child(pid: int, inventory_file: str) -> bool:
-    """Whether `pid` is still a `migrate` process for this inventory (a pid from the fleet journal
-    may have been reused by anything since)."""
+def is_migrate_child(pid: int, inventory_file: str, start_ticks: int | None = None) -> bool:
+    """Whether `pid` is still the child the fleet journal recorded (a pid may have been reused
+    by anything since): the same start time when the journal has it (a forked child's command
+    line is the launcher's), else a `migrate` command line for this inventory."""
+    if start_ticks is not None:
+        return same_process(pid, start_ticks)
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:

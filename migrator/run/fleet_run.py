@@ -44,6 +44,7 @@ from migrator.run.fleet_service import (
     seconds_between,
 )
 from migrator.run.journal import Journal, utc_now
+from migrator.run.launcher_client import Launcher
 
 
 @dataclass
@@ -309,10 +310,13 @@ def _drive(
             )
 
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    context.launcher = _launcher(context)
     try:
         outcome = scheduler.run(already)
     finally:
         signal.signal(signal.SIGINT, previous_handler)
+        if context.launcher is not None:
+            context.launcher.close()  # every child has ended here, or lives on without it
         _tick(context)
         context.view.close()
     results = [outcome.results[name] for wave in waves for name in wave if name in outcome.results]
@@ -348,6 +352,16 @@ def _drive(
         report_file=summary.report_file,
     )
     return summary
+
+
+def _launcher(context: FleetContext) -> Launcher | None:
+    """The process that forks this run's children from one warm interpreter (migrator/launcher.py);
+    None (plain children) when it cannot be started."""
+    try:
+        return Launcher.start(context.run_dir / "launcher.log")
+    except OSError as exc:
+        context.view.event(f"children start as plain processes (no launcher: {exc})")
+        return None
 
 
 def _write_report(context: FleetContext, summary: FleetRunSummary, renderers: FleetRenderers) -> None:

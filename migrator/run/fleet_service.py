@@ -27,6 +27,7 @@ from migrator.model.secrets import mask
 from migrator.run.fleet_child import Child, ChildFiles, child_files, deadline_seconds, is_migrate_child, read_document
 from migrator.run.fleet_journal import FleetRunRecord
 from migrator.run.journal import Journal, utc_now
+from migrator.run.launcher_client import Launcher, LauncherError
 from migrator.run.migrations import latest_migration
 
 # A finished single-service migration whose fleet child left no document: its exit code from the
@@ -77,6 +78,7 @@ class FleetContext:
     since: dict[str, str] = field(default_factory=dict)  # service -> when its child started
     deadlines: dict[str, float] = field(default_factory=dict)  # service -> monotonic deadline
     lock: threading.Lock = field(default_factory=threading.Lock)
+    launcher: Launcher | None = None  # forks the children; None: each starts as a plain process
 
 
 def set_progress(context: FleetContext, name: str, **changes: Any) -> None:
@@ -173,13 +175,16 @@ def _pick_up(context: FleetContext, member: FleetService, wave: int) -> ServiceR
     started = record.started
     files = child_files(context.run_dir, member.name, context.command)
     pid = started.get("pid")
+    ticks = started.get("pid_start")
+    ticks = ticks if isinstance(ticks, int) else None
     since = str(started.get("since") or started.get("ts"))  # this child's start
     first = record.first_since or since  # the first child's: a migration since then is this run's
     resumed = bool(started.get("resume"))
-    if isinstance(pid, int) and is_migrate_child(pid, member.inventory_file):
+    if isinstance(pid, int) and is_migrate_child(pid, member.inventory_file, ticks):
         context.view.event(f"{member.name}: its child (pid {pid}) still runs; waiting for it")
         deadline = _stored_deadline(context, member)
-        return _watch(context, member, wave, Child(pid), files, deadline, since, adopted=True, resumed=resumed)
+        child = Child(pid, start_ticks=ticks)
+        return _watch(context, member, wave, child, files, deadline, since, adopted=True, resumed=resumed)
     if read_document(files.out) is not None:
         return _result_of(context, member, wave, files, None, since, resumed=resumed)
     migration = latest_migration(Journal(context.request.state_base / member.name))
@@ -212,7 +217,7 @@ def _launch(
     files = child_files(context.run_dir, name, context.command)
     args = [*args, "--yes", "--format", "json", "--state-dir", str(context.request.state_base)]
     since = utc_now()
-    child = Child.start(args, files)
+    child = _start_child(context, name, args, files)
     context.journal.append(
         "service-started",
         run=context.run_id,
@@ -220,6 +225,7 @@ def _launch(
         wave=wave,
         since=since,
         pid=child.pid,
+        pid_start=child.start_ticks,
         resume=resume,
         deadline_seconds=deadline,
         out_file=str(files.out),
@@ -229,6 +235,22 @@ def _launch(
         f"{name}: started {' '.join(args[:1])}{' --resume' if resume else ''} (wave {wave}, pid {child.pid})"
     )
     return _watch(context, member, wave, child, files, deadline, since, resumed=resume)
+
+
+def _start_child(context: FleetContext, name: str, args: list[str], files: ChildFiles) -> Child:
+    """Forked by the launcher; a plain process when it cannot serve (said once, then every later
+    child starts plainly)."""
+    launcher = context.launcher
+    if launcher is not None:
+        try:
+            return Child.start(args, files, launcher)
+        except LauncherError as exc:
+            with context.lock:
+                first = context.launcher is launcher
+                context.launcher = None
+            if first:
+                context.view.event(f"{name}: children start as plain processes from now on ({exc})")
+    return Child.start(args, files)
 
 
 def _watch(

@@ -69,6 +69,11 @@ def write_sshd_config(layout: SshdLayout, hosts: list[str], config: Path, pid_fi
         f"PidFile {pid_file}\n"
         "Subsystem sftp internal-sftp\n"
         "LogLevel VERBOSE\n"
+        # Debian's bash runs ~/.bashrc in every command an sshd starts, unless it is a nested
+        # shell (SHLVL >= 1 on entry). The testbed logs in as this machine's root, whose .bashrc
+        # may set up developer tools (a pyenv init takes about 0.1 s of CPU): a database host's
+        # shell would not, and at 7 sessions per run that CPU skewed every parallel figure.
+        "SetEnv SHLVL=1\n"
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     subprocess.run([SSHD, "-t", "-f", str(config)], check=True)

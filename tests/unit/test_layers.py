@@ -37,6 +37,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "output_options": BASE | {"model"},
     "cli": BASE
     | {"top", "output_options", "model", "rules", "adapters", "observe", "checks", "planning", "render", "run", "steps"},
+    # The fleet's child launcher: one warm interpreter holding every module, forking `cli` runs.
+    "launcher": BASE | {"top", "cli", "model", "run"},
 }
 
 # Single imports across those lines, each with its reason: (importing module, imported module).
