@@ -142,7 +142,8 @@ class Child:
             else:
                 time.sleep(POLL_SECONDS)
         if self._launcher is not None:
-            self._returncode = self._launcher.wait_exit(self.pid, 0)
+            # Ended, maybe not yet reaped: the launcher reaps and reports within REAP_SECONDS.
+            self._returncode = self._launcher.wait_exit(self.pid, 2.0)
 
 
 def is_migrate_child(pid: int, inventory_file: str, start_ticks: int | None = None) -> bool:
