@@ -208,6 +208,14 @@ def _reviewed(plan_file: Path, fleet: Fleet, target: str) -> FleetPlan:
             f"--plan {plan_file} has no row for {', '.join(missing)} of {fleet.source}; run `migrate fleet plan` "
             "again for this fleet file and review it"
         )
+    for row in reviewed.services:
+        try:
+            row.stored_plan()  # each service's plan is read again when it starts: refuse a bad one now
+        except ValueError as exc:
+            raise UsageError(
+                f"--plan {plan_file}: the plan of {row.service} is not a plan ({one_line(str(exc))[:160]}); "
+                "run `migrate fleet plan` again and review it"
+            ) from None
     return reviewed
 
 

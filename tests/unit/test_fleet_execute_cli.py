@@ -57,6 +57,21 @@ def test_an_unreadable_or_mismatched_plan_is_refused(fleet_file, tmp_path, capsy
     assert code == 2 and "moves to dc1, not dc2" in err
 
 
+def test_a_reviewed_plan_whose_service_plan_was_edited_into_no_plan_is_refused_before_anything_starts(
+    fleet_file, tmp_path, capsys
+):
+    rows = [{"service": name, "inventory": f"inv/{name}.yml", "wave": 1, "verdict": "executable", "target": "dc2",
+             "plan": {"steps": "edited by hand"} if name == "orders" else None} for name in ("billing", "orders")]  # fmt: skip
+    plan = {"fleet": "f", "target": "dc2", "observed_at": "t", "parallel": 1, "max_failures": 1,
+            "pause_between_waves": False, "skip_blocked": False, "waves": [], "services": rows, "fingerprint": "x"}  # fmt: skip
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    code, _, err = run(capsys, "fleet", "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--yes",
+                       "--plan", str(tmp_path / "plan.json"), "--state-dir", str(tmp_path / "s"))  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the plan of orders is not a plan" in err and "run `migrate fleet plan` again" in err, err
+    assert not (tmp_path / "s" / "fleet-fleet" / "journal.jsonl").exists()
+
+
 def test_resume_with_nothing_to_resume_and_rollback_with_nothing_moved_are_refused(fleet_file, tmp_path, capsys):
     state = str(tmp_path / "s")
     code, _, err = run(capsys, "fleet", "execute", "--fleet", str(fleet_file), "--dc", "dc2", "--resume",
