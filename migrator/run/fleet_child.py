@@ -35,7 +35,7 @@ __all__ = [
     "is_migrate_child",
     "pid_alive",
     "read_document",
-    "service_progress",
+    "ProgressTail",
 ]
 
 MIGRATE = [sys.executable, "-m", "migrator.cli"]
@@ -169,24 +169,49 @@ def read_document(path: Path) -> dict[str, Any] | None:
     return document if isinstance(document, dict) and "exit_code" in document else None
 
 
-def service_progress(state_dir: Path, migration_since: str | None) -> tuple[str | None, int | None, str | None]:
-    """(phase, replay lag in bytes, migration id) of the service's latest migration that started at
-    or after `migration_since`, from its own journal (read only; a torn last line is ignored)."""
-    try:
-        records = Journal(state_dir).records()
-    except Exception:  # noqa: BLE001 - a journal being written or damaged: no progress shown, no crash
-        return None, None, None
-    migration = None
-    phase: str | None = None
-    lag: int | None = None
-    for record in records:
-        if record.get("event") == "migration-started" and (
-            migration_since is None or str(record.get("ts", "")) >= migration_since
-        ):
-            migration, phase, lag = record.get("migration"), None, None
-        elif migration is not None and record.get("migration") == migration:
-            if record.get("event") == "step-started":
-                phase = record.get("phase")
-            elif record.get("event") == "gate-sample" and isinstance(record.get("lag_bytes"), int):
-                lag = record["lag_bytes"]
-    return phase, lag, migration
+class ProgressTail:
+    """A running service's (phase, replay lag in bytes, migration id) for the live view: its
+    latest migration that started at or after `migration_since`, from its own journal, read as
+    the journal grows. Each read parses only the lines appended since the last one: a service's
+    journal keeps every migration it ever ran (tens of kilobytes each, megabytes after a year),
+    and the fleet reads every running service's twice a second. Read only; a line not yet
+    complete waits for the next read; a replaced or truncated file is read again from its start."""
+
+    def __init__(self, state_dir: Path, migration_since: str | None):
+        self.path = Journal(state_dir).path
+        self.since = migration_since
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file read so far
+        self._offset = 0
+        self._progress: tuple[str | None, int | None, str | None] = (None, None, None)
+
+    def read(self) -> tuple[str | None, int | None, str | None]:
+        try:
+            with open(self.path, "rb") as journal:
+                stat = os.fstat(journal.fileno())
+                if (stat.st_dev, stat.st_ino) != self._file or stat.st_size < self._offset:
+                    self._file, self._offset, self._progress = (stat.st_dev, stat.st_ino), 0, (None, None, None)
+                journal.seek(self._offset)
+                data = journal.read()
+        except OSError:
+            return self._progress  # not written yet, or unreadable for now: what was known
+        complete = data.rfind(b"\n") + 1
+        self._offset += complete
+        phase, lag, migration = self._progress
+        for line in data[:complete].splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a damaged line: the service's own run reports it, the view skips it
+            if not isinstance(record, dict):
+                continue
+            if record.get("event") == "migration-started" and (
+                self.since is None or str(record.get("ts", "")) >= self.since
+            ):
+                migration, phase, lag = record.get("migration"), None, None
+            elif migration is not None and record.get("migration") == migration:
+                if record.get("event") == "step-started":
+                    phase = record.get("phase")
+                elif record.get("event") == "gate-sample" and isinstance(record.get("lag_bytes"), int):
+                    lag = record["lag_bytes"]
+        self._progress = (phase, lag, migration)
+        return self._progress

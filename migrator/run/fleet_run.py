@@ -32,7 +32,7 @@ from migrator.model.fleet import Fleet, load_fleet
 from migrator.model.fleet_plan import FleetPlan
 from migrator.model.fleet_run import FleetRunSummary, ServiceProgress, ServiceResult
 from migrator.model.secrets import mask
-from migrator.run.fleet_child import service_progress
+from migrator.run.fleet_child import ProgressTail
 from migrator.run.fleet_journal import FleetLock, FleetRunRecord, fleet_runs, fleet_state_dir, latest_run
 from migrator.run.fleet_scheduler import Scheduler
 from migrator.run.fleet_service import (
@@ -401,7 +401,11 @@ def _tick(context: FleetContext) -> None:
         for name, row in context.progress.items():
             if row.state not in ("running", "overran"):
                 continue
-            phase, lag, _ = service_progress(context.request.state_base / name, context.since.get(name))
+            since = context.since.get(name)
+            tail = context.tails.get(name)
+            if tail is None or tail.since != since:  # a new child (a resume): its own migration
+                tail = context.tails[name] = ProgressTail(context.request.state_base / name, since)
+            phase, lag, _ = tail.read()
             if phase is not None and phase != row.phase:
                 events.append(f"{name}: phase {phase}")
                 row.phase = phase

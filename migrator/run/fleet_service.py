@@ -24,7 +24,15 @@ from migrator.model.fleet_plan import FleetPlan
 from migrator.model.fleet_run import BLOCKED_EXIT, ServiceProgress, ServiceResult, child_status, status_of
 from migrator.model.plan import Plan
 from migrator.model.secrets import mask
-from migrator.run.fleet_child import Child, ChildFiles, child_files, deadline_seconds, is_migrate_child, read_document
+from migrator.run.fleet_child import (
+    Child,
+    ChildFiles,
+    ProgressTail,
+    child_files,
+    deadline_seconds,
+    is_migrate_child,
+    read_document,
+)
 from migrator.run.fleet_journal import FleetRunRecord
 from migrator.run.journal import Journal, utc_now
 from migrator.run.launcher_client import Launcher, LauncherError
@@ -77,6 +85,7 @@ class FleetContext:
     progress: dict[str, ServiceProgress] = field(default_factory=dict)
     since: dict[str, str] = field(default_factory=dict)  # service -> when its child started
     deadlines: dict[str, float] = field(default_factory=dict)  # service -> monotonic deadline
+    tails: dict[str, ProgressTail] = field(default_factory=dict)  # service -> its journal, read as it grows
     lock: threading.Lock = field(default_factory=threading.Lock)
     launcher: Launcher | None = None  # forks the children; None: each starts as a plain process
 

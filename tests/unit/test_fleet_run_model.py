@@ -13,7 +13,7 @@ import pytest
 from migrator.errors import LockBusy
 from migrator.model.fleet_run import FleetRunSummary, ServiceResult, child_status, status_of, worst_exit_code
 from migrator.render import fleet_run_report
-from migrator.run.fleet_child import deadline_seconds, is_migrate_child, pid_alive, read_document, service_progress
+from migrator.run.fleet_child import ProgressTail, deadline_seconds, is_migrate_child, pid_alive, read_document
 from migrator.run.fleet_journal import FleetLock, fleet_runs, fleet_state_dir, latest_run
 from migrator.run.journal import Journal
 
@@ -178,8 +178,29 @@ def test_progress_is_the_latest_migrations_phase_and_lag(tmp_path: Path):
     journal.append("migration-started", migration="new")
     journal.append("step-started", migration="new", step="c", phase="cascade")
     journal.append("gate-sample", migration="new", lag_bytes=4096)
-    assert service_progress(tmp_path, since) == ("cascade", 4096, "new")
-    assert service_progress(tmp_path / "none", None) == (None, None, None)
+    assert ProgressTail(tmp_path, since).read() == ("cascade", 4096, "new")
+    assert ProgressTail(tmp_path / "none", None).read() == (None, None, None)
+
+
+def test_progress_reads_only_what_was_appended_and_waits_for_a_line_to_be_complete(tmp_path: Path):
+    journal = Journal(tmp_path)
+    journal.append("migration-started", migration="m1")
+    tail = ProgressTail(tmp_path, None)
+    assert tail.read() == (None, None, "m1")
+    journal.append("step-started", migration="m1", step="c", phase="cascade")
+    offset_before = tail._offset
+    assert tail.read() == ("cascade", None, "m1") and tail._offset > offset_before
+    with journal.path.open("ab") as torn:  # a record being written: half a line
+        torn.write(b'{"ts": "x", "event": "gate-sample", "migration": "m1", "lag_')
+    assert tail.read() == ("cascade", None, "m1")
+    with journal.path.open("ab") as rest:
+        rest.write(b'bytes": 512}\n')
+    assert tail.read() == ("cascade", 512, "m1")
+    # The file replaced by a shorter one (restored from a backup): read again from its start.
+    replaced = tmp_path / "journal.new"
+    replaced.write_text('{"ts": "y", "event": "migration-started", "migration": "m2"}\n')
+    replaced.replace(journal.path)
+    assert tail.read() == (None, None, "m2")
 
 
 def test_the_deadline_adds_every_gate_and_a_margin():
