@@ -12,11 +12,13 @@ proves what the target has, and promotes the target; under a write ledger and a 
 (d) dc2 behind the token (its WAL receiving cut before dc1 takes more commits): refused with the
     exact LSN range and bytes; with --resume --accept-data-loss it promotes, and the recorded lost
     range holds exactly the commits dc2 lacks (matched by their commit LSN).
+(e) dc1-a's SSH cut while it still answers: fenced by hooks.fence (a power-off stand-in that stops
+    its service), dc1-b over SSH, then dc2 promoted; dc1-a stays down.
 
 (a) and (b) go on through the whole chain: dc1's etcd back, `migrate reattach --dc dc1` (dc1 a
 standby cluster of dc2, never writable on the way, fence markers gone), `migrate execute --dc dc1`
 (the primary back, 0 acknowledged commits lost): they leave a baseline, so the next scenario is
-rebuilt only if the leaders moved (the scenarios name dc1-a and dc2-a). (c) and (d) leave dc1
+rebuilt only if the leaders moved (the scenarios name dc1-a and dc2-a). (c), (d) and (e) leave dc1
 fenced: the next one starts from a testbed rebuilt from nothing (about 20 s).
 """
 
@@ -324,3 +326,38 @@ def test_d_target_behind_the_token_refused_with_the_gap_then_accepted_and_record
     assert all(low < lsn <= high for lsn in lost.values()), (accepted, lost)
     promoted = events(state, "step-done", "promote-dc2")[0]["facts"]
     assert lsn_value(promoted["fork_lsn"]) >= low
+
+
+def test_e_a_fence_hook_that_powers_the_host_off_fences_it_and_the_failover_goes_on(fresh, tmp_path):
+    """dc1-a's SSH is cut (in the inventory the tool reads) while its Patroni and PostgreSQL still
+    answer: the plan fences it with hooks.fence, a STONITH stand-in that stops dc1-a's service as a
+    power-off would and says whom it was told to fence. dc1-b is fenced over SSH. The promotion
+    comes after both fences; dc1-a stays down; never two writers."""
+    bed, state = fresh, tmp_path / "state"
+    told = tmp_path / "fence-hook.txt"
+    power_off = (f"'{bed.base}/bin/patroni-service stop \"$MIGRATOR_FENCE_MEMBER\" && "
+                 f"echo \"$MIGRATOR_FENCE_MEMBER $MIGRATOR_FENCE_HOST\" > {told}'")  # fmt: skip
+    hooked = _inventory_without_ssh_to(bed, tmp_path, "dc1-a", power_off)
+    dc1_a = MEMBER_BY_NAME["dc1-a"]
+    with WriterSampler(bed) as sampler:
+        stop_etcd(bed, DC1)
+        wait_until(lambda: not writable(bed), 30, "dc1's primary to demote itself without its etcd")
+        plan = migrate("plan", "--failover", "--dc", "dc2", "-i", str(hooked), "--format", "json")
+        assert plan.returncode == 0, explain(plan)
+        assert {f["member"]: f["method"] for f in json.loads(plan.stdout)["fences"]} == {"dc1-a": "hook",
+                                                                                         "dc1-b": "ssh"}  # fmt: skip
+        assert bed.patroni_alive(dc1_a), "planning changed nothing"
+        out = failover(hooked, state)
+        assert out.returncode == 0, explain(out)
+        assert "dc2 is primary; dc1 is fenced" in out.stdout, out.stdout
+    assert sampler.violations == [], sampler.changes
+    assert told.read_text().split() == ["dc1-a", dc1_a.host]  # told whom to fence, once
+    assert not bed.patroni_alive(dc1_a) and not _alive(bed.postmaster_pid(dc1_a)), "dc1-a is not down"
+    hooked_fence = events(state, "step-done", "fence-dc1-a")[0]
+    assert hooked_fence["facts"]["fenced_by"] == "hook"
+    assert events(state, "step-done", "fence-dc1-b")[0]["facts"]["fenced_by"] == "ssh"
+    attempted = events(state, "promotion-attempted")
+    assert len(attempted) == 1 and hooked_fence["ts"] < attempted[0]["ts"]
+    assert writable(bed) == ["dc2-a"]
+    start_etcd_again(bed, DC1)
+    assert [w for w in writable(bed) if w.startswith("dc1")] == []
