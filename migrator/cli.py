@@ -182,7 +182,10 @@ def plan(
 
 @app.command()
 def show(
-    plan_file: Annotated[Path, typer.Argument(metavar="PLAN_FILE", help="A plan written by `migrate plan --out`.")],
+    plan_file: Annotated[
+        Path,
+        typer.Argument(metavar="PLAN_FILE", help="A plan written by `migrate plan --out` (or `--failover --out`)."),
+    ],
     output_format: Annotated[OutputFormat, typer.Option("--format", help="Report format.")] = OutputFormat.text,
 ) -> int:
     """Render a saved plan for review (contacts no site)."""

@@ -8,6 +8,7 @@ the same zero-loss protocol towards the original site.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,11 @@ def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
     try:
         reviewed = load_plan(reviewed_file)
     except (OSError, ValueError) as exc:
+        if _is_failover_plan(reviewed_file):
+            raise UsageError(
+                f"--plan {reviewed_file} is a failover plan (`plan --failover`), not a switchover plan; "
+                "`migrate failover --dc DC` plans and runs a failover itself, `migrate show` renders this file"
+            ) from None
         raise UsageError(
             f"--plan {reviewed_file}: not a readable plan file ({str(exc).splitlines()[0]}); "
             "write one with `migrate plan --format json --out FILE`"
@@ -79,6 +85,14 @@ def _check_reviewed(plan: Plan, reviewed_file: Path | None) -> None:
             f"the sites (now {plan.fingerprint[:12]}): the topology changed since it was reviewed; "
             "run `migrate plan` again and review the new plan"
         )
+
+
+def _is_failover_plan(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"fences", "proof", "plan"} <= data.keys()
 
 
 def _hooks_as_planned(inventory: Inventory, plan: Plan, plan_file: Path) -> None:
