@@ -9,10 +9,8 @@ nothing on any site.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from migrator.model.secrets import mask, mask_values
 from migrator.model.state import ServiceState
 from migrator.observe.observer import observe
 from migrator.planning.preflight import CheckOutcome, SeedObserver, check_outcome
+from migrator.run.bounded_pool import Ended, run_bounded
 
 Observer = Callable[[Inventory], ServiceState]
 # How long one service's observation may take, in network timeouts of its inventory: observe
@@ -101,36 +100,41 @@ def _observe_all(
 ) -> list[FleetServicePlan]:
     wave_of = {name: wave.number for wave in fleet.waves for name in wave.services}
     members = list(fleet.services)
-    workers = max(1, min(fleet.parallel, len(members)))
-    # The whole wait is bounded: the rounds the pool needs, each at the slowest service's deadline.
-    # A service still observing then is a blocked row; its thread ends with its own network timeouts.
-    slowest = max(m.inventory.gates.connect_timeout_seconds for m in members) * SERVICE_DEADLINE_TIMEOUTS
-    deadline = slowest * math.ceil(len(members) / workers)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet-plan")
-    futures: dict[Future[tuple[CheckOutcome, str | None]], FleetService] = {
-        pool.submit(_plan_one, m.inventory, target, observe_state, seed_facts): m for m in members
-    }
-    _, pending = wait(futures, timeout=deadline)
+    outcomes = run_bounded(
+        members,
+        lambda member: _plan_one(member.inventory, target, observe_state, seed_facts),
+        fleet.parallel,
+        service_deadline,
+        "fleet-plan",
+    )
     rows = []
-    for future, member in futures.items():
+    for member, outcome in zip(members, outcomes, strict=True):
         wave = wave_of[member.name]
-        if future in pending:
-            future.cancel()
+        if not isinstance(outcome, Ended):
+            waited = (
+                "no worker was free in time"
+                if outcome.started is None
+                else (f"not observed within {service_deadline(member):.0f}s (the network timeouts of its inventory)")
+            )
             rows.append(_unplanned(member, target, wave, skip_blocked,
-                                   f"not observed within {deadline:.0f}s (the network timeouts of its inventory); "
-                                   "check that its members answer (`migrate check`)"))  # fmt: skip
+                                   f"{waited}; check that its members answer (`migrate check`)"))  # fmt: skip
             continue
         try:
-            outcome, nothing_answered = future.result()
+            outcome_, nothing_answered = outcome.future.result()
         except MigratorError as exc:
             rows.append(_unplanned(member, target, wave, skip_blocked, str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - one service's failure must not hide the others' plans
             rows.append(_unplanned(member, target, wave, skip_blocked, f"internal error: {type(exc).__name__}: {exc}"))
             continue
-        rows.append(_row(member, target, wave, skip_blocked, outcome, nothing_answered))
-    pool.shutdown(wait=False, cancel_futures=True)
+        rows.append(_row(member, target, wave, skip_blocked, outcome_, nothing_answered))
     return rows
+
+
+def service_deadline(member: FleetService) -> float:
+    """How long one service's observation may take: a number of its inventory's network timeouts
+    (every member is probed in parallel, each call bounded)."""
+    return member.inventory.gates.connect_timeout_seconds * SERVICE_DEADLINE_TIMEOUTS
 
 
 def _plan_one(

@@ -8,10 +8,9 @@ why, never a crash of the whole table: one dead service must not hide the others
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from migrator.model.inventory import Inventory
 from migrator.model.secrets import mask
 from migrator.model.state import ServiceState
 from migrator.observe.observer import observe
-from migrator.run.fleet_plan import SERVICE_DEADLINE_TIMEOUTS
+from migrator.run.bounded_pool import Ended, run_bounded
+from migrator.run.fleet_plan import service_deadline
 
 Observer = Callable[[Inventory], ServiceState]
 POLL_SECONDS = 0.1
@@ -48,12 +48,6 @@ def run_fleet_status(
         time.sleep(interval)
 
 
-def service_deadline(member: FleetService) -> float:
-    """How long one service's observation may take: as for `fleet plan`, a number of its
-    inventory's network timeouts (every member is probed in parallel, each call bounded)."""
-    return member.inventory.gates.connect_timeout_seconds * SERVICE_DEADLINE_TIMEOUTS
-
-
 def observe_fleet(fleet: Fleet, observe_state: Observer | None = None) -> FleetStatus:
     """Every service observed and judged, in the fleet's wave order. `observe_state` stands in for
     the observation in unit tests."""
@@ -69,40 +63,15 @@ def _observe(inventory: Inventory) -> ServiceState:
 
 def _observe_all(fleet: Fleet, observe_state: Observer) -> list[ServiceStatus]:
     members = list(fleet.services)
-    workers = max(1, min(fleet.parallel, len(members)))
-    began: dict[str, float] = {}  # service -> monotonic time its observation started (set by its worker)
-
-    def observe_one(member: FleetService) -> ServiceState:
-        began[member.name] = time.monotonic()
-        return observe_state(member.inventory)
-
-    # Each service has its own deadline from the moment a worker takes it; the whole wait is
-    # bounded too (the rounds the pool needs at the slowest deadline), so a service that never got
-    # a worker (others hanging past their deadlines) is a row as well, not a wait without end.
-    slowest = max(service_deadline(m) for m in members)
-    overall = time.monotonic() + slowest * math.ceil(len(members) / workers)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet-status")
-    futures: dict[Future[ServiceState], FleetService] = {pool.submit(observe_one, m): m for m in members}
-    rows: dict[str, ServiceStatus] = {}
-    pending = set(futures)
-    try:
-        while pending:
-            done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                member = futures[future]
-                rows[member.name] = _judged(member, future)
-            now = time.monotonic()
-            for future in list(pending):
-                member = futures[future]
-                start = began.get(member.name)
-                late = start is not None and now - start > service_deadline(member)
-                if late or now > overall:
-                    future.cancel()  # a running observation ends with its own network timeouts
-                    pending.discard(future)
-                    rows[member.name] = unobserved(member.name, member.inventory_file, _late_line(member, start))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return [rows[m.name] for m in members]
+    outcomes = run_bounded(
+        members, lambda member: observe_state(member.inventory), fleet.parallel, service_deadline, "fleet-status"
+    )
+    return [
+        _judged(member, outcome.future)
+        if isinstance(outcome, Ended)
+        else unobserved(member.name, member.inventory_file, _late_line(member, outcome.started))
+        for member, outcome in zip(members, outcomes, strict=True)
+    ]
 
 
 def _judged(member: FleetService, future: Future[ServiceState]) -> ServiceStatus:
