@@ -85,6 +85,8 @@ def test_frozen_target_standby_leader_times_out_the_catch_up_on_time_and_undoes(
     # write anyway); the ledger keeps every member, so the check below proves it caught up after.
     sampled = [m for m in ALL_MEMBERS if m.name != frozen.name]
     pids: list[int] = []
+    # Looked up before the run, so that only the signal lies between the demotion's start and the freeze.
+    startup = baseline.sql(frozen, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")[0][0]
     with WriterSampler(baseline, members=sampled) as sampler, \
             WriteLedger(baseline, table="ledger_black_holed") as ledger:
         run = Run(tmp_path / "state", "execute", "-i", inventory, "--dc", "dc2", "--yes")
@@ -95,7 +97,6 @@ def test_frozen_target_standby_leader_times_out_the_catch_up_on_time_and_undoes(
             # keeps streaming, the demotion goes out), and the whole member freezes as the gate
             # starts: the gate faces a member that never answers and never replays the token.
             run.wait_for("step-started", "demote-source")
-            startup = baseline.sql(frozen, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")[0][0]
             os.kill(startup, signal.SIGSTOP)
             pids = [startup]
             run.wait_for("step-started", "catch-up")
