@@ -41,11 +41,15 @@ def test_source_dcs_down_holds_before_the_demotion_and_after_the_promotion(basel
     try:
         with WriterSampler(baseline) as sampler, WriteLedger(baseline, table="ledger_dcs_source") as ledger:
             run = Run(state, "execute", "-i", inventory, "--dc", "dc2", "--yes")
-            run.wait_for("step-started", BEFORE_DEMOTION)
+            # The etcd stops once both access proofs are done: without its etcd (failsafe_mode off)
+            # Patroni restarts dc1-a read-only, and a proof still connecting to dc1-a then fails the
+            # run, rightly, with nothing changed. The cascade gate (1 s window) passes before
+            # Patroni gives up dc1-a's leader key, so the demotion is where the run holds; a slow
+            # gate still holds before itself, or has not yet passed its own hold check.
+            run.wait_for("step-done", "replication-access-target-from-source")
+            run.wait_for("step-done", "replication-access-source-from-target")
             stop_etcd(baseline, DC1)
             hold = run.wait_for("dcs-hold")
-            # The access proofs run together with the cascade gate (read-only steps overlap), so
-            # the etcd may stop after the cascade gate's own hold check: then the demotion holds.
             held_before = hold["step"]
             assert held_before in ("wait-cascade", "demote-source") and "dc1's etcd" in hold["problems"][0], hold
             # Patroni, failsafe_mode off: dc1's primary stops taking writes without its etcd.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,10 @@ def test_a_child_pid_is_adopted_only_while_it_is_a_migrate_process_for_that_inve
     proc = subprocess.Popen([sys.executable, "-c", script, "migrator.cli", "inv.yml"])
     try:
         assert pid_alive(proc.pid)
+        # Until its exec is done, a new process's command line is still its parent's.
+        deadline = time.monotonic() + 10
+        while b"inv.yml" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert is_migrate_child(proc.pid, "inv.yml") and not is_migrate_child(proc.pid, "other.yml")
     finally:
         proc.kill()
