@@ -7,7 +7,7 @@ Plain data (frozen pydantic). `migrate plan --failover` renders it (migrator/ren
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -81,3 +81,13 @@ class FailoverPlan(_Frozen):
     @property
     def executable(self) -> bool:
         return not self.blocked
+
+
+# The keys only a failover plan's document has (`render_failover(..., "json")`): a switchover
+# plan has none of them.
+FAILOVER_DOCUMENT_KEYS = frozenset({"fences", "proof", "plan"})
+
+
+def is_failover_document(data: Any) -> bool:
+    """Whether `data` (a parsed JSON document) is a failover plan as `plan --failover --out` writes it."""
+    return isinstance(data, dict) and FAILOVER_DOCUMENT_KEYS <= data.keys()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from migrator.errors import UsageError, one_line, shown
-from migrator.model.failover import FailoverPlan
+from migrator.model.failover import FailoverPlan, is_failover_document
 from migrator.model.plan import Plan
 from migrator.render.failover_report import render_failover
 from migrator.render.plan_report import render, render_runbook
@@ -46,7 +46,7 @@ def _failover_plan(path: Path) -> FailoverPlan | None:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None  # load_plan_file says why, in its own words
-    if not (isinstance(data, dict) and {"fences", "proof", "plan"} <= data.keys()):
+    if not is_failover_document(data):
         return None
     data.pop("executable", None)  # derived from `blocked` when it was written
     try:

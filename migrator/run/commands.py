@@ -15,6 +15,7 @@ from pathlib import Path
 from migrator.adapters.dcs import Etcd3Dcs, site_dcs
 from migrator.adapters.live import Live
 from migrator.errors import MigratorError, PreflightError, StalePlan, UnreachableError, UsageError
+from migrator.model.failover import is_failover_document
 from migrator.model.findings import first_blocking_line
 from migrator.model.inventory import Inventory
 from migrator.model.plan import Plan
@@ -92,7 +93,7 @@ def _is_failover_plan(path: Path) -> bool:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and {"fences", "proof", "plan"} <= data.keys()
+    return is_failover_document(data)
 
 
 def _hooks_as_planned(inventory: Inventory, plan: Plan, plan_file: Path) -> None:
