@@ -66,7 +66,7 @@ def _mapping(lines: list[_Line], i: int, indent: int) -> tuple[dict[str, Any], i
         if match is None:
             raise Unsure
         key, rest = match.group(1), match.group(2)
-        if key in result or _tag(key) != "str":
+        if key in result or plain_scalar_tag(key) != "str":
             raise Unsure
         i += 1
         if rest is not None and not rest.startswith("#"):
@@ -120,7 +120,7 @@ def _scalar(text: str) -> Any:
         raise Unsure  # an indicator: ruamel's grammar, not this reader's
     if ": " in value or value.endswith(":"):
         raise Unsure
-    tag = _tag(value)
+    tag = plain_scalar_tag(value)
     if tag == "str":
         return value
     if tag == "bool" and value in _BOOLS:
@@ -155,6 +155,8 @@ def _resolver() -> VersionedResolver:
 
 
 @lru_cache(maxsize=16384)
-def _tag(word: str) -> str:
+def plain_scalar_tag(word: str) -> str:
+    """What YAML 1.2 reads the plain (unquoted) scalar `word` as: "str", "int", "bool", "null",
+    "float"... (ruamel's own resolver: the loaders' and the safe dumper's)."""
     tag = str(_resolver().resolve(ScalarNode, word, (True, False)))
     return tag[len(_TAG) :] if tag.startswith(_TAG) else tag

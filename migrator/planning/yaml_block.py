@@ -15,19 +15,12 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from ruamel.yaml.nodes import ScalarNode
-from ruamel.yaml.resolver import VersionedResolver
+from migrator.model.simple_yaml import plain_scalar_tag
 
 # Text the emitter writes unquoted in block context: no indicator first, no space, no ":" or "#".
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./=+,-]*")
 # ruamel's dumper folds lines past 80 columns and writes keys of 128 characters or more as `? key`.
 _MAX_LINE = 78
-_STR_TAG = "tag:yaml.org,2002:str"
-
-
-@lru_cache(maxsize=1)
-def _resolver() -> VersionedResolver:
-    return VersionedResolver()  # the dumper's own, YAML 1.2
 
 
 @lru_cache(maxsize=8192)
@@ -36,7 +29,7 @@ def _plain_word(text: str) -> bool:
     boolean or null (for those ruamel adds quotes)."""
     if not _PLAIN_WORD.fullmatch(text):
         return False
-    return bool(_resolver().resolve(ScalarNode, text, (True, False)) == _STR_TAG)
+    return plain_scalar_tag(text) == "str"
 
 
 def _scalar(value: Any) -> str | None:
