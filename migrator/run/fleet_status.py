@@ -25,7 +25,6 @@ from migrator.run.bounded_pool import Ended, run_bounded
 from migrator.run.fleet_plan import service_deadline
 
 Observer = Callable[[Inventory], ServiceState]
-POLL_SECONDS = 0.1
 WATCH_INTERVAL_SECONDS = 2.0
 
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from migrator.adapters.net_errors import what_happened
 from migrator.errors import LockBusy
 from migrator.run.journal import utc_now
+from migrator.run.process import is_zombie
 
 LOCK_TTL_SECONDS = 30
 KEEPALIVE_PER_TTL = 3  # refreshes per TTL: two may fail before the lease is in danger
@@ -284,15 +285,7 @@ def _alive(pid: Any) -> bool:
         return True
     # A run killed with its parent (a fleet process killed first) is a zombie until an init that
     # may reap late collects it: it holds nothing and keeps no lease alive, so it is dead here.
-    return not _zombie(int(pid))
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+    return not is_zombie(int(pid))
 
 
 def _short(exc: BaseException) -> str:

@@ -16,6 +16,12 @@ def _stat_fields(pid: int) -> list[str] | None:
     return stat.rpartition(")")[2].split()
 
 
+def is_zombie(pid: int) -> bool:
+    """A process that has exited and waits for its parent (or init) to reap it."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[:1] == ["Z"]
+
+
 def pid_alive(pid: int) -> bool:
     """A process that exists and is not a zombie."""
     fields = _stat_fields(pid)
