@@ -120,14 +120,14 @@ def _observe_all(
                                    f"{waited}; check that its members answer (`migrate check`)"))  # fmt: skip
             continue
         try:
-            outcome_, nothing_answered = outcome.future.result()
+            checked, nothing_answered = outcome.future.result()
         except MigratorError as exc:
             rows.append(_unplanned(member, target, wave, skip_blocked, str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - one service's failure must not hide the others' plans
             rows.append(_unplanned(member, target, wave, skip_blocked, f"internal error: {type(exc).__name__}: {exc}"))
             continue
-        rows.append(_row(member, target, wave, skip_blocked, outcome_, nothing_answered))
+        rows.append(_row(member, target, wave, skip_blocked, checked, nothing_answered))
     return rows
 
 
