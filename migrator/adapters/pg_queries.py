@@ -18,10 +18,15 @@ from typing import Any
 IN_RECOVERY = "SELECT pg_is_in_recovery()"
 REPLAY_LSN = "SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint"
 WAL_HEAD = "SELECT (pg_current_wal_lsn() - '0/0')::bigint"
-# The replay LSN is read in the same statement, so status and position are of one moment.
+# The replay LSN is read in the same statement, so status and position are of one moment. The
+# last column is how long the WAL receiver process has run, by the member's own clock (no skew
+# with ours): the process ends with its connection, so this is how long the stream has been one
+# connection (a new one means a new process and a new start).
 WAL_RECEIVER = (
-    "SELECT status, sender_host, slot_name, received_tli, "
-    "(pg_last_wal_replay_lsn() - '0/0')::bigint FROM pg_stat_wal_receiver"
+    "SELECT r.status, r.sender_host, r.slot_name, r.received_tli, "
+    "(pg_last_wal_replay_lsn() - '0/0')::bigint, "
+    "extract(epoch FROM clock_timestamp() - a.backend_start)::float8 "
+    "FROM pg_stat_wal_receiver r LEFT JOIN pg_stat_activity a ON a.pid = r.pid"
 )
 # A standby's replay timeline is not exposed directly: the highest of what the WAL receiver
 # streams, the last restartpoint's timeline, and the newest timeline history file in pg_wal
@@ -57,6 +62,8 @@ class WalReceiver:
     slot_name: str | None  # NULL when it streams without a slot
     timeline: int | None  # received_tli
     replayed: int | None  # pg_last_wal_replay_lsn()
+    # Seconds since the WAL receiver process started (NULL when pg_stat_activity does not show it).
+    connected_seconds: float | None = None
 
     @property
     def streaming(self) -> bool:
@@ -144,16 +151,17 @@ def parse_replay_position(member: str, rows: Any) -> ReplayPosition:
 
 def parse_wal_receiver(member: str, rows: Any) -> WalReceiver | None:
     """None when the member runs no WAL receiver (no row)."""
-    row = at_most_one_row(member, "pg_stat_wal_receiver", rows, 5)
+    row = at_most_one_row(member, "pg_stat_wal_receiver", rows, 6)
     if row is None:
         return None
-    status, sender, slot, timeline, replayed = row
+    status, sender, slot, timeline, replayed, connected = row
     return WalReceiver(
         status=checked(member, "the WAL receiver status", status, str),
         sender_host=checked(member, "the WAL receiver's sender_host", sender, str, nullable=True),
         slot_name=checked(member, "the WAL receiver's slot_name", slot, str, nullable=True),
         timeline=checked(member, "the WAL receiver's received_tli", timeline, int, nullable=True),
         replayed=checked(member, "the replay LSN", replayed, int, nullable=True),
+        connected_seconds=checked(member, "the WAL receiver's age", connected, float, nullable=True),
     )
 
 

@@ -222,8 +222,9 @@ class Credentials(_Model):
 class Gates(_NoneMeansDefaults):
     max_replay_lag_bytes: Annotated[int, refuse_bool("int_type"), Field(ge=0)] = 16 * 1024 * 1024
     lag_window_seconds: Seconds = 10
-    # The cascade and repoint gates may pass before the window on Patroni's own evidence
-    # (migrator/rules/streaming_evidence.py); false: always the whole window.
+    # The cascade and repoint gates may pass before the window on evidence: streams older than
+    # the window, or Patroni's own view (migrator/rules/streaming_evidence.py); false: always the
+    # whole window.
     lag_evidence: bool = True
     cascade_timeout_seconds: Seconds = 300
     catchup_timeout_seconds: Seconds = 60

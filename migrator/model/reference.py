@@ -37,9 +37,11 @@ MEANINGS: dict[str, str] = {
         "head) does not prove it sooner."
     ),
     "Gates.lag_evidence": (
-        "Let the cascade and repoint gates pass before the lag window once consecutive samples and "
-        "Patroni's own view prove the stream (every member streaming in `/cluster`, replayed up to "
-        "the primary's WAL head of the first sample); false: always wait the whole window."
+        "Let the cascade and repoint gates pass before the lag window once consecutive samples "
+        "(every member replayed up to the primary's WAL head of the first one) and either "
+        "PostgreSQL's own clock (every member's WAL receiver has run for the whole window) or "
+        "Patroni's own view (every member streaming in `/cluster`) prove the stream; false: always "
+        "wait the whole window."
     ),
     "Gates.cascade_timeout_seconds": "Deadline of the cascade gate (target streaming, lag under the gate).",
     "Gates.catchup_timeout_seconds": "Deadline for the target to replay past the token; then the demotion is undone.",

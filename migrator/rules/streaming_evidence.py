@@ -2,7 +2,8 @@
 
 The cascade and repoint gates used to hold "every member streaming, lag under the gate" for
 `gates.lag_window_seconds` in a row, to be sure the stream was not flapping. The same certainty,
-without waiting out a clock, comes from two pieces of evidence together:
+without waiting out a clock, comes from our own samples (1.) together with either of two proofs
+that the stream has lasted (2. or 3.):
 
 1. our own samples: consecutive samples (at least `MIN_SAMPLES`, none failing in between), each
    seeing every member stream from the right upstream (slot, timeline) with lag under the gate,
@@ -13,7 +14,16 @@ without waiting out a clock, comes from two pieces of evidence together:
    when one is given), and where it shows a member's replay LSN, that LSN has reached the mark too.
    A member's key is rewritten once per Patroni loop, so on a site taking writes this holds only
    once a loop has run after the first good sample: our samples then span a Patroni loop in which
-   Patroni itself found the member streaming (and changed nothing).
+   Patroni itself found the member streaming (and changed nothing);
+3. PostgreSQL's own clock: every member's WAL receiver has run for at least the window. The
+   process lives exactly as long as its connection (a lost connection ends it; the next one is a
+   new process), so the window's claim, "no break for that long", is read from the stream's
+   start instead of waited out from our first sample. The youngest member decides: a replica's
+   connection to its standby leader can outlive a timeline switch upstream, but the standby
+   leader's own connection to a primary that changed cannot. A stream that has run for hours (a cascade
+   set up long before the change window) passes at once; a stream that just started (the repoint)
+   is not helped, and 2. or the window decides. What it does not show is the lag before our first
+   sample: only the lag now matters to the switchover, and 1. proves it.
 
 The window stays as the other way through (whichever comes first): a DCS view that does not
 answer, or an older Patroni without these fields, costs at most the window, never the check.
@@ -24,6 +34,7 @@ wrong shape is "not shown", never an exception.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from migrator.model.state import lsn_text, lsn_value
@@ -71,3 +82,13 @@ def evidence_holds(good_samples: int, least_replayed: int | None, mark: int | No
     if least_replayed is None or least_replayed < mark:
         return False, f"a member has not yet replayed to {lsn_text(mark)}"
     return True, f"{good_samples} consecutive samples, every member replayed to {lsn_text(mark)}"
+
+
+def connections_span_window(youngest_seconds: float | None, window: float) -> tuple[bool, str]:
+    """Whether every member's stream has been one connection for the whole window (3. above):
+    `youngest_seconds` is the shortest-lived WAL receiver's age, None when one's age is not shown."""
+    if youngest_seconds is None or not math.isfinite(youngest_seconds) or youngest_seconds < 0:
+        return False, "a member's WAL receiver does not show how long it has run"
+    if youngest_seconds < window:
+        return False, f"the newest stream has run {youngest_seconds:.1f}s, not yet the {window:.0f}s window"
+    return True, f"every member's stream one connection for {youngest_seconds:.0f}s, over the {window:.0f}s window"

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from migrator.errors import PreflightError, UnreachableError
-from migrator.rules.streaming_evidence import evidence_holds, patroni_shows_streaming
+from migrator.rules.streaming_evidence import connections_span_window, evidence_holds, patroni_shows_streaming
 from migrator.steps.base import Step, step_kind
 from migrator.steps.standby_leader import orphaned_slot_user
 
@@ -21,10 +21,12 @@ class _StreamingGate(Step):
 
     def _streaming(
         self, follower: str, followed: str, slot: str, timeline: int | None
-    ) -> tuple[bool, str, dict[str, int]]:
+    ) -> tuple[bool, str, dict[str, Any]]:
         """Whether the follower site streams as it should, why not, and what was measured: the
         worst member's replay lag (`lag_bytes`), the standby leader's replay position
-        (`replay_lsn`), the followed primary's WAL head and the least replayed position."""
+        (`replay_lsn`), the followed primary's WAL head, the least replayed position and the
+        seconds the youngest member's WAL receiver has run (`youngest_stream`, None when a
+        member's is not shown)."""
         roles = self.live.site_roles(follower)
         if None in roles.values() and (
             orphan := orphaned_slot_user(self.live, follower, roles, slot, member_by_host(self, followed))
@@ -38,6 +40,7 @@ class _StreamingGate(Step):
         head = self.live.wal_head(primary)
         followed_hosts, follower_hosts = member_by_host(self, followed), member_by_host(self, follower)
         worst, least, leader_replayed = 0, head, 0
+        ages: list[float | None] = []
         for member in roles:
             receiver = self.live.wal_receiver(member)
             if receiver is None or not receiver.streaming:
@@ -55,18 +58,29 @@ class _StreamingGate(Step):
                 return False, f"{member} on timeline {receiver.timeline}, not {timeline}", {}
             worst = max(worst, head - (receiver.replayed or 0))
             least = min(least, receiver.replayed or 0)
-        measured = {"lag_bytes": max(worst, 0), "replay_lsn": leader_replayed, "head": head, "least": least}
+            ages.append(receiver.connected_seconds)
+        youngest = None if None in ages or not ages else min(a for a in ages if a is not None)
+        measured = {
+            "lag_bytes": max(worst, 0),
+            "replay_lsn": leader_replayed,
+            "head": head,
+            "least": least,
+            "youngest_stream": youngest,
+        }
         if worst > self.args["max_lag_bytes"]:
             return False, f"replay lag {worst} bytes > {self.args['max_lag_bytes']}", measured
         return True, f"{primary} -> {leader}, lag {max(worst, 0)} bytes", measured
 
     def _hold(self, follower: str, followed: str, slot: str, timeline: int | None) -> dict[str, Any]:
         """Passes on evidence (rules/streaming_evidence.py: consecutive good samples, every
-        member replayed up to the primary's head of the first one, and Patroni's own DCS view
-        showing every member streaming) or, failing that, after the lag window in a row."""
+        member replayed up to the primary's head of the first one, and either every member's WAL
+        receiver older than the window or Patroni's own DCS view showing every member streaming)
+        or, failing that, after the lag window in a row."""
         window = float(self.args["window_seconds"])
         # A plan made before the evidence existed says nothing of it: it keeps the window it was reviewed with.
         evidence = self.args.get("evidence") is True
+        # Likewise a plan made before the stream's age counted keeps to the other two ways.
+        from_stream_start = evidence and self.args.get("window_from_stream_start") is True
         state: dict[str, Any] = {"since": None, "why": "", "measured": {}, "mark": None, "good": 0, "by": ""}
 
         def held() -> bool:
@@ -87,6 +101,11 @@ class _StreamingGate(Step):
             if not ours:
                 state["why"] += f"; {why}"
                 return False
+            if from_stream_start:
+                spans, span_why = connections_span_window(state["measured"]["youngest_stream"], window)
+                if spans:
+                    state["by"] = f"evidence: {why}; {span_why}"
+                    return True
             patronis, patroni_why = patroni_shows_streaming(
                 self.live.cluster(follower), [m.name for m in self.live.site(follower).members], timeline, state["mark"]
             )
@@ -100,10 +119,11 @@ class _StreamingGate(Step):
             measured = state["measured"]
             return {k: measured[k] for k in ("lag_bytes", "replay_lsn") if k in measured}
 
+        ways = f"streams older than {window:.0f}s or Patroni's own view" if from_stream_start else "Patroni's own view"
         self.wait(
             held,
             f"{follower} streaming from {followed} "
-            + (f"(Patroni's own view, or {window:.0f}s in a row)" if evidence else f"for {window:.0f}s"),
+            + (f"({ways}, or {window:.0f}s in a row)" if evidence else f"for {window:.0f}s"),
             interval=0.1,
             describe=lambda: state["why"],
             sample_fields=numbers,

@@ -36,15 +36,15 @@ LSN = 0x51A2B38
 
 # ---- good rows -------------------------------------------------------------------------------
 def test_a_streaming_wal_receiver_becomes_a_typed_record():
-    receiver = parse_wal_receiver("dc2-a", [("streaming", "127.0.1.1", "dc2", 3, LSN)])
-    assert receiver == WalReceiver("streaming", "127.0.1.1", "dc2", 3, LSN)
+    receiver = parse_wal_receiver("dc2-a", [("streaming", "127.0.1.1", "dc2", 3, LSN, 812.25)])
+    assert receiver == WalReceiver("streaming", "127.0.1.1", "dc2", 3, LSN, 812.25)
     assert receiver.streaming
 
 
 def test_no_wal_receiver_row_means_none_and_nulls_stay_none():
     assert parse_wal_receiver("dc2-a", []) is None
-    starting = parse_wal_receiver("dc2-a", [("starting", None, None, None, None)])
-    assert starting == WalReceiver("starting", None, None, None, None)
+    starting = parse_wal_receiver("dc2-a", [("starting", None, None, None, None, None)])
+    assert starting == WalReceiver("starting", None, None, None, None, None)
     assert not starting.streaming
 
 
@@ -87,16 +87,17 @@ def test_history_path_names_the_timeline_in_hex():
     ("parse", "rows", "message"),
     [
         # wrong number of rows or columns
-        (lambda rows: parse_wal_receiver("dc2-a", rows), [("streaming", "h", "dc2")], "row of 5 column"),
-        (lambda rows: parse_wal_receiver("dc2-a", rows), [("a", None, None, 1, 1)] * 2, "at most one row"),
+        (lambda rows: parse_wal_receiver("dc2-a", rows), [("streaming", "h", "dc2")], "row of 6 column"),
+        (lambda rows: parse_wal_receiver("dc2-a", rows), [("a", None, None, 1, 1, 1.0)] * 2, "at most one row"),
         (lambda rows: parse_timeline("dc1-a", rows), [], "expected one row, got none"),
         (lambda rows: parse_replay_position("dc2-a", rows), [(LSN,)], "row of 2 column"),
         (lambda rows: parse_in_recovery("dc2-a", rows), None, "at most one row"),
         (lambda rows: parse_slot_active("dc1-a", "dc2", rows), ["t"], "row of 1 column"),
         # wrong types
-        (lambda rows: parse_wal_receiver("dc2-a", rows), [(7, "h", "dc2", 1, LSN)], "status is 7, expected str"),
-        (lambda rows: parse_wal_receiver("dc2-a", rows), [("streaming", "h", "dc2", "1", LSN)], "received_tli"),
-        (lambda rows: parse_wal_receiver("dc2-a", rows), [("streaming", ["h"], "dc2", 1, LSN)], "sender_host"),
+        (lambda rows: parse_wal_receiver("dc2-a", rows), [(7, "h", "dc2", 1, LSN, 1.0)], "status is 7, expected str"),
+        (lambda rows: parse_wal_receiver("dc2-a", rows), [("streaming", "h", "dc2", "1", LSN, 1.0)], "received_tli"),
+        (lambda rows: parse_wal_receiver("dc2-a", rows), [("streaming", ["h"], "dc2", 1, LSN, 1.0)], "sender_host"),
+        (lambda rows: parse_wal_receiver("dc2-a", rows), [("streaming", "h", "dc2", 1, LSN, "5 s")], "age is '5 s'"),
         (lambda rows: parse_replay_position("dc2-a", rows), [("0/51A2B38", 2)], "replay LSN is '0/51A2B38'"),
         (lambda rows: parse_replay_position("dc2-a", rows), [(LSN, True)], "timeline is True, expected int"),
         (lambda rows: parse_in_recovery("dc2-a", rows), [("f",)], "is 'f', expected bool"),

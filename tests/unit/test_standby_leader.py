@@ -69,11 +69,11 @@ def test_a_silent_standby_leader_counts_for_nobody_until_a_successor_holds_the_k
 
 def test_an_orphan_streaming_over_the_slot_is_named_with_the_next_step():
     live = FakeLive({"dc2-a": None, "dc2-b": "standby_leader"},
-                    {"dc2-a": [("streaming", "127.0.91.1", "dc2", 1, 50331744)]})
+                    {"dc2-a": [("streaming", "127.0.91.1", "dc2", 1, 50331744, 30.0)]})
     text = orphaned_slot_user(live, "dc2", live.roles, "dc2", {"127.0.91.1": "dc1-a"})
     assert "dc2-a's Patroni does not answer" in text and "from dc1-a over slot dc2" in text
     assert "start Patroni on dc2-a" in text
-    live.rows["dc2-a"] = [("streaming", "127.0.91.1", "dc2_x", 1, 50331744)]
+    live.rows["dc2-a"] = [("streaming", "127.0.91.1", "dc2_x", 1, 50331744, 30.0)]
     assert orphaned_slot_user(live, "dc2", live.roles, "dc2", {}) is None
 
 

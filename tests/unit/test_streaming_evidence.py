@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from migrator.rules.streaming_evidence import MIN_SAMPLES, evidence_holds, patroni_shows_streaming
+from migrator.rules.streaming_evidence import (
+    MIN_SAMPLES,
+    connections_span_window,
+    evidence_holds,
+    patroni_shows_streaming,
+)
 
 MARK = 0x50002B0
 MEMBERS = ["dc1-a", "dc1-b"]
@@ -58,6 +63,18 @@ def test_our_own_half_needs_consecutive_samples_and_every_member_at_the_mark():
     assert evidence_holds(MIN_SAMPLES, MARK, MARK) == (True, "2 consecutive samples, every member replayed to 0/50002B0")
 
 
+def test_streams_older_than_the_window_prove_it_and_anything_else_does_not():
+    assert connections_span_window(5.0, 5) == (
+        True, "every member's stream one connection for 5s, over the 5s window")
+    assert connections_span_window(7200.4, 10)[0]
+    ok, why = connections_span_window(4.99, 5)
+    assert not ok and "the newest stream has run 5.0s, not yet the 5s window" == why
+    # A member whose WAL receiver's start is not shown, or a clock that says nonsense, is no proof.
+    for age in (None, -1.0, float("nan"), float("inf")):
+        ok, why = connections_span_window(age, 5)
+        assert not ok and "does not show how long it has run" in why, age
+
+
 def test_the_plan_says_which_way_the_streaming_gates_pass_and_why_the_window_stays():
     from tests.helpers.snapshots import example_inventory
     from tests.unit.test_planner import make_plan
@@ -66,8 +83,10 @@ def test_the_plan_says_which_way_the_streaming_gates_pass_and_why_the_window_sta
     window = inventory.gates.lag_window_seconds
     for step in (s for s in make_plan().steps if s.kind in ("wait_cascade", "wait_repoint")):
         assert step.args["evidence"] is True and step.args["window_seconds"] == window
+        assert step.args["window_from_stream_start"] is True
         assert "Patroni's own DCS view" in step.gate.threshold and "the window stays only as" in step.gate.threshold
+        assert f"one connection for {window} s or more (PostgreSQL's own clock" in step.gate.threshold
     strict = inventory.model_copy(update={"gates": inventory.gates.model_copy(update={"lag_evidence": False})})
     for step in (s for s in make_plan(inventory=strict).steps if s.kind in ("wait_cascade", "wait_repoint")):
-        assert step.args["evidence"] is False
+        assert step.args["evidence"] is False and step.args["window_from_stream_start"] is False
         assert step.gate.threshold.endswith(f"for {window} s in a row (gates.lag_evidence is off)"), step.gate.threshold
