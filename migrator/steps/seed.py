@@ -325,7 +325,7 @@ class StartSeedReplicas(_SeedMembers):
         leader = self.args["leader"]
         names = [m["name"] for m in self.args["members"]]
         cascading_at: dict[str, str] = {}
-        leader_at: dict[str, str] = {}
+        leader_streaming_at: str | None = None  # when the standby leader was first seen streaming
         why: dict[str, str] = {}
         # The cross-site copy is followed on the source until the standby leader streams; then the
         # in-site clones, on the standby leader that serves them.
@@ -333,14 +333,17 @@ class StartSeedReplicas(_SeedMembers):
         inside = BackupProgress(self, self.args["site"], member=leader)
 
         def every_one_cascading() -> bool:
+            nonlocal leader_streaming_at
             ok, why[leader] = self._leader_streaming()
-            if ok:
-                leader_at.setdefault(leader, utc_now())
-            (inside if leader_at else across).sample()
-            held = bool(leader_at) and ok
+            if ok and leader_streaming_at is None:
+                leader_streaming_at = utc_now()
+            (inside if leader_streaming_at else across).sample()
+            held = leader_streaming_at is not None and ok
             for name in names:
                 # Before the standby leader exists a replica is only waiting: one REST call shows it.
-                member_ok, why[name] = self._cascading(name) if leader_at else (False, "waiting for the standby leader")
+                member_ok, why[name] = (
+                    self._cascading(name) if leader_streaming_at else (False, "waiting for the standby leader")
+                )
                 if member_ok:
                     cascading_at.setdefault(name, utc_now())
                 held = held and member_ok
@@ -348,7 +351,7 @@ class StartSeedReplicas(_SeedMembers):
 
         def describe() -> str:
             members = "; ".join(f"{name}: {why[name]}" for name in [leader, *names] if name in why)
-            progress = inside.text() if leader_at else across.text()
+            progress = inside.text() if leader_streaming_at else across.text()
             return ", ".join(part for part in (progress, members) if part)
 
         try:
@@ -366,7 +369,7 @@ class StartSeedReplicas(_SeedMembers):
             inside.close()
         return {
             "standby_leader": leader,
-            "standby_leader_streaming_at": leader_at.get(leader),
+            "standby_leader_streaming_at": leader_streaming_at,
             "base_backup": across.summary(),
             "cascading": names,
             "cascading_at": cascading_at,

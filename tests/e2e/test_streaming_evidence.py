@@ -63,7 +63,7 @@ def test_a_stream_that_just_restarted_is_no_proof_of_the_window(baseline, tmp_pa
     window = 600
     inventory = inventory_with_gates(baseline, tmp_path / "inventory.yml", lag_window_seconds=window)
     replica = DC2.members[-1]
-    (pid, _), = [v for name, v in stream_ages(baseline).items() if name == replica.name]
+    pid, _ = wait_until(lambda: stream_ages(baseline).get(replica.name), 30, f"{replica.name} streaming")
     # Ending the WAL receiver process ends its connection; PostgreSQL's startup process starts a
     # new one (after wal_retrieve_retry_interval), which is what a flapping stream looks like.
     os.kill(pid, signal.SIGTERM)
